@@ -1,0 +1,86 @@
+"""Writing a run: metrics.json/csv, predictions, plots, checkpoint; the printed table."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from tpred.checkpoint import CHECKPOINT_NAME, fit_all, save_checkpoint
+from tpred.data.zoo import Zoo
+from tpred.evaluation.run import RunResult
+
+log = logging.getLogger(__name__)
+
+#: order of metrics in tables and files
+METRIC_ORDER = ("avg_pearson", "bucket_0_10", "bucket_10_30", "bucket_30_50", "bucket_50_70",
+                "bucket_70_90", "bucket_90_100", "pearson", "spearman", "kendall",
+                "weighted_tau", "top1_regret", "rmse", "mae", "global_pearson")
+
+
+def save_run(result: RunResult, zoo: Zoo, out_dir: Path, *, checkpoint: bool = True,
+             plots: bool = True, progress: bool = True) -> Path:
+    """Write every output of a run into `out_dir` (created)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = _ordered(result.results)
+    payload = {"config": result.config.to_dict(),
+               "results": [{"method": r.method, "protocol": r.protocol, "metric": r.metric,
+                            "mean": _num(r.mean), "std": _num(r.std), "n": int(r.n)}
+                           for r in results.itertuples()],
+               "runtime_s": {k: round(v, 3) for k, v in result.runtime_s.items()}}
+    (out_dir / "metrics.json").write_text(json.dumps(payload, indent=1, allow_nan=False))
+    results.to_csv(out_dir / "metrics.csv", index=False)
+    result.per_seed.to_csv(out_dir / "metrics_per_seed.csv", index=False)
+    result.predictions.to_csv(out_dir / "predictions.csv", index=False)
+    from tpred.train import write_config
+    write_config(result.config, out_dir / "config.yaml")
+    if plots:
+        from tpred.evaluation.plots import plot_run
+        plot_run(result, out_dir / "plots")
+    if checkpoint:
+        methods = sorted(result.predictions["method"].unique())
+        fitted = fit_all(zoo, result.config, methods, progress=progress)
+        save_checkpoint(out_dir / CHECKPOINT_NAME, result.config, zoo, fitted)
+    return out_dir
+
+
+def format_table(results: pd.DataFrame) -> str:
+    """One block per protocol: methods as rows, metrics as columns, `mean ± std`."""
+    blocks = []
+    results = _ordered(results)
+    for protocol, group in results.groupby("protocol", sort=False):
+        cell = group.assign(text=[_cell(m, s) for m, s in zip(group["mean"], group["std"])])
+        table = cell.pivot(index="method", columns="metric", values="text")
+        table = table.reindex(columns=[m for m in METRIC_ORDER if m in table.columns]
+                              + [m for m in table.columns if m not in METRIC_ORDER])
+        table = table.reindex(index=list(dict.fromkeys(group["method"]))).fillna("")
+        n = int(group["n"].max())
+        blocks.append(f"== {protocol} (mean ± std over {n} seed(s)) ==\n"
+                      + table.to_string())
+    return "\n\n".join(blocks)
+
+
+def _ordered(results: pd.DataFrame) -> pd.DataFrame:
+    """Protocols and methods in the run's order, metrics in METRIC_ORDER."""
+    keys = pd.DataFrame({
+        col: results[col].map({v: i for i, v in enumerate(dict.fromkeys(results[col]))})
+        for col in ("protocol", "method")})
+    rank = {m: i for i, m in enumerate(METRIC_ORDER)}
+    keys["metric"] = results["metric"].map(lambda m: rank.get(m, len(rank)))
+    order = keys.sort_values(["protocol", "method", "metric"], kind="stable").index
+    return results.loc[order].reset_index(drop=True)
+
+
+def _cell(mean: float, std: float) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "nan"
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def _num(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else round(float(value), 6)
