@@ -1,0 +1,148 @@
+"""NodeFeaturizer: hand-computed scaling, one-hot with unseen categories, text, pickling, errors."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from tpred.config import NodeFeatureConfig
+from tpred.errors import NotFittedError
+from tpred.features import NodeFeaturizer, TextEmbedder
+from tpred.testing import TOY_DATASET_FEATURES, HashEncoder, toy_zoo
+
+CONFIG = NodeFeatureConfig(numeric=("size", "score"), log=("size",), categorical=("domain",),
+                           text=("labels",))
+
+
+@pytest.fixture
+def frame() -> pd.DataFrame:
+    """3 datasets: log1p(size) = 0, 1, 2 exactly; score = 1, 2, 3."""
+    return pd.DataFrame({"size": [0.0, math.e - 1, math.e**2 - 1], "score": [1, 2, 3],
+                         "domain": ["photo", "sketch", "photo"],
+                         "labels": ["cat, dog", "car, tree", "cat, dog"],
+                         "unused": ["x", "y", "z"]},
+                        index=pd.Index(["d0", "d1", "d2"], name="dataset"))
+
+
+def test_log_then_standardise_by_hand(frame):
+    feats = NodeFeaturizer(CONFIG, HashEncoder(dim=4)).fit(frame)
+    X = feats.transform(frame)
+    assert X.shape == (3, 2 + 2 + 4) and X.dtype == np.float32
+    z = np.array([-1, 0, 1]) / math.sqrt(2 / 3)  # [0, 1, 2] and [1, 2, 3]: mean 1/2, std √(2/3)
+    np.testing.assert_allclose(X[:, 0], z, rtol=1e-6)
+    np.testing.assert_allclose(X[:, 1], z, rtol=1e-6)
+    np.testing.assert_array_equal(X[:, 2:4], [[1, 0], [0, 1], [1, 0]])
+    emb = HashEncoder(dim=4)(["cat, dog", "car, tree", "cat, dog"]).numpy()
+    np.testing.assert_array_equal(X[:, 4:], emb)  # the whole label list is one text
+    assert feats.get_feature_names_out().tolist() == [
+        "num__size", "num__score", "cat__domain_photo", "cat__domain_sketch",
+        "text_labels__dim0", "text_labels__dim1", "text_labels__dim2", "text_labels__dim3"]
+
+
+def test_unseen_category_becomes_zeros(frame):
+    feats = NodeFeaturizer(NodeFeatureConfig(categorical=("domain",))).fit(frame)
+    new = frame.assign(domain=["quickdraw", "sketch", "photo"])
+    np.testing.assert_array_equal(feats.transform(new), [[0, 0], [0, 1], [1, 0]])
+
+
+def test_fit_uses_only_the_rows_given(frame):
+    cfg = NodeFeatureConfig(numeric=("score",), categorical=("domain",))
+    feats = NodeFeaturizer(cfg).fit(frame.iloc[:2])  # score 1, 2: mean 1.5, std 0.5
+    X = feats.transform(frame)
+    np.testing.assert_allclose(X[:, 0], [-1, 1, 3])
+    np.testing.assert_array_equal(X[:, 1:], [[1, 0], [0, 1], [1, 0]])
+    full = NodeFeaturizer(cfg).fit(frame).transform(frame)
+    assert not np.allclose(full[:, 0], X[:, 0])
+
+
+def test_pickle_round_trip_gives_identical_output(frame):
+    feats = NodeFeaturizer(CONFIG, HashEncoder(dim=4)).fit(frame.iloc[:2])
+    copy = pickle.loads(pickle.dumps(feats))
+    new = frame.assign(labels=["bird", "fish", "cat, dog"], domain=["a", "photo", "sketch"])
+    np.testing.assert_array_equal(copy.transform(new), feats.transform(new))
+
+
+def test_zero_columns_give_an_empty_matrix(frame):
+    feats = NodeFeaturizer(NodeFeatureConfig()).fit(frame)
+    assert feats.transform(frame).shape == (3, 0)
+    assert feats.get_feature_names_out().shape == (0,)
+
+
+def test_toy_zoo_text_standardisation_and_clone():
+    zoo = toy_zoo()
+    feats = NodeFeaturizer(TOY_DATASET_FEATURES, HashEncoder(), text_scaling="standard")
+    X = feats.fit(zoo.datasets).transform(zoo.datasets)
+    assert X.shape == (24, 2 + 3 + 8 + 8) and np.isfinite(X).all()
+    labels = X[:, 5:13]
+    np.testing.assert_allclose(labels.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(labels.std(0), 1, atol=1e-4)
+    assert not hasattr(clone(feats), "n_features_out_")
+
+
+def test_column_both_numeric_and_categorical(frame):
+    cfg = NodeFeatureConfig(numeric=("score",), categorical=("score",))
+    X = NodeFeaturizer(cfg).fit(frame).transform(frame)
+    np.testing.assert_array_equal(X[:, 1:], np.eye(3))
+
+
+def test_missing_column_names_the_columns_found(frame):
+    with pytest.raises(ValueError, match=r"column\(s\) \['labels'\] not found; columns found: "
+                                         r"\['size', 'score', 'domain', 'unused'\]"):
+        NodeFeaturizer(CONFIG, HashEncoder()).fit(frame.drop(columns="labels"))
+    feats = NodeFeaturizer(CONFIG, HashEncoder()).fit(frame)
+    with pytest.raises(ValueError, match=r"\['domain'\] not found"):
+        feats.transform(frame.drop(columns="domain"))
+
+
+@pytest.mark.parametrize("value", [3.0, None, "  "])
+def test_text_column_needs_text(frame, value):
+    bad = frame.astype({"labels": object})
+    bad.loc["d1", "labels"] = value
+    with pytest.raises(ValueError, match=r"text column 'labels' must hold non-empty text; row "
+                                         rf"'d1' has {value!r}"):
+        NodeFeaturizer(CONFIG, HashEncoder()).fit(bad)
+
+
+def test_numeric_and_categorical_errors(frame):
+    with pytest.raises(ValueError, match=r"numeric column 'score' must hold finite numbers; row "
+                                         r"'d2' has 'big'"):
+        NodeFeaturizer(CONFIG, HashEncoder()).fit(frame.assign(score=["1", "2", "big"]))
+    with pytest.raises(ValueError, match=r"log-scaled column 'size' must be >= 0; row 'd0' has "
+                                         r"-1.0"):
+        NodeFeaturizer(CONFIG, HashEncoder()).fit(frame.assign(size=[-1.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"categorical column 'domain' has a missing value in row "
+                                         r"'d1'"):
+        NodeFeaturizer(CONFIG, HashEncoder()).fit(frame.assign(domain=["a", None, "b"]))
+
+
+def test_usage_errors(frame):
+    with pytest.raises(ValueError, match=r"text column 'labels' needs a text encoder"):
+        NodeFeaturizer(CONFIG).fit(frame)
+    with pytest.raises(ValueError, match=r"text_scaling must be one of \('none', 'standard'\), "
+                                         r"got 'l2'"):
+        NodeFeaturizer(CONFIG, HashEncoder(), text_scaling="l2").fit(frame)
+    with pytest.raises(NotFittedError, match=r"NodeFeaturizer is not fitted"):
+        NodeFeaturizer(CONFIG).transform(frame)
+    with pytest.raises(NotFittedError, match=r"NodeFeaturizer is not fitted"):
+        NodeFeaturizer(CONFIG).get_feature_names_out()
+    with pytest.raises(TypeError, match=r"expects a pandas DataFrame of metadata, got ndarray"):
+        NodeFeaturizer(CONFIG).fit(frame.to_numpy())
+    with pytest.raises(NotFittedError, match=r"TextEmbedder is not fitted"):
+        TextEmbedder(HashEncoder()).transform(np.array([["a"]], dtype=object))
+
+
+def test_text_embedder_encodes_each_distinct_text_once():
+    calls = []
+
+    def encoder(texts):
+        calls.append(list(texts))
+        return HashEncoder(dim=3)(texts)
+
+    out = TextEmbedder(encoder, column="labels").fit_transform(np.array([["a"], ["b"], ["a"]]))
+    assert calls == [["a", "b"]]
+    np.testing.assert_array_equal(out, HashEncoder(dim=3)(["a", "b", "a"]).numpy())

@@ -1,0 +1,129 @@
+"""Inputs shared by the feature-based baselines (`lr`, `knn`): node features and scores by pair.
+
+Everything here reads metadata and scores only, never accuracies: scores need no fine-tuning, so
+they are inputs for every pair, test pairs included (design.md, data contract).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics.pairwise import cosine_similarity as _cosine
+
+from tpred.config import NodeFeatureConfig, TextConfig
+
+if TYPE_CHECKING:
+    from tpred.config import TrainConfig
+    from tpred.data.zoo import Zoo
+
+#: the default node features of a predictor: none (a frozen config, safe as a default argument)
+NO_FEATURES = NodeFeatureConfig()
+#: a standard deviation below this is a constant group: its z-scores are 0, not inf
+STD_EPS = 1e-12
+
+
+def encoder_for(cfg: TrainConfig):
+    """The text encoder `cfg` asks for, or None when no text column is configured.
+
+    One encoder per `TextConfig` is kept (loading BERT-family weights per fold would dominate the
+    run time of the baselines).
+    """
+    if not (cfg.model_features.text or cfg.dataset_features.text):
+        return None
+    return _load_encoder(cfg.text)
+
+
+@lru_cache(maxsize=2)
+def _load_encoder(text: TextConfig):
+    from tpred.text import load_encoder
+
+    return load_encoder(text)
+
+
+def check_ids_in_zoo(pairs: pd.DataFrame, zoo: Zoo, caller: str) -> None:
+    """Raise ValueError naming the first id of `pairs` that `zoo` does not describe."""
+    for col, ids in (("model", zoo.model_ids), ("dataset", zoo.dataset_ids)):
+        if (unknown := ~pairs[col].isin(ids)).any():
+            first = pairs[col].to_numpy()[np.flatnonzero(unknown.to_numpy())[0]]
+            raise ValueError(f"{caller}: {col} {first!r} is not in the zoo's {col}s table "
+                             f"({int(unknown.sum())} pair(s)); pass predict(pairs, zoo=...) with "
+                             f"a zoo that describes it")
+
+
+class NodeFeatures:
+    """Node features of one node type by id: a `NodeFeaturizer` fitted on training nodes only.
+
+    An empty config gives zero columns without building a featurizer.
+
+    Shapes: `transform` returns float64 [len(ids), F] (F may be 0).
+    """
+
+    def __init__(self, config: NodeFeatureConfig, encoder=None) -> None:
+        self.config = config
+        self.encoder = encoder
+
+    def fit(self, metadata: pd.DataFrame, ids: Sequence[str]) -> NodeFeatures:
+        self.featurizer_ = None
+        if self.config.columns:
+            from tpred.features import NodeFeaturizer
+
+            self.featurizer_ = NodeFeaturizer(self.config, encoder=self.encoder)
+            self.featurizer_.fit(metadata.loc[list(ids)])
+        return self
+
+    def transform(self, metadata: pd.DataFrame, ids: Sequence[str]) -> np.ndarray:
+        if self.featurizer_ is None:
+            return np.zeros((len(ids), 0))
+        return np.asarray(self.featurizer_.transform(metadata.loc[list(ids)]),
+                          dtype=np.float64)                               # [n, F]
+
+
+def resolve_metrics(zoo: Zoo, metrics: Sequence[str] | None, caller: str) -> list[str]:
+    """`metrics`, or every metric of the zoo when None; an unknown name raises ValueError."""
+    if metrics is None:
+        return zoo.score_metrics
+    if unknown := sorted(set(metrics) - set(zoo.score_metrics)):
+        raise ValueError(f"{caller}: unknown score metric(s) {unknown}; the zoo's scores table "
+                         f"has {zoo.score_metrics}")
+    return list(metrics)
+
+
+def dataset_zscores(zoo: Zoo, pairs: pd.DataFrame, metrics: Sequence[str]) -> np.ndarray:
+    """Each pair's scores, z-scored per metric over the models of its dataset in `zoo`.
+
+    A score ranks models for one dataset; its level and spread differ between datasets (LogME of a
+    2-class and a 32-class task are not comparable), so each (dataset, metric) group of the zoo's
+    scores table is standardised on its own. A constant group gives 0. A metric the zoo lacks is
+    missing for every pair.
+
+    Shapes: pairs [P] -> [P, S] float64, NaN where a pair lacks a score (S = len(metrics)).
+    """
+    metrics = list(metrics)
+    out = np.full((len(pairs), len(metrics)), np.nan)                     # [P, S]
+    scores = zoo.scores[zoo.scores["metric"].isin(metrics)]
+    if not len(scores) or not len(pairs):
+        return out
+    groups = scores.groupby(["dataset", "metric"])["value"]
+    std = groups.transform("std", ddof=0).to_numpy()
+    z = np.where(std > STD_EPS, scores["value"].to_numpy() - groups.transform("mean").to_numpy(),
+                 0.0) / np.maximum(std, STD_EPS)
+    wide = scores.assign(z=z).pivot(index=["model", "dataset"], columns="metric", values="z")
+    idx = wide.index.get_indexer(pd.MultiIndex.from_frame(pairs[["model", "dataset"]]))
+    present = [j for j, m in enumerate(metrics) if m in wide.columns]
+    values = wide[[metrics[j] for j in present]].to_numpy(dtype=np.float64)
+    out[np.ix_(idx >= 0, present)] = values[idx[idx >= 0]]
+    return out
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of rows; a zero row is similar to nothing (0).
+
+    Shapes: a [Q, F], b [N, F] -> [Q, N].
+    """
+    if a.shape[1] == 0:
+        return np.zeros((len(a), len(b)))
+    return _cosine(a, b)

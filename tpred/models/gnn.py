@@ -1,0 +1,502 @@
+"""`gnn`: a heterogeneous graph network over the model–dataset graph (SCG4Trf, improved).
+
+Encoder: per-type input projection (a node type without features gets a learned constant), then
+`num_layers` layers of heterogeneous message passing over the training records and the score
+edges (`tpred.graph`), both directions; every layer's output and the input projection are
+concatenated (SCG4Trf's skip-combination). Decoder: an MLP on [z_model ‖ z_dataset ‖ pair scores
+‖ additive-baseline terms]. With `GNNConfig.residual` the decoder predicts the residual over an
+additive baseline (mu + model effect + dataset effect) fitted on the message edges — the
+improvement over SCG4Trf: the network starts from the additive solution (its last layer is zero
+at initialisation) and only learns what the baseline misses; otherwise a sigmoid of the MLP.
+
+Training (full batch, MSE):
+
+- A validation split (`val_fraction` of the training records, seeded) is never a message edge
+  while training and decides early stopping; test pairs are never edges at all.
+- The rest is re-split every epoch into message edges and supervised edges, disjoint (as PyG's
+  link prediction with `disjoint_train_ratio`), so a pair's own accuracy is never the input when
+  it is the target. Each dataset draws its own supervised fraction q ~ U(0, 1), so the network
+  sees datasets with every number of known models, cold ones included; each model loses all its
+  message edges with probability `MODEL_COLD_PROB` (cold models).
+- After training every training record (validation ones included: they are training data) is a
+  message edge for prediction.
+
+Message passing: PyG's `GATConv`/`GATv2Conv` use edge features in the attention logits only, so
+an edge's accuracy could steer attention but never reach a node's state. `EdgeConv` here is
+GAT / GATv2 / GraphSAGE with the edge embedding added to the message value as well (as
+`TransformerConv` does), inside PyG's `HeteroConv`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import HeteroConv, MessagePassing
+from torch_geometric.utils import softmax
+
+from tpred.config import GNNConfig, NodeFeatureConfig
+from tpred.errors import NotFittedError
+from tpred.graph import (
+    DATASET,
+    MODEL,
+    RECORD,
+    REV_RECORD,
+    REV_SCORE,
+    SCORE,
+    build_graph,
+    score_features,
+    standardize_scores,
+)
+from tpred.models._inputs import NodeFeatures, check_ids_in_zoo, encoder_for, resolve_metrics
+from tpred.models.base import register
+
+if TYPE_CHECKING:
+    from tpred.config import TrainConfig
+    from tpred.data.zoo import Zoo
+
+PAIR = ["model", "dataset"]
+#: per epoch, the probability that a model's records are all supervised (none a message edge)
+MODEL_COLD_PROB = 0.1
+#: alternating least-squares sweeps of the additive baseline (as AdditivePredictor)
+BASELINE_ITERS = 20
+#: decoder inputs besides embeddings and scores: model effect, dataset effect, log1p degrees
+NUM_BASELINE_TERMS = 4
+
+
+# ------------------------------------------------------------------------------ torch modules
+class EdgeConv(MessagePassing):
+    """Bipartite attention (or mean) message passing whose messages carry edge features.
+
+    For an edge j → i with edge features e: value v_ij = W_s x_j + W_e e (per head);
+    attention `gat`: LeakyReLU(a_s·W_s x_j + a_d·W_d x_i + a_e·W_e e) (Veličković et al., 2018),
+    `gatv2`: a·LeakyReLU(W_s x_j + W_d x_i + W_e e) (Brody et al., 2022), softmax over i's
+    edges; `sage`: the plain mean of v_ij (Hamilton et al., 2017). Output: heads concatenated
+    plus a root term W_r x_i (bipartite: no self loops).
+
+    Shapes: x (x_src [N_s, C_in], x_dst [N_d, C_in]), edge_index [2, E], edge_attr [E, D_e]
+        -> [N_d, out_channels].
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, edge_dim: int, heads: int,
+                 kind: str, dropout: float) -> None:
+        super().__init__(aggr="mean" if kind == "sage" else "add", node_dim=0)
+        heads = 1 if kind == "sage" else heads
+        if out_channels % heads:
+            raise ValueError(f"EdgeConv: out_channels ({out_channels}) must be divisible by "
+                             f"heads ({heads})")
+        self.kind, self.heads, self.dim, self.dropout = kind, heads, out_channels // heads, dropout
+        self.lin_src = nn.Linear(in_channels, out_channels, bias=False)
+        self.lin_dst = nn.Linear(in_channels, out_channels, bias=False)
+        self.lin_edge = nn.Linear(edge_dim, out_channels, bias=False) if edge_dim else None
+        self.lin_root = nn.Linear(in_channels, out_channels)
+        self.att = nn.Parameter(torch.empty(3 if kind == "gat" else 1, heads, self.dim))
+        nn.init.xavier_uniform_(self.att)
+
+    def forward(self, x: tuple[Tensor, Tensor], edge_index: Tensor,
+                edge_attr: Tensor | None = None) -> Tensor:
+        x_src, x_dst = x
+        h, c = self.heads, self.dim
+        value = self.lin_src(x_src).view(-1, h, c)                              # [N_s, H, C]
+        query = self.lin_dst(x_dst).view(-1, h, c)                              # [N_d, H, C]
+        edge = None
+        if self.lin_edge is not None and edge_attr is not None:
+            edge = self.lin_edge(edge_attr).view(-1, h, c)                     # [E, H, C]
+        out = self.propagate(edge_index, x=(value, query), edge=edge,
+                             size=(len(x_src), len(x_dst)))                    # [N_d, H, C]
+        return out.reshape(-1, h * c) + self.lin_root(x_dst)                   # [N_d, out]
+
+    def message(self, x_j: Tensor, x_i: Tensor, edge: Tensor | None, index: Tensor,
+                ptr: Tensor | None, size_i: int | None) -> Tensor:
+        value = x_j if edge is None else x_j + edge                            # [E, H, C]
+        if self.kind == "sage":
+            return value
+        if self.kind == "gatv2":
+            logit = (F.leaky_relu(x_i + value, 0.2) * self.att[0]).sum(-1)     # [E, H]
+        else:
+            logit = (x_j * self.att[0]).sum(-1) + (x_i * self.att[1]).sum(-1)
+            if edge is not None:
+                logit = logit + (edge * self.att[2]).sum(-1)
+            logit = F.leaky_relu(logit, 0.2)
+        alpha = softmax(logit, index, ptr, size_i)                             # [E, H]
+        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+        return value * alpha.unsqueeze(-1)
+
+
+class GNNNet(nn.Module):
+    """Encoder (projection, message passing, skip-concatenation) and MLP decoder.
+
+    Args:
+        num_features: input features per node type (0 allowed).
+        edge_dims: edge feature width per edge type used for message passing.
+        num_pair_features: decoder inputs per pair besides the two embeddings.
+        config: hidden size, layers, heads, conv, dropout, residual.
+    """
+
+    def __init__(self, num_features: dict[str, int], edge_dims: dict[tuple[str, str, str], int],
+                 num_pair_features: int, config: GNNConfig) -> None:
+        super().__init__()
+        hidden, self.dropout = config.hidden_channels, config.dropout
+        self.proj = nn.ModuleDict({t: nn.Linear(f, hidden) for t, f in num_features.items()
+                                   if f > 0})
+        self.const = nn.ParameterDict({t: nn.Parameter(torch.zeros(1, hidden))
+                                       for t, f in num_features.items() if f == 0})
+        self.convs = nn.ModuleList(
+            HeteroConv({et: EdgeConv(hidden, hidden, edge_dim=d, heads=config.heads,
+                                     kind=config.conv, dropout=config.dropout)
+                        for et, d in edge_dims.items()}, aggr="sum")
+            for _ in range(config.num_layers))
+        width = hidden * (config.num_layers + 1)
+        self.decoder = nn.Sequential(nn.Linear(2 * width + num_pair_features, hidden), nn.ReLU(),
+                                     nn.Dropout(config.dropout), nn.Linear(hidden, 1))
+        if config.residual:  # start exactly at the additive baseline
+            nn.init.zeros_(self.decoder[-1].weight)
+            nn.init.zeros_(self.decoder[-1].bias)
+
+    def encode(self, x_dict: dict[str, Tensor], edge_index_dict: dict, edge_attr_dict: dict
+               ) -> dict[str, Tensor]:
+        """Node embeddings [N_t, hidden * (num_layers + 1)] per type."""
+        h = {}
+        for t, x in x_dict.items():
+            if t in self.proj:
+                h[t] = self.proj[t](F.dropout(x, self.dropout, self.training))
+            else:
+                h[t] = self.const[t].expand(len(x), -1)
+        layers = [h]
+        for conv in self.convs:
+            out = conv(h, edge_index_dict, edge_attr_dict=edge_attr_dict)
+            h = {t: F.dropout(F.elu(out[t]), self.dropout, self.training) for t in h}
+            layers.append(h)
+        return {t: torch.cat([layer[t] for layer in layers], dim=-1) for t in h}
+
+    def decode(self, z: dict[str, Tensor], src: Tensor, dst: Tensor, pair_x: Tensor) -> Tensor:
+        """Raw decoder output [P] for pairs (src model, dst dataset)."""
+        inp = torch.cat([z[MODEL][src], z[DATASET][dst], pair_x], dim=-1)      # [P, 2Z + K]
+        return self.decoder(inp).squeeze(-1)
+
+
+# --------------------------------------------------------------------------------- graph data
+@dataclass
+class _Graph:
+    """Tensors of one graph: node features, record edges (candidates for messages), score edges.
+
+    Shapes: x[t] [N_t, F_t]; rec_src, rec_dst [E] (int64), rec_acc [E] (float64);
+        score_edge_index [2, E_s], score_attr [E_s, 2S].
+    """
+
+    model_index: pd.Index
+    dataset_index: pd.Index
+    x: dict[str, Tensor]
+    rec_src: np.ndarray
+    rec_dst: np.ndarray
+    rec_acc: np.ndarray
+    score_edge_index: Tensor | None
+    score_attr: Tensor | None
+
+
+@dataclass
+class _Baseline:
+    """Additive fit on message edges: mu + model_effect[m] + dataset_effect[d]; degrees."""
+
+    mu: float
+    model_effect: np.ndarray
+    dataset_effect: np.ndarray
+    model_degree: np.ndarray
+    dataset_degree: np.ndarray
+
+    def __call__(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        return self.mu + self.model_effect[src] + self.dataset_effect[dst]
+
+    def terms(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Decoder inputs [P, NUM_BASELINE_TERMS]."""
+        return np.stack([self.model_effect[src], self.dataset_effect[dst],
+                         np.log1p(self.model_degree[src]), np.log1p(self.dataset_degree[dst])],
+                        axis=1)
+
+
+def fit_baseline(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: int,
+                 num_datasets: int, *, fallback_mu: float) -> _Baseline:
+    """Additive baseline on edges (alternating least squares; a node without edges has effect 0).
+
+    Shapes: src, dst, acc [E] -> effects [num_models], [num_datasets].
+    """
+    deg_m = np.bincount(src, minlength=num_models).astype(np.float64)
+    deg_d = np.bincount(dst, minlength=num_datasets).astype(np.float64)
+    if len(acc) == 0:
+        return _Baseline(fallback_mu, np.zeros(num_models), np.zeros(num_datasets), deg_m, deg_d)
+    mu = float(acc.mean())
+    me, de = np.zeros(num_models), np.zeros(num_datasets)
+    for _ in range(BASELINE_ITERS):
+        me = np.bincount(src, acc - mu - de[dst], num_models) / np.maximum(deg_m, 1)
+        de = np.bincount(dst, acc - mu - me[src], num_datasets) / np.maximum(deg_d, 1)
+    return _Baseline(mu, me, de, deg_m, deg_d)
+
+
+# ---------------------------------------------------------------------------------- predictor
+class GNNPredictor:
+    """`gnn`: see the module docstring.
+
+    Args:
+        config: hyper-parameters (`GNNConfig`).
+        model_features, dataset_features: node features per type (featurizers fitted on the
+            nodes of the training pairs only).
+        encoder: text encoder for text columns (None when there are none).
+        score_metrics: metrics used as score edges and decoder inputs; None uses every metric of
+            the zoo; ignored when `config.use_scores` is False.
+        seed: seeds the validation split, the edge splits, the initialisation and dropout;
+            ensemble member k uses a seed derived from (seed, k).
+
+    Attributes (after fit): `members_` (state dicts), `model_features_`, `dataset_features_`
+        (fitted), `metrics_`, `zoo_`, `train_pairs_`, `epochs_` (best epoch per member).
+    """
+
+    def __init__(self, config: GNNConfig | None = None,
+                 model_features: NodeFeatureConfig | None = None,
+                 dataset_features: NodeFeatureConfig | None = None, encoder=None,
+                 score_metrics: Sequence[str] | None = None, seed: int = 0) -> None:
+        self.config = config if config is not None else GNNConfig()
+        self.model_features = model_features if model_features is not None \
+            else NodeFeatureConfig()
+        self.dataset_features = dataset_features if dataset_features is not None \
+            else NodeFeatureConfig()
+        self.encoder = encoder
+        self.score_metrics = score_metrics
+        self.seed = seed
+
+    # ------------------------------------------------------------------------------- fit
+    def fit(self, zoo: Zoo, train_pairs: pd.DataFrame) -> GNNPredictor:
+        """Fit featurizers (training nodes only), then `config.ensemble` networks.
+
+        Raises:
+            ValueError: no training pairs, a training pair without a record, or an unknown
+                score metric.
+        """
+        if len(train_pairs) == 0:
+            raise ValueError("GNNPredictor.fit: train_pairs is empty")
+        train_pairs = train_pairs[PAIR].reset_index(drop=True)
+        zoo.accuracy(train_pairs)  # raises, naming the pair, when one has no record
+        cfg = self.config
+        self.metrics_ = (resolve_metrics(zoo, self.score_metrics, "GNNPredictor")
+                         if cfg.use_scores else [])
+        models = pd.unique(train_pairs["model"])
+        datasets = pd.unique(train_pairs["dataset"])
+        self.model_features_ = NodeFeatures(self.model_features, self.encoder).fit(zoo.models,
+                                                                                   models)
+        self.dataset_features_ = NodeFeatures(self.dataset_features, self.encoder).fit(
+            zoo.datasets, datasets)
+        self.zoo_, self.train_pairs_ = zoo, train_pairs
+        graph = self._graph(zoo, train_pairs)
+        self.num_features_ = {t: int(x.shape[1]) for t, x in graph.x.items()}
+        self.members_, self.epochs_ = [], []
+        with _torch_context(cfg.num_threads):
+            for k in range(cfg.ensemble):
+                state, epoch = self._fit_member(graph, _member_seed(self.seed, k))
+                self.members_.append(state)
+                self.epochs_.append(epoch)
+        return self
+
+    def _fit_member(self, g: _Graph, seed: int) -> tuple[dict[str, Tensor], int]:
+        cfg = self.config
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        net = self._net()
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        num_m, num_d = len(g.model_index), len(g.dataset_index)
+        num_edges = len(g.rec_acc)
+        num_val = int(round(cfg.val_fraction * num_edges))
+        if num_edges - num_val < 2:
+            num_val = 0
+        is_val = np.zeros(num_edges, dtype=bool)
+        is_val[rng.permutation(num_edges)[:num_val]] = True
+        fit_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        pair_scores = self._pair_scores(g)                                     # [E, 2S]
+        val_batch = self._batch(g, fit_idx, val_idx, pair_scores) if num_val else None
+
+        best, best_loss, best_epoch, bad = None, np.inf, 0, 0
+        for epoch in range(cfg.max_epochs):
+            q = rng.random(num_d)                                  # supervised share per dataset
+            cold_model = rng.random(num_m) < MODEL_COLD_PROB
+            sup = (rng.random(len(fit_idx)) < q[g.rec_dst[fit_idx]]) \
+                | cold_model[g.rec_src[fit_idx]]
+            if not sup.any():
+                sup[rng.integers(len(fit_idx))] = True
+            batch = self._batch(g, fit_idx[~sup], fit_idx[sup], pair_scores)
+            net.train()
+            opt.zero_grad()
+            loss = F.mse_loss(self._forward(net, *batch[:-1]), batch[-1])
+            loss.backward()
+            opt.step()
+            if val_batch is None:
+                continue
+            net.eval()
+            with torch.no_grad():
+                val_loss = float(F.mse_loss(self._forward(net, *val_batch[:-1]), val_batch[-1]))
+            if val_loss < best_loss - 1e-7:
+                best_loss, best_epoch, bad = val_loss, epoch + 1, 0
+                best = copy.deepcopy(net.state_dict())
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    break
+        if best is None:
+            best, best_epoch = copy.deepcopy(net.state_dict()), cfg.max_epochs
+        return best, best_epoch
+
+    # ---------------------------------------------------------------------------- predict
+    def predict(self, pairs: pd.DataFrame, zoo: Zoo | None = None, *,
+                return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predicted accuracies in [0, 1] [P] (the mean over ensemble members).
+
+        Args:
+            pairs: columns `model, dataset`.
+            zoo: None predicts in the fitted zoo with the training records as message edges.
+                A zoo (e.g. the fitted zoo plus new models/datasets) is used inductively: its
+                nodes go through the fitted featurizers, its scores become score edges, and
+                every record of it except those of `pairs` is a message edge.
+            return_std: also return the standard deviation across ensemble members [P]
+                (zeros for a single member).
+
+        Raises:
+            NotFittedError: before `fit`.
+            ValueError: a pair naming an id the zoo does not describe.
+        """
+        if not hasattr(self, "members_"):
+            raise NotFittedError("GNNPredictor is not fitted; call fit(zoo, train_pairs)")
+        pairs = pairs[PAIR].reset_index(drop=True)
+        if zoo is None:
+            zoo, edge_pairs = self.zoo_, self.train_pairs_
+        else:
+            if unknown := sorted(set(self.metrics_) - set(zoo.score_metrics)):
+                raise ValueError(f"GNNPredictor.predict: the zoo lacks score metric(s) {unknown} "
+                                 f"the predictor was fitted with ({self.metrics_})")
+            known = zoo.known_pairs()
+            query = pd.MultiIndex.from_frame(pairs)
+            edge_pairs = known[~pd.MultiIndex.from_frame(known).isin(query)]
+        check_ids_in_zoo(pairs, zoo, "GNNPredictor.predict")
+        g = self._graph(zoo, edge_pairs.reset_index(drop=True))
+        src = g.model_index.get_indexer(pairs["model"].to_numpy())
+        dst = g.dataset_index.get_indexer(pairs["dataset"].to_numpy())
+        scores = score_features(standardize_scores(zoo, pairs, self.metrics_))  # [P, 2S]
+        all_edges = np.arange(len(g.rec_acc))
+        preds = []
+        with _torch_context(self.config.num_threads), torch.no_grad():
+            net = self._net()
+            for state in self.members_:
+                net.load_state_dict(state)
+                net.eval()
+                batch = self._batch(g, all_edges, None, scores, query=(src, dst))
+                preds.append(self._forward(net, *batch[:-1]).numpy().astype(np.float64))
+        stacked = np.clip(np.stack(preds), 0.0, 1.0)                          # [K, P]
+        mean = stacked.mean(axis=0)
+        if return_std:
+            return mean, stacked.std(axis=0)
+        return mean
+
+    def predict_std(self, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
+        """Standard deviation of the members' predictions [P] (0 for `ensemble=1`)."""
+        return self.predict(pairs, zoo, return_std=True)[1]
+
+    # ---------------------------------------------------------------------------- helpers
+    def _net(self) -> GNNNet:
+        s2 = 2 * len(self.metrics_)
+        edge_dims: dict[tuple[str, str, str], int] = {RECORD: 2, REV_RECORD: 2}
+        if self.metrics_:
+            edge_dims.update({SCORE: s2, REV_SCORE: s2})
+        return GNNNet(self.num_features_, edge_dims, s2 + NUM_BASELINE_TERMS, self.config)
+
+    def _graph(self, zoo: Zoo, edge_pairs: pd.DataFrame) -> _Graph:
+        """Node features of every node of `zoo` and its edges, through `build_graph`."""
+        if zoo is getattr(self, "zoo_", None) and hasattr(self, "model_x_"):
+            model_x, dataset_x = self.model_x_, self.dataset_x_
+        else:
+            model_x = self.model_features_.transform(zoo.models, zoo.model_ids)
+            dataset_x = self.dataset_features_.transform(zoo.datasets, zoo.dataset_ids)
+            if zoo is getattr(self, "zoo_", None):
+                self.model_x_, self.dataset_x_ = model_x, dataset_x
+        data = build_graph(zoo, edge_pairs, model_x, dataset_x, model_index=zoo.model_ids,
+                           dataset_index=zoo.dataset_ids, score_metrics=self.metrics_)
+        src, dst = data[RECORD].edge_index.numpy()
+        score_index = data[SCORE].edge_index if self.metrics_ else None
+        score_attr = data[SCORE].edge_attr if self.metrics_ else None
+        return _Graph(zoo.model_ids, zoo.dataset_ids,
+                      {MODEL: data[MODEL].x, DATASET: data[DATASET].x}, src, dst,
+                      data[RECORD].edge_label.numpy().astype(np.float64), score_index,
+                      score_attr)
+
+    def _pair_scores(self, g: _Graph) -> np.ndarray:
+        """Decoder score inputs of every record edge [E, 2S]."""
+        pairs = pd.DataFrame({"model": g.model_index[g.rec_src],
+                              "dataset": g.dataset_index[g.rec_dst]})
+        zoo = self.zoo_
+        return score_features(standardize_scores(zoo, pairs, self.metrics_))
+
+    def _batch(self, g: _Graph, msg: np.ndarray, target: np.ndarray | None,
+               pair_scores: np.ndarray, *, query: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> tuple:
+        """(x_dict, edge_index_dict, edge_attr_dict, src, dst, pair_x, base, y) for a forward.
+
+        `msg` indexes the record edges used as messages; `target` the record edges predicted
+        (then `pair_scores` is per record edge), or `query` gives (src, dst) of other pairs
+        (then `pair_scores` is per query pair and y is empty).
+        """
+        num_m, num_d = len(g.model_index), len(g.dataset_index)
+        m_src, m_dst, m_acc = g.rec_src[msg], g.rec_dst[msg], g.rec_acc[msg]
+        fallback = float(g.rec_acc.mean()) if len(g.rec_acc) else 0.5
+        base = fit_baseline(m_src, m_dst, m_acc, num_m, num_d, fallback_mu=fallback)
+        attr = np.stack([m_acc - base.mu, m_acc - base(m_src, m_dst)], axis=1)
+        attr_t = torch.from_numpy(attr.astype(np.float32))                     # [E_msg, 2]
+        ei = torch.from_numpy(np.stack([m_src, m_dst]))                        # [2, E_msg]
+        edge_index = {RECORD: ei, REV_RECORD: ei.flip(0)}
+        edge_attr = {RECORD: attr_t, REV_RECORD: attr_t}
+        if self.metrics_:
+            edge_index.update({SCORE: g.score_edge_index, REV_SCORE: g.score_edge_index.flip(0)})
+            edge_attr.update({SCORE: g.score_attr, REV_SCORE: g.score_attr})
+        if query is None:
+            src, dst, scores = g.rec_src[target], g.rec_dst[target], pair_scores[target]
+            y = torch.from_numpy(g.rec_acc[target].astype(np.float32))
+        else:
+            (src, dst), scores, y = query, pair_scores, torch.empty(0)
+        pair_x = np.concatenate([scores, base.terms(src, dst)], axis=1).astype(np.float32)
+        b = torch.from_numpy(base(src, dst).astype(np.float32))
+        return (g.x, edge_index, edge_attr, torch.from_numpy(src), torch.from_numpy(dst),
+                torch.from_numpy(pair_x), b, y)
+
+    def _forward(self, net: GNNNet, x: dict, edge_index: dict, edge_attr: dict, src: Tensor,
+                 dst: Tensor, pair_x: Tensor, base: Tensor) -> Tensor:
+        z = net.encode(x, edge_index, edge_attr)
+        out = net.decode(z, src, dst, pair_x)                                   # [P]
+        return base + out if self.config.residual else torch.sigmoid(out)
+
+
+def _member_seed(seed: int, k: int) -> int:
+    """Seed of ensemble member k (member 0 of seed s differs from member 1 of seed s - 1)."""
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+@contextmanager
+def _torch_context(num_threads: int | None) -> Iterator[None]:
+    """Deterministic CPU algorithms, the given thread count and a private global RNG state."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.use_deterministic_algorithms(True)
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(deterministic)
+            torch.set_num_threads(threads)
+
+
+@register("gnn")
+def _make_gnn(cfg: TrainConfig) -> GNNPredictor:
+    return GNNPredictor(cfg.gnn, cfg.model_features, cfg.dataset_features,
+                        encoder=encoder_for(cfg), score_metrics=cfg.score_metrics)
