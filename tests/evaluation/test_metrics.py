@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from tpred.errors import UndefinedMetricWarning
 from tpred.evaluation.metrics import (
@@ -223,3 +226,49 @@ def test_paper_matrices_round_trip_long_frames():
         paper_matrices(grid[~flat].iloc[1:], grid[flat], models, datasets)
     with pytest.raises(ValueError, match="not in the given models x datasets"):
         paper_matrices(grid[~flat], grid[flat], models[:4], datasets)
+
+
+# -------------------------------------------------------------- equal to the scipy functions
+@pytest.mark.parametrize("seed", range(3))
+def test_per_dataset_metrics_equal_scipy_on_random_tied_data(seed):
+    """The vectorised metrics are the scipy functions the module docstring names."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(2, 13, size=40)
+    dataset = np.repeat([f"d{i}" for i in range(40)], sizes)
+    levels = rng.integers(2, 6, size=len(dataset))          # few levels: many ties
+    frame = pd.DataFrame({"dataset": dataset,
+                          "true": rng.integers(0, 5, len(dataset)) / levels,
+                          "predicted": rng.integers(0, 4, len(dataset)) / 4})
+    frame = frame.sample(frac=1.0, random_state=seed)        # groups interleaved
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        per = per_dataset_metrics(frame)
+    for name, group in frame.groupby("dataset"):
+        t, p = group["true"].to_numpy(), group["predicted"].to_numpy()
+        row = per.loc[name]
+        assert row["num_models"] == len(t)
+        assert row["top1_regret"] == pytest.approx(t.max() - t[p == p.max()].mean())
+        if np.ptp(t) == 0 or np.ptp(p) == 0:
+            assert row[["pearson", "spearman", "kendall", "weighted_tau"]].isna().all()
+            continue
+        assert row["pearson"] == pytest.approx(stats.pearsonr(t, p).statistic, abs=1e-12)
+        assert row["spearman"] == pytest.approx(stats.spearmanr(t, p).statistic, abs=1e-12)
+        assert row["kendall"] == pytest.approx(stats.kendalltau(t, p).statistic, abs=1e-12)
+        assert row["weighted_tau"] == pytest.approx(stats.weightedtau(t, p).statistic,
+                                                    abs=1e-12)
+
+
+def test_paper_metrics_equal_the_script_s_scipy_loop():
+    rng = np.random.default_rng(0)
+    true = rng.integers(1, 20, size=(10, 30)) / 20                        # ties, as DomainNet
+    pred = rng.random((10, 30))
+    known = rng.random((10, 30)) < np.linspace(0, 0.9, 30)
+    out = paper_metrics(true, pred, known)
+    filled = np.where(known, true, pred)
+    pearson = [stats.pearsonr(true[:, j], filled[:, j]).statistic for j in range(30)]
+    spearman = np.array([stats.spearmanr(true[:, j], filled[:, j]).statistic
+                         for j in range(30)])
+    assert out["avg_pearson"] == pytest.approx(np.nanmean(pearson), abs=1e-12)
+    order = np.argsort(-np.sum(np.where(known, true, 0) == 0, axis=0))
+    for key, lo, hi in [("bucket_0_10", 0, 3), ("bucket_10_30", 3, 9), ("bucket_90_100", 27, 30)]:
+        assert out[key] == pytest.approx(np.mean(spearman[order[lo:hi]]), abs=1e-12)

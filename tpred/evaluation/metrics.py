@@ -5,7 +5,8 @@ accuracy over its held-out models and the top-1 regret, averaged over datasets; 
 Pearson over all held-out pairs. The paper protocol (`paper_metrics`): the released SCG4Trf
 script's per-column Pearson and bucketed Spearman.
 
-Conventions (scipy 1.17):
+Conventions — each metric equals the scipy 1.17 function named (computed vectorised over
+datasets; tests/evaluation/test_metrics.py checks the equality on random data with ties):
 
 - `pearson`: `scipy.stats.pearsonr`; `spearman`: `scipy.stats.spearmanr` (average ranks for
   ties); `kendall`: `scipy.stats.kendalltau` (tau-b, tie-corrected).
@@ -45,12 +46,8 @@ PAPER = ("avg_pearson",) + tuple(
     f"bucket_{round(100 * lo)}_{round(100 * hi)}"
     for lo, hi in zip(PAPER_THRESHOLDS[:-1], PAPER_THRESHOLDS[1:], strict=True))
 
-_CORRELATIONS = {
-    "pearson": lambda t, p: stats.pearsonr(t, p).statistic,
-    "spearman": lambda t, p: stats.spearmanr(t, p).statistic,
-    "kendall": lambda t, p: stats.kendalltau(t, p).statistic,
-    "weighted_tau": lambda t, p: stats.weightedtau(t, p).statistic,
-}
+#: bound on rows x n x n of the pairwise arrays built at once (memory)
+_CHUNK = 2_000_000
 
 
 # ------------------------------------------------------------------------------ held-out
@@ -81,27 +78,26 @@ def per_dataset_metrics(frame: pd.DataFrame) -> pd.DataFrame:
         ValueError: missing column, or a non-finite true/predicted value.
     """
     frame = _check_frame(frame, ["dataset", "true", "predicted"], "per_dataset_metrics")
-    rows, undefined = {}, {m: [] for m in PER_DATASET}
-    for dataset, group in frame.groupby("dataset", sort=False):
-        t = group["true"].to_numpy(dtype=np.float64)
-        p = group["predicted"].to_numpy(dtype=np.float64)
-        row = {"num_models": len(t)}
-        constant = len(t) < 2 or np.ptp(t) == 0 or np.ptp(p) == 0
-        for name, fn in _CORRELATIONS.items():
-            row[name] = np.nan if constant else float(fn(t, p))
-        row["top1_regret"] = np.nan if len(t) < 2 else top1_regret(t, p)
-        for name in PER_DATASET:
-            if np.isnan(row[name]):
-                undefined[name].append(dataset)
-        rows[dataset] = row
+    codes, names = pd.factorize(frame["dataset"])                 # first-appearance order
+    order = np.argsort(codes, kind="stable")
+    true = frame["true"].to_numpy(dtype=np.float64)[order]                  # [P] by dataset
+    pred = frame["predicted"].to_numpy(dtype=np.float64)[order]
+    sizes = np.bincount(codes, minlength=len(names))                        # [G]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    values = {name: np.full(len(names), np.nan) for name in PER_DATASET}
+    for n in np.unique(sizes[sizes >= 2]):
+        groups = np.flatnonzero(sizes == n)
+        idx = starts[groups][:, None] + np.arange(n)                          # [G_n, n]
+        for name, column in _row_metrics(true[idx], pred[idx]).items():
+            values[name][groups] = column
+    undefined = {name: list(names[np.isnan(v)]) for name, v in values.items()}
     for name, datasets in undefined.items():
         if datasets:
             why = "fewer than 2 models" if name == "top1_regret" else (
                 "fewer than 2 models or constant true/predicted accuracy")
             warnings.warn(f"{name} is undefined (NaN) for {len(datasets)} dataset(s) with {why}: "
                           f"{_some(datasets)}", UndefinedMetricWarning, stacklevel=2)
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=["num_models", *PER_DATASET])
-    out.index.name = "dataset"
+    out = pd.DataFrame({"num_models": sizes, **values}, index=pd.Index(names, name="dataset"))
     return out
 
 
@@ -186,12 +182,9 @@ def paper_metrics(true_matrix: np.ndarray, pred_matrix: np.ndarray,
                          "finite")
     scored = np.where(known, true, pred)                                         # [M, T]
     num_cols = true.shape[1]
-    defined = (np.ptp(true, axis=0) > 0) & (np.ptp(scored, axis=0) > 0)         # [T]
-    pearson = np.full(num_cols, np.nan)
-    spearman = np.full(num_cols, np.nan)
-    for j in np.flatnonzero(defined):
-        pearson[j] = stats.pearsonr(true[:, j], scored[:, j]).statistic
-        spearman[j] = stats.spearmanr(true[:, j], scored[:, j]).statistic
+    per_column = _row_metrics(true.T, scored.T, regret=False)                 # [T] each
+    pearson, spearman = per_column["pearson"], per_column["spearman"]
+    defined = ~np.isnan(pearson)
     if not defined.all():
         warnings.warn(f"paper_metrics: Pearson/Spearman undefined (NaN) for "
                       f"{int((~defined).sum())} of {num_cols} column(s) with a constant true or "
@@ -256,6 +249,78 @@ def paper_matrices(test: pd.DataFrame, train: pd.DataFrame, models: Sequence[str
 
 
 # ------------------------------------------------------------------------------- helpers
+def _row_metrics(true: np.ndarray, pred: np.ndarray, *, regret: bool = True
+                 ) -> dict[str, np.ndarray]:
+    """`_row_block_metrics` in blocks of rows, keeping the [rows, n, n] arrays small."""
+    step = max(1, _CHUNK // max(1, true.shape[1] ** 2))
+    blocks = [_row_block_metrics(true[i:i + step], pred[i:i + step], regret=regret)
+              for i in range(0, len(true), step)]
+    return {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
+
+
+def _row_block_metrics(true: np.ndarray, pred: np.ndarray, *, regret: bool = True
+                       ) -> dict[str, np.ndarray]:
+    """Every per-dataset metric of each row at once (one row = one group of n >= 2 pairs).
+
+    Exact re-statements of the scipy functions named in the module docstring, vectorised over
+    rows (checked against them in tests/evaluation/test_metrics.py): Pearson; Spearman =
+    Pearson of average ranks; Kendall tau-b = sum s_t s_p / sqrt(sum |s_t| sum |s_p|) over pairs,
+    s = sign of the pairwise difference; weighted tau as `_weighted_tau`. A row with a constant
+    true or predicted value gets NaN correlations.
+
+    Shapes: true, pred [R, n]; returns arrays [R].
+    """
+    constant = (np.ptp(true, axis=1) == 0) | (np.ptp(pred, axis=1) == 0)     # [R]
+    sign_t = np.sign(true[:, :, None] - true[:, None, :])                     # [R, n, n]
+    sign_p = np.sign(pred[:, :, None] - pred[:, None, :])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {
+            "pearson": _pearson(true, pred),
+            "spearman": _pearson(_average_ranks(true), _average_ranks(pred)),
+            "kendall": (sign_t * sign_p).sum((1, 2))
+            / np.sqrt(np.abs(sign_t).sum((1, 2)) * np.abs(sign_p).sum((1, 2))),
+            "weighted_tau": (_weighted_tau(true, pred, sign_t, sign_p)
+                             + _weighted_tau(pred, true, sign_p, sign_t)) / 2,
+        }
+    for value in out.values():
+        value[constant] = np.nan
+    if regret:
+        chosen = pred == pred.max(axis=1, keepdims=True)                      # [R, n]
+        out["top1_regret"] = true.max(axis=1) - (true * chosen).sum(1) / chosen.sum(1)
+    return out
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise Pearson correlation. Shapes: a, b [R, n]; returns [R]."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    r = (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    return np.clip(r, -1.0, 1.0)  # rounding can step past ±1 by an ulp, as scipy clips too
+
+
+def _average_ranks(a: np.ndarray) -> np.ndarray:
+    """Row-wise 1-based ranks, ties given their average (scipy's rankdata 'average')."""
+    less = (a[:, None, :] < a[:, :, None]).sum(-1)                            # [R, n]
+    equal = (a[:, None, :] == a[:, :, None]).sum(-1)                          # itself included
+    return less + (equal + 1) / 2
+
+
+def _weighted_tau(rank_by: np.ndarray, other: np.ndarray, sign_r: np.ndarray,
+                  sign_o: np.ndarray) -> np.ndarray:
+    """Vigna's weighted tau with elements ranked by decreasing (rank_by, other), row-wise.
+
+    Rank r = position in that order (0-based), weight 1 / (r + 1) (hyperbolic), pair weight
+    w_i + w_j (additive); tau = sum w s_r s_o / sqrt(sum w |s_r| sum w |s_o|) — scipy's
+    `weightedtau(rank_by, other, rank=None)`. Shapes: [R, n] and signs [R, n, n]; returns [R].
+    """
+    position = np.lexsort((-other, -rank_by), axis=-1)                       # [R, n]
+    rank = np.argsort(position, axis=-1)
+    w = 1.0 / (rank + 1)
+    pair = w[:, :, None] + w[:, None, :]                                      # [R, n, n]
+    return (pair * sign_r * sign_o).sum((1, 2)) / np.sqrt(
+        (pair * np.abs(sign_r)).sum((1, 2)) * (pair * np.abs(sign_o)).sum((1, 2)))
+
+
 def _check_frame(frame: pd.DataFrame, columns: list[str], caller: str) -> pd.DataFrame:
     if missing := [c for c in columns if c not in frame.columns]:
         raise ValueError(f"{caller}: frame is missing column(s) {missing}; found "

@@ -14,7 +14,9 @@ pairs all have a record; `train` and `test` are disjoint; together they are the 
   A dataset whose domain is missing is never held out (it stays in every training set).
 - `paper`: the released SCG4Trf script's masks, replayed from `torch` (see `paper_known_mask`).
 
-A dataset (or model) without any record is simply never tested. Randomness comes only from
+A dataset (or model) without any record is simply never tested. Every split has at least one
+training and one test pair (else ValueError); `random` may hide every record of some node, which
+is then cold-start in that split. Randomness comes only from
 `np.random.default_rng(seed)`, except `paper`, which must replay the script's `torch` draws.
 """
 

@@ -62,8 +62,8 @@ class RunResult:
         predictions: one row per predicted test pair: method, protocol, seed, fold, model,
             dataset, true, predicted.
         per_seed: one row per (method, protocol, seed, metric): value.
-        results: one row per (method, protocol, metric): mean, std (population, ddof=0, as
-            numpy and the SCG4Trf script), n (number of seeds with a defined value).
+        results: one row per (method, protocol, metric): mean, std (sample, ddof=1, as
+            pandas in the SCG4Trf script; 0 for one seed), n (number of seeds with a defined value).
         runtime_s: seconds spent fitting and predicting, per method, summed over splits.
     """
 
@@ -143,9 +143,9 @@ def paper_metrics_for_split(zoo: Zoo, split: Split, frame: pd.DataFrame) -> dict
 
 
 def aggregate(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """mean, std (ddof=0) and n over seeds of every (method, protocol, metric), NaN skipped."""
+    """mean, std (ddof=1; 0 for one seed) and n over seeds of every (method, protocol, metric), NaN skipped."""
     grouped = per_seed.groupby(["method", "protocol", "metric"], sort=False)["value"]
     out = grouped.agg(mean=lambda v: float(np.nanmean(v)) if v.notna().any() else np.nan,
-                      std=lambda v: float(np.nanstd(v)) if v.notna().any() else np.nan,
+                      std=lambda v: float(np.nanstd(v, ddof=1)) if v.notna().sum() > 1 else 0.0 if v.notna().any() else np.nan,
                       n=lambda v: int(v.notna().sum()))
     return out.reset_index()

@@ -487,8 +487,7 @@ def _torch_context(num_threads: int | None) -> Iterator[None]:
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     with torch.random.fork_rng(devices=[]):
         torch.use_deterministic_algorithms(True)
-        if num_threads:
-            torch.set_num_threads(num_threads)
+        torch.set_num_threads(num_threads or 1)
         try:
             yield
         finally:

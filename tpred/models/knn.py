@@ -35,7 +35,8 @@ class KNNPredictor:
 
     where b̂ is the node's own effect when it has training records, else the similarity-weighted
     mean effect of its k most similar training nodes, and w_j = max(similarity, 0). For a new
-    dataset and a model seen on all its neighbours this is exactly sum_j w_j acc(m, d_j) / sum_j w_j.
+    dataset and a model with records on all its neighbours, this is exactly
+    sum_j w_j acc(m, d_j) / sum_j w_j.
     A neighbourhood whose weights are all 0 adds nothing (the additive prediction remains).
 
     Similarity is the cosine of node features (fitted on training nodes, centred by their mean),

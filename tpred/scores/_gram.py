@@ -15,7 +15,33 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import blas
 
-BLOCK_ELEMS = 1 << 20  # float64 elements per block: 8 MiB
+BLOCK_ELEMS = 1 << 20  # float64 elements per block: at most 8 MiB ...
+MIN_BLOCK = 256        # ... and at most 1/8 of the matrix, but never fewer rows than this
+
+
+def block_size(length: int, width: int) -> int:
+    """Rows per float64 block of a [length, width] matrix: ≤ 8 MiB and ≈ ≤ 1/8 of the matrix."""
+    return max(1, min(BLOCK_ELEMS // width, max(MIN_BLOCK, -(-length // 8))))
+
+
+def symmetrize_upper(a: np.ndarray) -> np.ndarray:
+    """Copy the upper triangle onto the lower one in place, by blocks (no n × n temporary)."""
+    n = len(a)
+    step = 512
+    for j in range(0, n, step):
+        a[j + step:, j:j + step] = a[j:j + step, j + step:].T
+        diag = a[j:j + step, j:j + step]
+        diag[...] = np.triu(diag) + np.triu(diag, 1).T
+    return a
+
+
+def eigh_inplace(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (ascending) and eigenvectors of a symmetric float64 matrix, reading only its
+    upper triangle and overwriting it (LAPACK syevd without a copy when `a` is Fortran-ordered).
+    """
+    from scipy.linalg import eigh
+
+    return eigh(a, lower=False, overwrite_a=True, check_finite=False, driver="evd")
 
 
 @dataclass(frozen=True)
@@ -53,7 +79,7 @@ def raise_if_not_finite(features: np.ndarray, *, name: str, arg: str = "features
     Raises:
         ValueError: some entry is NaN or inf.
     """
-    rows = max(1, BLOCK_ELEMS // features.shape[1])
+    rows = block_size(*features.shape)
     bad = sum(int((~np.isfinite(features[i:i + rows])).any(axis=1).sum())
               for i in range(0, len(features), rows))
     if bad:
@@ -88,7 +114,7 @@ def gram_pass(features: np.ndarray, *, center: np.ndarray | None = None,
     """
     d = features.shape[1]
     n = len(features) if rows is None else len(rows)
-    step = max(1, BLOCK_ELEMS // d)
+    step = block_size(n, d)
     gram = np.zeros((d, d), order="F")                                     # [D, D]
     sums = np.zeros((num_classes, d)) if labels is not None else None      # [C, D]
     cross = np.zeros((d, targets.shape[1])) if targets is not None else None  # [D, K]
@@ -109,9 +135,7 @@ def gram_pass(features: np.ndarray, *, center: np.ndarray | None = None,
             cross += block.T @ targets[part]
         if norm4:
             total4 += float(np.square(np.einsum("ij,ij->i", block, block)).sum())
-    gram = np.triu(gram)
-    gram += np.triu(gram, 1).T
-    return GramPass(gram, sums, cross, total4 if norm4 else None)
+    return GramPass(symmetrize_upper(gram), sums, cross, total4 if norm4 else None)
 
 
 def row_gram(features: np.ndarray, *, center: np.ndarray | None = None) -> np.ndarray:
@@ -120,7 +144,7 @@ def row_gram(features: np.ndarray, *, center: np.ndarray | None = None) -> np.nd
     Used when D > N (and for LogME's FFᵀ); memory is one [N, b] float64 column block.
     """
     n, d = features.shape
-    step = max(1, BLOCK_ELEMS // n)
+    step = block_size(d, n)
     gram = np.zeros((n, n), order="F")                                     # [N, N]
     for start in range(0, d, step):
         block = np.asarray(features[:, start:start + step], dtype=np.float64)  # [N, b]
@@ -128,9 +152,7 @@ def row_gram(features: np.ndarray, *, center: np.ndarray | None = None) -> np.nd
             block = block - center[start:start + step]
         block = np.asfortranarray(block)
         gram = blas.dsyrk(1.0, block, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
-    gram = np.triu(gram)
-    gram += np.triu(gram, 1).T
-    return gram
+    return symmetrize_upper(gram)
 
 
 def column_mean(features: np.ndarray) -> np.ndarray:

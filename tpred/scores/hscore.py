@@ -17,6 +17,7 @@ from tpred.scores._gram import (
     GramPass,
     check_matrix,
     column_mean,
+    eigh_inplace,
     gram_not_finite,
     gram_pass,
     raise_if_not_finite,
@@ -67,7 +68,7 @@ def hscore(features, labels) -> float:
         ValueError: bad shapes, empty input, NaN/inf, fewer than 2 classes, a one-sample class.
     """
     acc, counts, _ = _centred_pass(features, labels, name="hscore")
-    eigvals, eigvecs = np.linalg.eigh(acc.gram)  # the 1/(N−1) of both covariances cancels
+    eigvals, eigvecs = eigh_inplace(acc.gram)  # the 1/(N−1) of both covariances cancels
     return _trace_pinv(eigvals, eigvecs, _between(acc, counts))
 
 
@@ -105,8 +106,8 @@ def hscore_shrinkage(features, labels) -> float:
     acc, counts, n = _centred_pass(features, labels, name="hscore_shrinkage", norm4=True)
     alpha = ledoit_wolf_shrinkage(acc.gram, acc.sum_norm4, n)
     d = acc.gram.shape[0]
-    lam, vecs = np.linalg.eigh(acc.gram)                                   # S = V diag(λ/N) Vᵀ
     mu = np.trace(acc.gram) / (n * d)                                     # tr S / D
+    lam, vecs = eigh_inplace(acc.gram)                                     # S = V diag(λ/N) Vᵀ
     shrunk = (1 - alpha) * lam / n + alpha * mu                            # eigenvalues of Σ_α
     # (1 − α) Σ_g = (1 − α) MᵀM / (N − 1)
     between = _between(acc, counts) * np.sqrt((1 - alpha) / (n - 1))

@@ -36,7 +36,9 @@ import numpy as np
 from tpred.errors import NotFittedError
 from tpred.scores._checks import check_features_labels
 from tpred.scores._gram import (
+    block_size,
     check_matrix,
+    eigh_inplace,
     gram_not_finite,
     gram_pass,
     raise_if_not_finite,
@@ -45,7 +47,7 @@ from tpred.scores._gram import (
 
 MAX_ITER = 11        # fixed-point passes, as the reference
 TOL = 1e-3           # stop when |α/β − λ| / λ ≤ TOL
-GUARD = 1e-5         # added to ‖m‖² and ‖t − Fm‖²: keeps α, β finite for exact fits / absent targets
+GUARD = 1e-5         # added to ‖m‖², ‖t − Fm‖²: keeps α, β finite for exact fits / absent targets
 SIGMA_MIN = 1e-20    # N > D: eigenvalues of FᵀF kept iff s = √σ > 1e-10, as the reference
 TORCH_BLOCK_ELEMS = 1 << 24  # float64 elements per block on a torch device (128 MiB)
 
@@ -111,7 +113,7 @@ def _spectrum_numpy(f: np.ndarray, y: np.ndarray | None, num_classes: int,
         acc = gram_pass(f, labels=y, num_classes=num_classes, targets=targets)
         if gram_not_finite(acc.gram):
             raise_if_not_finite(f, name=name)
-        sigma, v = np.linalg.eigh(acc.gram)                                # [D], [D, D]
+        sigma, v = eigh_inplace(acc.gram)                                  # [D], [D, D]
         keep = sigma > SIGMA_MIN
         sigma, v = sigma[keep], v[:, keep]                                 # [k], [D, k]
         ft_t = acc.class_sums.T if targets is None else acc.cross          # [D, T] = Fᵀ T
@@ -121,7 +123,7 @@ def _spectrum_numpy(f: np.ndarray, y: np.ndarray | None, num_classes: int,
     gram = row_gram(f)                                                     # [N, N] = F Fᵀ
     if gram_not_finite(gram):
         raise_if_not_finite(f, name=name)
-    sigma, u = np.linalg.eigh(gram)                                        # [N], [N, N]
+    sigma, u = eigh_inplace(gram)                                          # [N], [N, N]
     sigma = np.maximum(sigma, 0.0)  # round-off can make zero eigenvalues slightly negative
     if targets is None:
         x = _class_sums_of_rows(u, y, num_classes)                         # [C, N] = (Uᵀ T)ᵀ
@@ -211,7 +213,7 @@ def _weights(spec: _Spectrum, lam: np.ndarray, f: np.ndarray) -> np.ndarray:
     # N ≤ D: V diag(s/(σ+λ)) x = Fᵀ U diag(1/(σ+λ)) x; multiply by F in column blocks
     n, d = f.shape
     out = np.empty((w.shape[1], d))
-    step = max(1, (1 << 20) // n)
+    step = block_size(d, n)
     for start in range(0, d, step):
         out[:, start:start + step] = w.T @ np.asarray(f[:, start:start + step], dtype=np.float64)
     return out

@@ -108,7 +108,7 @@ def ncti_combine(components: Sequence[Sequence[float]]) -> list[float]:
         row = int(np.flatnonzero(~np.isfinite(table).all(axis=1))[0])
         raise ValueError(f"ncti_combine: model {row} has a non-finite term {table[row].tolist()}")
     low, span = table.min(axis=0), np.ptp(table, axis=0)                     # [3]
-    for name in np.asarray(COMPONENTS)[span == 0]:
+    for name in (name for name, flat in zip(COMPONENTS, span == 0, strict=True) if flat):
         warnings.warn(f"ncti_combine: term {name!r} is equal for all {len(table)} models, so "
                       f"its min-max normalisation is undefined; it contributes 0",
                       UndefinedMetricWarning, stacklevel=2)

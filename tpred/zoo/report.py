@@ -159,9 +159,7 @@ def render_readme(tables: ZooTables, *, seed: int, small: bool,
     pairs = _pair_frame(tables.records, models, datasets)
     corr = score_correlations(tables.records, tables.scores).set_index("metric")
     same, other = rank_agreement(tables.records, datasets)
-    metrics = sorted(tables.scores["metric"].unique())
-    num_pairs = acc.size
-    t = tables.seconds
+    t = {k: f"{v:.0f} s" for k, v in tables.seconds.items()}
 
     per_model = models.set_index("model")[
         ["architecture_family", "source_domain", "num_source_classes", "epochs",
@@ -175,79 +173,95 @@ def render_readme(tables: ZooTables, *, seed: int, small: bool,
                           "mean interaction residual": match[("residual", "mean")],
                           "pairs": match[("accuracy", "count")]})
     subset = pairs[pairs["num_source_classes"] < 10].copy()
-    subset["target classes seen in pre-training"] = pd.cut(
-        subset["overlap"], [-0.01, 0.0, 0.999, 1.0], labels=["none", "some", "all"])
-    overlap = subset.groupby("target classes seen in pre-training", observed=True)[
-        "residual"].agg(["mean", "count"]).rename(columns={"mean": "mean interaction residual",
-                                                           "count": "pairs"})
-    by_grid = {col: acc.T.groupby(datasets.set_index("dataset").loc[acc.columns, col]).mean()
-               .mean(axis=1).rename("mean accuracy").to_frame()
-               for col in ("num_classes", "samples_per_class")}
+    seen = "target classes seen in pre-training"
+    subset[seen] = pd.cut(subset["overlap"], [-0.01, 0.0, 0.999, 1.0],
+                          labels=["none", "some", "all"])
+    overlap = subset.groupby(seen, observed=True)["residual"].agg(["mean", "count"]).rename(
+        columns={"mean": "mean interaction residual", "count": "pairs"})
+    meta = datasets.set_index("dataset").loc[acc.columns]
+    by_grid = {col: acc.T.groupby(meta[col]).mean().mean(axis=1).rename("mean accuracy")
+               .to_frame() for col in ("num_classes", "samples_per_class")}
     error_counts = (tables.errors.groupby("metric").size().rename("errors").to_frame()
-                    if len(tables.errors) else pd.DataFrame(columns=["errors"]))
+                    if len(tables.errors) else None)
+    quantiles = " / ".join(f"{q:.3f}" for q in
+                           np.quantile(acc.to_numpy(), [0.05, 0.25, 0.5, 0.75, 0.95]))
 
     def ok(cond: bool) -> str:
         return "yes" if cond else "**no**"
 
+    def join(values) -> str:
+        return ", ".join(str(v) for v in sorted(pd.unique(values)))
+
+    checks = pd.DataFrame(
+        [("median per-dataset std of accuracy across models ≥ 0.03",
+          f"{info.std_median:.3f}", ok(info.std_median >= 0.03)),
+         (f"share of datasets whose best model is not the overall best "
+          f"({info.overall_best}) ≥ 30 %", f"{100 * info.share_best_differs:.0f} %",
+          ok(info.share_best_differs >= 0.3)),
+         ("accuracy not saturated: median < 0.95", f"{info.accuracy_median:.3f}",
+          ok(info.accuracy_median < 0.95)),
+         ("a model does better on its own source domain (mean interaction residual > 0)",
+          f"{info.domain_match_residual:+.3f}", ok(info.domain_match_residual > 0)),
+         ("LogME correlates positively with accuracy (mean per-dataset Spearman / "
+          "weighted τ)", f"{info.logme_spearman:.3f} / {info.logme_weighted_tau:.3f}",
+          ok(info.logme_spearman > 0 and info.logme_weighted_tau > 0))],
+        columns=["requirement (issue 4)", "this build", "holds"]).set_index(
+        "requirement (issue 4)")
+    command = f"python -m tpred.zoo build --out data/digits-zoo --seed {seed}"
+    command += " --small" if small else ""
+
     text = f"""# digits-zoo: the embedded default model zoo
 
-Built by `python -m tpred.zoo build --out data/digits-zoo --seed {seed}{' --small' if small else ''}`
-(tpred/zoo/), on the CPU from `sklearn.datasets.load_digits` (1,797 8×8 images, 10 classes) and
-small PyTorch networks, the way DomainNet-270 was made (../shared/benchmarks/domainnet270/README.md).
-Do not edit the CSVs by hand: rebuild them (deterministic for a seed; single-threaded torch with
-deterministic algorithms, BLAS limited to one thread).
+Built by `{command}` (tpred/zoo/), on the CPU from
+`sklearn.datasets.load_digits` (1,797 8×8 images, 10 classes) and small PyTorch networks, the way
+DomainNet-270 was made (../shared/benchmarks/domainnet270/README.md). Do not edit the CSVs by
+hand: rebuild them. The build is deterministic for a seed (single-threaded torch with
+deterministic algorithms, BLAS limited to one thread, every draw keyed by the seed).
 
 ## How it is made
 
 1. The images are split once, stratified, into a source pool (50 %) and a disjoint target pool
    (50 %); the source pool is split again into source-train (75 %) and source-test (25 %).
-2. **Domains** are image transforms (tpred/zoo/domains.py): {', '.join(sorted(datasets['domain'].unique()))}.
-3. **{len(models)} source models** (models.csv) of {models['architecture_family'].nunique()} families
-   ({', '.join(sorted(models['architecture_family'].unique()))}), trained with Adam on different source tasks:
-   a domain (or `mixed`: every domain), a class subset, an epoch budget
-   ({models['epochs'].min()} to {models['epochs'].max()} epochs; {int((models['epochs'] == 0).sum())} untrained). Measured metadata: `num_parameters` (counted), `flops`
-   (`torch.utils.flop_counter`, one image), `feature_dim` (penultimate layer), `source_accuracy`
-   (source-test images of its task), `pretrain_dataset` (text).
+2. **Domains** are image transforms (tpred/zoo/domains.py): {join(datasets['domain'])}.
+3. **{len(models)} source models** (models.csv) of {models['architecture_family'].nunique()}
+   families ({join(models['architecture_family'])}), trained with Adam on different source
+   tasks: a domain (or `mixed`: every domain), a class subset, an epoch budget
+   ({models['epochs'].min()} to {models['epochs'].max()} epochs;
+   {int((models['epochs'] == 0).sum())} untrained). Measured metadata: `num_parameters`
+   (counted), `flops` (`torch.utils.flop_counter`, one image), `feature_dim` (penultimate
+   layer), `source_accuracy` (source-test images of its task), `pretrain_dataset` (text).
 4. **{len(datasets)} target datasets** (datasets.csv): domain × num_classes
-   {sorted(datasets['num_classes'].unique().tolist())} × samples_per_class
-   {sorted(datasets['samples_per_class'].unique().tolist())} × label division
-   ({', '.join(sorted(datasets['division'].unique()))}; as in DomainNet-270:
-   a and c are the first and last classes of a random permutation, b half of each; the same
-   label sets in every domain and at every sample size). Text columns `labels` (class names,
-   comma-separated) and `domain`.
-5. **records.csv** ({num_pairs} rows, the full matrix): for every (model, dataset), a logistic-
-   regression head (sklearn, C = 1, standardised features) on the frozen penultimate features of
-   the train part (`samples_per_class` images per class), tested on every other target-pool image
-   of those classes in that domain; the mean test accuracy over {tables.resamplings}
+   ({join(datasets['num_classes'])}) × samples_per_class ({join(datasets['samples_per_class'])})
+   × label division ({join(datasets['division'])}; as in DomainNet-270, a and c are the first
+   and last classes of a random permutation, b half of each; the same label sets in every
+   domain and at every sample size). Text columns `labels` (class names, comma-separated) and
+   `domain`.
+5. **records.csv** ({acc.size} rows, the full matrix): for every (model, dataset), a logistic-
+   regression head (sklearn, C = 1, standardised features) on the frozen penultimate features
+   of the train part (`samples_per_class` images per class), tested on every other target-pool
+   image of those classes in that domain; the mean test accuracy over {tables.resamplings}
    train/test draws.
-6. **scores.csv**: every `tpred.scores` metric ({', '.join(metrics)}) on the train part of
-   the first draw ({len(tables.scores)} values); what a metric cannot score is in
-   **scores.errors.csv** with the reason ({len(tables.errors)} rows), so every pair × metric is
-   in one of the two. The arrays are kept in `features/<model>/<dataset>.npz` (`features`,
-   `labels`, `probs`; git-ignored), so `python -m tpred.score --features data/digits-zoo/features
-   --out scores.csv` recomputes the scores.
+6. **scores.csv** ({len(tables.scores)} values): every `tpred.scores` metric
+   ({join(tables.scores['metric'])}) on the train part of the first draw; what a metric
+   cannot score is in **scores.errors.csv** with the reason ({len(tables.errors)} rows), so
+   every pair × metric is in one of the two. The arrays are kept in
+   `features/<model>/<dataset>.npz` (`features`, `labels`, `probs`; git-ignored), so
+   `python -m tpred.score --features data/digits-zoo/features --out scores.csv` recomputes them.
 
-Build time: {t.get('total', float('nan')):.0f} s wall (train {t.get('train', float('nan')):.0f} s, features
-{t.get('extract', float('nan')):.0f} s, heads {t.get('heads', float('nan')):.0f} s, scores {t.get('scores', float('nan')):.0f} s), single-threaded, on a
-machine whose 2 cores were shared with other jobs.
+Build time: {t.get('total')} wall (train {t.get('train')}, features {t.get('extract')},
+heads {t.get('heads')}, scores {t.get('scores')}), single-threaded, on a machine whose 2 cores
+were shared with other jobs.
 
 ## Is the zoo informative?
 
-| requirement (issue 4) | this build | holds |
-|---|---|---|
-| median per-dataset std of accuracy across models ≥ 0.03 | {info.std_median:.3f} | {ok(info.std_median >= 0.03)} |
-| share of datasets whose best model is not the overall best ({info.overall_best}) ≥ 30 % | {100 * info.share_best_differs:.0f} % | {ok(info.share_best_differs >= 0.3)} |
-| accuracy not saturated: median < 0.95 | {info.accuracy_median:.3f} | {ok(info.accuracy_median < 0.95)} |
-| a model does better on its own source domain (mean interaction residual > 0) | {info.domain_match_residual:+.3f} | {ok(info.domain_match_residual > 0)} |
-| LogME correlates positively with accuracy (mean per-dataset Spearman / weighted τ) | {info.logme_spearman:.3f} / {info.logme_weighted_tau:.3f} | {ok(info.logme_spearman > 0 and info.logme_weighted_tau > 0)} |
+{_md(checks)}
 
-Accuracy quantiles (5 / 25 / 50 / 75 / 95 %): {' / '.join(f'{q:.3f}' for q in np.quantile(acc.to_numpy(), [0.05, 0.25, 0.5, 0.75, 0.95]))}.
-Mean Spearman between the model rankings of two datasets: {same:.3f} within a domain,
-{other:.3f} across domains: the ranking depends on the target.
+Accuracy quantiles (5 / 25 / 50 / 75 / 95 %): {quantiles}. Mean Spearman between the model
+rankings of two datasets: {same:.3f} within a domain, {other:.3f} across domains.
 
-The *interaction residual* is accuracy minus the model's mean, minus the dataset's mean, plus the
-grand mean: positive where a model does better on a dataset than its overall quality and the
-dataset's difficulty predict.
+The *interaction residual* is accuracy minus the model's mean, minus the dataset's mean, plus
+the grand mean: positive where a model does better on a dataset than its overall quality and
+the dataset's difficulty predict, i.e. what makes rankings differ between datasets.
 
 ### Models
 
@@ -261,7 +275,7 @@ dataset's difficulty predict.
 
 ### Source classes (models pre-trained on a class subset)
 
-{_md(overlap)}
+{_md(overlap) if len(overlap) else 'no such model'}
 
 ### Target size
 
@@ -271,18 +285,19 @@ dataset's difficulty predict.
 
 ## Transferability scores against the recorded accuracies
 
-Per dataset, correlation across models of the score (train part) with the recorded accuracy,
-averaged over datasets (datasets where the metric scored ≥ 3 models and is not constant).
+Per dataset, the correlation across models of the score (train part) with the recorded
+accuracy, averaged over datasets (those where the metric scored ≥ 3 models and is not
+constant); `positive_share`: share of those datasets with a positive Spearman.
 
 {_md(corr)}
 
-Errors per metric (scores.errors.csv):
+Errors per metric (scores.errors.csv): {'none' if error_counts is None else ''}
 
-{_md(error_counts, '{}') if len(error_counts) else 'none'}
+{'' if error_counts is None else _md(error_counts)}
 """
     kept = ""
     if existing is not None and existing.is_file():
         old = existing.read_text()
         if KEEP_MARKER in old:
             kept = old.split(KEEP_MARKER, 1)[1].lstrip("\n")
-    return text + "\n" + KEEP_MARKER + "\n" + kept
+    return text.rstrip() + "\n\n" + KEEP_MARKER + "\n" + kept
