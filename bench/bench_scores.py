@@ -13,7 +13,8 @@ Memory, two measures, both as the peak during the call minus the level before it
   not see LAPACK/BLAS workspaces (malloc'ed inside the libraries) or torch tensors.
 * `rss` — resident set size sampled every 2 ms by a psutil thread (if psutil is installed):
   sees everything, but misses peaks shorter than 2 ms and memory the allocator reuses.
-Both are also given as a multiple of the feature matrix's own size (`xF`). Timings are the best
+Both are also given as a multiple of the size of the metric's main input (`xIn`: the float32
+features, the float32 probs for LEEP, the int64 source labels for NCE). Timings are the best
 of `--repeat` runs without tracing; the memory run is a separate, traced run.
 """
 
@@ -211,7 +212,7 @@ def skip_reason(name: str, n: int, d: int, c: int) -> str | None:
 def fmt_bytes(b: float | None, ref: int) -> str:
     if b is None:
         return "      -         "
-    return f"{b / 2**20:8.1f} MiB {b / ref:4.2f}xF"
+    return f"{b / 2**20:8.1f} MiB {b / ref:5.2f}xIn"
 
 
 def parse_sizes(spec: str) -> list[tuple[int, int, int]]:
@@ -247,8 +248,8 @@ def run_size(n: int, d: int, c: int, metrics: dict, args: argparse.Namespace) ->
         shown = (f"{value:.6g}" if isinstance(value, float)
                  else f"array {getattr(value, 'shape', '')}" if hasattr(value, "shape")
                  else str(value)[:40])
-        print(f"{name:<18} {res['time']:8.3f}  {fmt_bytes(res['trace'], fbytes)}  "
-              f"{fmt_bytes(res['rss'], fbytes)}  {shown}")
+        print(f"{name:<18} {res['time']:8.3f}  {fmt_bytes(res['trace'], first.nbytes)}  "
+              f"{fmt_bytes(res['rss'], first.nbytes)}  {shown}")
 
     if not args.no_reference and "logme" in metrics:
         from tpred.scores.logme import LogME, logme

@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from tpred.config import NodeFeatureConfig
 from tpred.data.zoo import Zoo
 from tpred.errors import NotFittedError
 from tpred.models.additive import AdditivePredictor
-from tpred.models.lr import LinearPredictor
+from tpred.models.lr import ALPHAS, LinearPredictor
+from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, HashEncoder, toy_zoo
 
 MODEL_Q = NodeFeatureConfig(numeric=("q",))
 DATASET_E = NodeFeatureConfig(numeric=("e",))
@@ -96,6 +100,19 @@ def test_lr_uses_a_score_that_ranks_models_within_datasets():
     additive = AdditivePredictor().fit(zoo, train).predict(test)
     assert np.corrcoef(pred, truth)[0, 1] > 0.9
     assert abs(np.corrcoef(additive, truth)[0, 1]) < 0.5          # no signal without the score
+
+
+def test_lr_fit_in_the_row_space_equals_a_plain_ridge_on_the_full_design():
+    zoo = toy_zoo(num_datasets=12)
+    pairs = zoo.known_pairs()
+    train, test = pairs[pairs["dataset"] != "d3"], pairs[pairs["dataset"] == "d3"]
+    lr = LinearPredictor(model_features=TOY_MODEL_FEATURES, dataset_features=TOY_DATASET_FEATURES,
+                         encoder=HashEncoder(dim=32)).fit(zoo, train)
+    assert lr.n_features_in_ > lr.projection_.shape[1]  # 2 x 32 text dims on 11 datasets
+    plain = make_pipeline(StandardScaler(), RidgeCV(alphas=list(ALPHAS)))
+    plain.fit(lr._design(zoo, train), zoo.accuracy(train))
+    assert lr.alpha_ == plain[-1].alpha_
+    np.testing.assert_allclose(lr.predict(test), plain.predict(lr._design(zoo, test)), atol=1e-8)
 
 
 def test_lr_predict_before_fit_raises():

@@ -141,14 +141,15 @@ def test_readme_reports_the_build_and_keeps_text_below_the_marker(small, tmp_pat
     assert "Is the zoo informative?" in text and KEEP_MARKER in text
     out = tmp_path / "zoo"
     out.mkdir()
-    (out / "README.md").write_text(f"old\n{KEEP_MARKER}\n## Benchmark\nkept by hand\n")
+    readme = f"obsolete generated part\n{KEEP_MARKER}\n## Benchmark\nkept by hand\n"
+    (out / "README.md").write_text(readme)
     plan = default_plan(small=True)
     short = ZooPlan(sources=plan.sources[:3], domains=("original",), num_classes=(2,),
                     samples_per_class=(5,), divisions=("a", "c"))
     build_zoo(out, plan=short, metrics=["gbc"], progress=False)
     text = (out / "README.md").read_text()
     assert text.endswith(f"{KEEP_MARKER}\n## Benchmark\nkept by hand\n")
-    assert "old" not in text.split(KEEP_MARKER)[0]
+    assert "obsolete generated part" not in text.split(KEEP_MARKER)[0]
 
 
 def test_informativeness_of_a_hand_made_zoo():

@@ -359,8 +359,11 @@ class GNNPredictor:
             pairs: columns `model, dataset`.
             zoo: None predicts in the fitted zoo with the training records as message edges.
                 A zoo (e.g. the fitted zoo plus new models/datasets) is used inductively: its
-                nodes go through the fitted featurizers, its scores become score edges, and
-                every record of it except those of `pairs` is a message edge.
+                nodes go through the fitted featurizers, its scores become score edges and its
+                records message edges. Either way the records of `pairs` themselves are left
+                out of the message edges: a pair's accuracy is never the input of its own
+                prediction (so ask for the unknown pairs; asking for every pair at once predicts
+                every pair as if nothing were known).
             return_std: also return the standard deviation across ensemble members [P]
                 (zeros for a single member).
 
@@ -372,16 +375,15 @@ class GNNPredictor:
             raise NotFittedError("GNNPredictor is not fitted; call fit(zoo, train_pairs)")
         pairs = pairs[PAIR].reset_index(drop=True)
         if zoo is None:
-            zoo, edge_pairs = self.zoo_, self.train_pairs_
+            zoo, known = self.zoo_, self.train_pairs_
         else:
             if unknown := sorted(set(self.metrics_) - set(zoo.score_metrics)):
                 raise ValueError(f"GNNPredictor.predict: the zoo lacks score metric(s) {unknown} "
                                  f"the predictor was fitted with ({self.metrics_})")
             known = zoo.known_pairs()
-            query = pd.MultiIndex.from_frame(pairs)
-            edge_pairs = known[~pd.MultiIndex.from_frame(known).isin(query)]
         check_ids_in_zoo(pairs, zoo, "GNNPredictor.predict")
-        g = self._graph(zoo, edge_pairs.reset_index(drop=True))
+        own = pd.MultiIndex.from_frame(known).isin(pd.MultiIndex.from_frame(pairs))
+        g = self._graph(zoo, known[~own].reset_index(drop=True))
         src = g.model_index.get_indexer(pairs["model"].to_numpy())
         dst = g.dataset_index.get_indexer(pairs["dataset"].to_numpy())
         scores = score_features(standardize_scores(zoo, pairs, self.metrics_))  # [P, 2S]

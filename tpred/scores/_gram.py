@@ -26,12 +26,14 @@ def block_size(length: int, width: int) -> int:
 
 def symmetrize_upper(a: np.ndarray) -> np.ndarray:
     """Copy the upper triangle onto the lower one in place, by blocks (no n × n temporary)."""
-    n = len(a)
-    step = 512
+    n, step = len(a), 128
+    below = np.tril_indices(step, -1)
     for j in range(0, n, step):
         a[j + step:, j:j + step] = a[j:j + step, j + step:].T
         diag = a[j:j + step, j:j + step]
-        diag[...] = np.triu(diag) + np.triu(diag, 1).T
+        if len(diag) < step:
+            below = np.tril_indices(len(diag), -1)
+        diag[below] = diag.T[below]
     return a
 
 

@@ -20,6 +20,7 @@ _SA_DIMS = 64              # PCA size of Spread/Attract's reference
 _PCA_SEED = 1919           # its fixed PCA seed (randomized solver, iterated_power=1)
 _SA_GATE = 1e-9            # the transform runs iff max(exp(-5 m), 1e-10) < 1e-9
 _SA_GATE_FLOOR = 1e-10
+_SAME_MEAN = 1e-12         # relative distance below which two class means coincide
 
 
 def _class_geometry(x: np.ndarray, onehot: np.ndarray):
@@ -31,15 +32,21 @@ def _class_geometry(x: np.ndarray, onehot: np.ndarray):
     return means, radius, cdist(means, means)                                # [C, C] exact
 
 
-def _pair_shift(coeff: np.ndarray, means: np.ndarray, dist: np.ndarray, name: str) -> np.ndarray:
+def _pair_shift(coeff: np.ndarray, means: np.ndarray, radius: np.ndarray, dist: np.ndarray,
+                name: str) -> np.ndarray:
     """Per-class shift sum_b coeff_ab (mu_a - mu_b) / d_ab; a pair with coeff 0 adds nothing.
 
-    Shapes: coeff [C, C] (diagonal ignored), means [C, D], dist [C, C]. Returns [C, D].
+    Two means closer than round-off (1e-12 of the classes' extent) have no direction between
+    them; the references divide by ~0 there and move the classes along noise, tpred raises.
+
+    Shapes: coeff [C, C] (diagonal ignored), means [C, D], radius [C], dist [C, C].
+    Returns [C, D].
     """
     coeff = coeff.copy()
     np.fill_diagonal(coeff, 0.0)
-    if ((dist == 0) & (coeff != 0)).any():
-        a, b = np.argwhere((dist == 0) & (coeff != 0))[0]
+    tiny = _SAME_MEAN * (np.abs(means).max() + radius.max())
+    if (same := (dist <= tiny) & (coeff != 0)).any():
+        a, b = np.argwhere(same)[0]
         raise ValueError(f"{name}: classes {a} and {b} (after re-encoding the labels to 0..C-1) "
                          f"have identical means, so the direction that separates them is "
                          f"undefined")
@@ -101,7 +108,7 @@ def ped(features, labels, *, general_X=None, nsigma: float = 0.6, time_step: flo
     Raises:
         ValueError: invalid inputs (see ``check_features_labels``), a ``general_X`` that is not
             a finite non-empty [M, D] array, an invalid parameter, or two overlapping classes
-            with identical means (the reference divides by zero there).
+            with identical means up to round-off (the reference divides by ~zero there).
     """
     x, y, num_classes = check_features_labels(features, labels, name="ped")
     for name, value in [("nsigma", nsigma), ("exit_ratio", exit_ratio)]:
@@ -127,7 +134,8 @@ def ped(features, labels, *, general_X=None, nsigma: float = 0.6, time_step: flo
     for step in range(max_steps):
         means, radius, dist = _class_geometry((x - centre) / scale, onehot)
         overlap = np.maximum(nsigma * (radius[:, None] + radius[None, :]) - dist, 0.0)  # [C, C]
-        shift = _pair_shift(np.minimum(step_size * overlap, overlap), means, dist, "ped")
+        shift = _pair_shift(np.minimum(step_size * overlap, overlap), means, radius, dist,
+                            "ped")
         change = np.abs(shift).sum()
         if step == 0:
             first_change = change
@@ -178,8 +186,8 @@ def spread_attract(features, labels, *, alpha: float = 0.005, sigma: float = 0.6
 
     Raises:
         ValueError: invalid inputs (see ``check_features_labels``), a negative or non-finite
-            ``alpha``/``sigma``, or two classes with identical means whose Attract
-            coefficient is nonzero (the direction between them is undefined).
+            ``alpha``/``sigma``, or two classes with identical means (up to round-off) whose
+            Attract coefficient is nonzero (the direction between them is undefined).
     """
     x, y, num_classes = check_features_labels(features, labels, name="spread_attract")
     _check_positive("alpha", "spread_attract", alpha, allow_zero=True)
@@ -207,4 +215,4 @@ def spread_attract(features, labels, *, alpha: float = 0.005, sigma: float = 0.6
         reduced = reduced + np.divide(away, norm, out=np.zeros_like(away), where=norm > 0)
     means, radius, dist = _class_geometry(reduced, onehot)
     coeff = alpha * (dist - sigma * (radius[:, None] + radius[None, :]))     # [C, C]
-    return reduced + _pair_shift(coeff, means, dist, "spread_attract")[y]    # [N, k]
+    return reduced + _pair_shift(coeff, means, radius, dist, "spread_attract")[y]  # [N, k]

@@ -114,8 +114,8 @@ def _spectrum_numpy(f: np.ndarray, y: np.ndarray | None, num_classes: int,
         if gram_not_finite(acc.gram):
             raise_if_not_finite(f, name=name)
         sigma, v = eigh_inplace(acc.gram)                                  # [D], [D, D]
-        keep = sigma > SIGMA_MIN
-        sigma, v = sigma[keep], v[:, keep]                                 # [k], [D, k]
+        first = int(np.searchsorted(sigma, SIGMA_MIN, side="right"))      # ascending order
+        sigma, v = sigma[first:], v[:, first:]                             # [k], [D, k]
         ft_t = acc.class_sums.T if targets is None else acc.cross          # [D, T] = Fᵀ T
         proj = (v.T @ ft_t).T                                              # [T, k] = s·x
         x2 = proj ** 2 / sigma

@@ -105,11 +105,17 @@ def _pair_frame(records: pd.DataFrame, models: pd.DataFrame,
 def rank_agreement(records: pd.DataFrame, datasets: pd.DataFrame) -> tuple[float, float]:
     """Mean Spearman between the model rankings of two datasets: same domain, other domain."""
     acc = accuracy_matrix(records)
-    rho = stats.spearmanr(acc.to_numpy()).statistic                          # [D, D]
+    ranks = stats.rankdata(acc.to_numpy(), axis=0).T                          # [D, M]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.corrcoef(ranks)                  # [D, D]; NaN for a constant column
+    if len(acc.columns) < 2:
+        return float("nan"), float("nan")
     domain = datasets.set_index("dataset").loc[acc.columns, "domain"].to_numpy()
     same = domain[:, None] == domain[None, :]
     off = ~np.eye(len(domain), dtype=bool)
-    return float(np.nanmean(rho[same & off])), float(np.nanmean(rho[~same]))
+    with warnings.catch_warnings():  # an empty group's mean is NaN, said as such
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmean(rho[same & off])), float(np.nanmean(rho[~same]))
 
 
 def informativeness(tables: ZooTables) -> Informativeness:

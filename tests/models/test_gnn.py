@@ -1,0 +1,202 @@
+"""The `gnn` predictor: no leakage, determinism, learning, inductive predict, pickling."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tpred.config import GNNConfig, NodeFeatureConfig, TextConfig, TrainConfig
+from tpred.data.zoo import Zoo
+from tpred.errors import NotFittedError
+from tpred.models import make_predictor
+from tpred.models.gnn import EdgeConv, GNNPredictor, fit_baseline
+from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, HashEncoder, toy_zoo
+
+#: small and fast: a toy fit takes well under a second
+FAST = GNNConfig(hidden_channels=16, heads=2, max_epochs=40, patience=10, num_threads=1)
+
+
+def _gnn(config: GNNConfig = FAST, seed: int = 0, **kw) -> GNNPredictor:
+    return GNNPredictor(config, TOY_MODEL_FEATURES, TOY_DATASET_FEATURES, encoder=HashEncoder(),
+                        seed=seed, **kw)
+
+
+def _split(zoo: Zoo, seed: int = 0, test_fraction: float = 0.3):
+    pairs = zoo.known_pairs()
+    test = np.random.default_rng(seed).random(len(pairs)) < test_fraction
+    return pairs[~test].reset_index(drop=True), pairs[test].reset_index(drop=True)
+
+
+def _with_records(zoo: Zoo, records: pd.DataFrame) -> Zoo:
+    return Zoo.from_frames(zoo.models.reset_index(), zoo.datasets.reset_index(), records,
+                           zoo.scores)
+
+
+def _subzoo(zoo: Zoo, drop_dataset: str) -> Zoo:
+    keep = lambda f: f[f["dataset"] != drop_dataset]  # noqa: E731
+    return Zoo.from_frames(zoo.models.reset_index(), keep(zoo.datasets.reset_index()),
+                           keep(zoo.records), keep(zoo.scores))
+
+
+@pytest.fixture(scope="module")
+def zoo() -> Zoo:
+    return toy_zoo(num_models=6, num_datasets=18, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fitted(zoo):
+    train, test = _split(zoo)
+    return _gnn(replace(FAST, ensemble=2)).fit(zoo, train), train, test
+
+
+# ------------------------------------------------------------------------------- leakage
+def test_test_accuracies_reach_nothing_poisoned_test_records_give_identical_predictions(zoo):
+    """Leakage rule 1: graph, features, scalers, baseline and early stopping see train only."""
+    train, test = _split(zoo, seed=5)
+    rng = np.random.default_rng(0)
+    records = zoo.records.copy()
+    is_test = pd.MultiIndex.from_frame(records[["model", "dataset"]]).isin(
+        pd.MultiIndex.from_frame(test))
+    records.loc[is_test, "accuracy"] = rng.random(int(is_test.sum()))  # arbitrary new values
+    poisoned = _with_records(zoo, records)
+    assert not np.allclose(poisoned.accuracy(test), zoo.accuracy(test))
+    clean = _gnn().fit(zoo, train)
+    dirty = _gnn().fit(poisoned, train)
+    assert np.array_equal(clean.predict(test), dirty.predict(test))
+    assert np.array_equal(clean.predict(train), dirty.predict(train))
+    assert clean.epochs_ == dirty.epochs_
+
+    # the check can fail: poisoning one *training* record does change the predictions
+    records.loc[records.index[~is_test][0], "accuracy"] = 0.0
+    changed = _gnn().fit(_with_records(zoo, records), train)
+    assert not np.array_equal(clean.predict(test), changed.predict(test))
+
+
+# --------------------------------------------------------------------------- determinism
+def test_same_seed_gives_identical_predictions_and_another_seed_differs(zoo):
+    train, test = _split(zoo)
+    a = _gnn(seed=3).fit(zoo, train).predict(test)
+    b = _gnn(seed=3).fit(zoo, train).predict(test)
+    c = _gnn(seed=4).fit(zoo, train).predict(test)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_fit_leaves_global_torch_state_alone(zoo):
+    train, _ = _split(zoo)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    threads = torch.get_num_threads()
+    torch.manual_seed(123)
+    _gnn(replace(FAST, max_epochs=2)).fit(zoo, train)
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+# ------------------------------------------------------------------------------ learning
+def test_tiny_end_to_end_fit_beats_a_constant_predictor(fitted, zoo):
+    model, train, test = fitted
+    truth = zoo.accuracy(test)
+    pred = model.predict(test)
+    assert pred.shape == (len(test),) and np.all((pred >= 0) & (pred <= 1))
+    rmse = np.sqrt(np.mean((pred - truth) ** 2))
+    constant = np.sqrt(np.mean((zoo.accuracy(train).mean() - truth) ** 2))
+    assert rmse < 0.6 * constant
+
+
+@pytest.mark.parametrize("conv", ["gat", "gatv2", "sage"])
+def test_every_conv_and_a_zoo_without_scores_or_features(conv):
+    zoo = toy_zoo(num_models=4, num_datasets=6, with_scores=False)
+    train, test = _split(zoo)
+    model = GNNPredictor(replace(FAST, conv=conv, max_epochs=3, residual=conv != "sage"),
+                         NodeFeatureConfig(), NodeFeatureConfig()).fit(zoo, train)
+    pred = model.predict(test)
+    assert pred.shape == (len(test),) and np.isfinite(pred).all()
+
+
+def test_fit_baseline_recovers_an_exactly_additive_table():
+    src, dst = np.repeat(np.arange(3), 4), np.tile(np.arange(4), 3)
+    acc = 0.5 + 0.1 * src - 0.05 * dst
+    keep = ~(((src == 0) & (dst == 3)) | ((src == 2) & (dst == 0)))
+    base = fit_baseline(src[keep], dst[keep], acc[keep], 3, 5, fallback_mu=0.0)
+    np.testing.assert_allclose(base(np.array([0, 2]), np.array([3, 0])), [0.35, 0.70],
+                               atol=1e-6)
+    assert base.dataset_effect[4] == 0 and base.dataset_degree[4] == 0  # no edges: effect 0
+    empty = fit_baseline(src[:0], dst[:0], acc[:0], 3, 5, fallback_mu=0.4)
+    assert empty(np.array([1]), np.array([2])) == pytest.approx(0.4)
+
+
+# ---------------------------------------------------------------------- ensemble and std
+def test_ensemble_std(fitted):
+    model, _, test = fitted
+    mean, std = model.predict(test, return_std=True)
+    assert np.array_equal(mean, model.predict(test))
+    assert std.shape == (len(test),) and (std > 0).any() and (std >= 0).all()
+    np.testing.assert_array_equal(model.predict_std(test), std)
+
+
+# ----------------------------------------------------------------------------- inductive
+def test_predict_embeds_new_datasets_inductively(zoo):
+    new = "d17"
+    small = _subzoo(zoo, new)
+    model = _gnn().fit(small, small.known_pairs())
+    query = pd.DataFrame({"model": zoo.model_ids[:3], "dataset": [new] * 3})
+    with pytest.raises(ValueError, match=r"dataset 'd17' is not in the zoo's datasets table"):
+        model.predict(query)
+    # cold: only the new dataset's metadata and scores
+    cold_zoo = _with_records(zoo, zoo.records[zoo.records["dataset"] != new])
+    cold = model.predict(query, zoo=cold_zoo)
+    assert cold.shape == (3,) and np.all((cold >= 0) & (cold <= 1))
+    # its other records are message edges; the queried pairs' own records are not
+    warm = model.predict(query, zoo=zoo)
+    assert not np.allclose(warm, cold)
+    records = zoo.records.copy()
+    own = (records["dataset"] == new) & records["model"].isin(query["model"])
+    records.loc[own, "accuracy"] = 1 - records.loc[own, "accuracy"]
+    assert np.array_equal(model.predict(query, zoo=_with_records(zoo, records)), warm)
+    # a known pair predicted through an equal zoo gives the fitted zoo's prediction
+    pairs = small.known_pairs().iloc[:5]
+    np.testing.assert_array_equal(model.predict(pairs, zoo=small), model.predict(pairs))
+
+
+def test_predict_rejects_a_zoo_without_the_fitted_metrics(fitted):
+    model, _, test = fitted
+    bare = toy_zoo(num_models=6, num_datasets=18, seed=1, with_scores=False)
+    with pytest.raises(ValueError, match=r"lacks score metric\(s\) \['score_a', 'score_b'\]"):
+        model.predict(test, zoo=bare)
+
+
+# -------------------------------------------------------------------------- persistence
+def test_pickle_round_trip_gives_identical_predictions(fitted, zoo):
+    model, _, test = fitted
+    clone = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.predict(test), model.predict(test))
+    np.testing.assert_array_equal(clone.predict(test, zoo=zoo), model.predict(test, zoo=zoo))
+
+
+# --------------------------------------------------------------------------- contract
+def test_registered_factory_builds_from_the_train_config():
+    cfg = TrainConfig(gnn=replace(FAST, ensemble=2), model_features=TOY_MODEL_FEATURES,
+                      dataset_features=TOY_DATASET_FEATURES,
+                      text=TextConfig(encoder="hash", cache_dir=None), score_metrics=("score_a",))
+    model = make_predictor("gnn", cfg)
+    assert isinstance(model, GNNPredictor)
+    assert model.config.ensemble == 2 and model.score_metrics == ("score_a",)
+    assert model.dataset_features == TOY_DATASET_FEATURES and model.encoder is not None
+
+
+def test_errors(zoo):
+    with pytest.raises(NotFittedError, match="GNNPredictor is not fitted"):
+        _gnn().predict(zoo.known_pairs())
+    with pytest.raises(ValueError, match="train_pairs is empty"):
+        _gnn().fit(zoo, zoo.known_pairs().iloc[:0])
+    with pytest.raises(ValueError, match=r"unknown score metric\(s\) \['nope'\]"):
+        _gnn(score_metrics=["nope"]).fit(zoo, zoo.known_pairs())
+    with pytest.raises(ValueError, match=r"out_channels \(10\) must be divisible by heads \(3\)"):
+        EdgeConv(4, 10, edge_dim=0, heads=3, kind="gat", dropout=0.0)
