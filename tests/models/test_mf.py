@@ -9,7 +9,7 @@ import pytest
 from tpred.data.zoo import Zoo
 from tpred.errors import NotFittedError
 from tpred.models.additive import AdditivePredictor
-from tpred.models.mf import MatrixFactorizationPredictor
+from tpred.models.mf import REG_GRID, MatrixFactorizationPredictor
 
 HIDDEN = {(0, 3), (2, 0), (4, 6), (1, 5), (3, 1)}
 
@@ -83,9 +83,10 @@ def test_mf_is_deterministic_for_a_random_state():
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"rank": 0}, "rank must be >= 1"),
-                                               ({"reg": 0.0}, "reg must be > 0"),
-                                               ({"num_iters": 0}, "num_iters must be >= 1")])
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"rank": 0}, "rank must be >= 1"), ({"reg": 0.0}, "reg must be > 0 or None"),
+    ({"num_iters": 0}, "num_iters must be >= 1"),
+    ({"val_fraction": 1.0}, r"val_fraction must be in \(0, 1\)")])
 def test_mf_rejects_bad_hyper_parameters(kwargs, match):
     zoo = _zoo(_table(np.random.default_rng(0)))
     with pytest.raises(ValueError, match=match):
@@ -95,3 +96,30 @@ def test_mf_rejects_bad_hyper_parameters(kwargs, match):
 def test_mf_predict_before_fit_raises():
     with pytest.raises(NotFittedError, match="MatrixFactorizationPredictor is not fitted"):
         MatrixFactorizationPredictor().predict(_pairs([(0, 0)]))
+
+
+def _sparse_zoo(seed: int, rank_one: bool) -> Zoo:
+    """10 x 40, half the cells known: additive + noise, or additive + an exact rank-1 term."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0, 0.05, 10), rng.normal(0, 0.05, 40)
+    extra = (np.outer(rng.uniform(-0.4, 0.4, 10), rng.uniform(-0.4, 0.4, 40)) if rank_one
+             else rng.normal(0, 0.03, (10, 40)))
+    acc = 0.6 + a[:, None] + b + extra
+    return _zoo(acc, {(i, j) for i in range(10) for j in range(40) if rng.random() < 0.5})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mf_chooses_a_strong_ridge_for_noise_and_a_weak_one_for_a_low_rank_table(seed):
+    noisy, exact = _sparse_zoo(seed, False), _sparse_zoo(seed, True)
+    noise = MatrixFactorizationPredictor().fit(noisy, noisy.known_pairs())
+    low_rank = MatrixFactorizationPredictor().fit(exact, exact.known_pairs())
+    assert noise.reg_ >= 3 and low_rank.reg_ <= 1
+    assert noise.reg_ in REG_GRID and set(noise.val_errors_) == set(REG_GRID)
+
+
+def test_mf_final_fit_with_the_chosen_ridge_uses_every_training_pair():
+    zoo = _sparse_zoo(0, True)
+    auto = MatrixFactorizationPredictor().fit(zoo, zoo.known_pairs())
+    fixed = MatrixFactorizationPredictor(reg=auto.reg_).fit(zoo, zoo.known_pairs())
+    pairs = zoo.all_pairs()
+    np.testing.assert_array_equal(auto.predict(pairs), fixed.predict(pairs))

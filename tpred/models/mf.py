@@ -12,6 +12,9 @@ from tpred.models.base import register
 #: floor of the residual's standard deviation (an exactly additive table has none), so that the
 #: scaled ridge stays positive and every normal-equation system stays solvable
 SCALE_EPS = 1e-8
+#: candidate ridges when `reg=None` (in units of the residual's standard deviation): from a nearly
+#: exact low-rank fit to factors shrunk to 0 on small noisy tables (the additive part alone)
+REG_GRID = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 
 class MatrixFactorizationPredictor:
@@ -24,78 +27,108 @@ class MatrixFactorizationPredictor:
     deviation of the training residual of the additive part: this is a ridge of `reg` on the
     factors of the residual divided by s, so `reg` does not depend on the accuracy scale.
 
+    With `reg=None` (default) the ridge is chosen among `REG_GRID` by the squared error on a
+    validation part (`val_fraction` of the training pairs, drawn with `random_state`) of a fit on
+    the rest; the final fit uses every training pair. A sparse table needs a strong ridge (with
+    5 records per dataset, 2 factors per dataset fit noise), a dense low-rank one a weak one.
+
     A model or dataset absent from the training pairs has effect 0 and factor 0: its prediction is
     the additive one (cold start). No side information is used, so on a cold-dataset protocol `mf`
     equals `additive`.
 
     Args:
         rank: k, the number of factors.
-        reg: ridge penalty on the factors, in units of the residual's standard deviation (> 0).
+        reg: ridge on the factors in units of the residual's standard deviation (> 0), or None to
+            choose it on a validation part of the training pairs.
         num_iters: alternating sweeps.
-        random_state: seed of the factors' initialisation.
+        val_fraction: share of the training pairs held out to choose `reg` (when it is None).
+        random_state: seed of the factors' initialisation and of the validation draw.
     """
 
-    def __init__(self, *, rank: int = 2, reg: float = 1.0, num_iters: int = 50,
-                 random_state: int = 0) -> None:
+    def __init__(self, *, rank: int = 2, reg: float | None = None, num_iters: int = 50,
+                 val_fraction: float = 0.2, random_state: int = 0) -> None:
         self.rank = rank
         self.reg = reg
         self.num_iters = num_iters
+        self.val_fraction = val_fraction
         self.random_state = random_state
 
     def fit(self, zoo: Zoo, train_pairs: pd.DataFrame) -> MatrixFactorizationPredictor:
-        """Factorise the training table.
+        """Factorise the training table (after choosing the ridge when `reg` is None).
 
         Raises:
-            ValueError: `rank` < 1, `reg` <= 0 or `num_iters` < 1.
+            ValueError: `rank` < 1, `reg` <= 0, `num_iters` < 1 or `val_fraction` outside (0, 1).
         """
         if self.rank < 1:
             raise ValueError(f"MatrixFactorizationPredictor: rank must be >= 1, got {self.rank}")
-        if not self.reg > 0:
-            raise ValueError(f"MatrixFactorizationPredictor: reg must be > 0, got {self.reg}")
+        if self.reg is not None and not self.reg > 0:
+            raise ValueError(f"MatrixFactorizationPredictor: reg must be > 0 or None, "
+                             f"got {self.reg}")
         if self.num_iters < 1:
             raise ValueError(f"MatrixFactorizationPredictor: num_iters must be >= 1, "
                              f"got {self.num_iters}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"MatrixFactorizationPredictor: val_fraction must be in (0, 1), "
+                             f"got {self.val_fraction}")
         acc = zoo.accuracy(train_pairs)                                   # [P]
         rows, model_ids = pd.factorize(train_pairs["model"].to_numpy())
         cols, dataset_ids = pd.factorize(train_pairs["dataset"].to_numpy())
-        num_rows, num_cols = len(model_ids), len(dataset_ids)
-        observed = np.zeros((num_rows, num_cols))                         # [M, D] 1 = record
-        table = np.zeros((num_rows, num_cols))                            # [M, D] 0 elsewhere
+        shape = (len(model_ids), len(dataset_ids))
+        self.reg_ = self.reg
+        if self.reg_ is None:
+            val = np.random.default_rng(self.random_state).random(len(acc)) < self.val_fraction
+            errors = []
+            for reg in REG_GRID:
+                mu, b_m, b_d, u, v = self._fit_table(rows[~val], cols[~val], acc[~val], shape, reg)
+                pred = mu + b_m[rows[val]] + b_d[cols[val]] + (u[rows[val]] * v[cols[val]]).sum(1)
+                errors.append(float(np.mean((pred - acc[val]) ** 2)))
+            self.reg_ = REG_GRID[int(np.argmin(errors))]
+            self.val_errors_ = dict(zip(REG_GRID, errors, strict=True))
+        mu, b_m, b_d, u, v = self._fit_table(rows, cols, acc, shape, self.reg_)
+        self.mu_ = mu
+        self.model_effect_ = pd.Series(b_m, index=model_ids)
+        self.dataset_effect_ = pd.Series(b_d, index=dataset_ids)
+        self.model_factors_ = pd.DataFrame(u, index=model_ids)            # [M, k]
+        self.dataset_factors_ = pd.DataFrame(v, index=dataset_ids)        # [D, k]
+        return self
+
+    def _fit_table(self, rows: np.ndarray, cols: np.ndarray, acc: np.ndarray,
+                   shape: tuple[int, int], reg: float) -> tuple:
+        """Alternating least squares on the cells (rows, cols) of a table of `shape`.
+
+        Shapes: rows, cols, acc [P] -> mu, model effect [M], dataset effect [D], U [M, k],
+        V [D, k]; a row or column without cells gets effect 0 and factor 0.
+        """
+        observed = np.zeros(shape)                                        # [M, D] 1 = record
+        table = np.zeros(shape)                                           # [M, D] 0 elsewhere
         observed[rows, cols] = 1.0
         table[rows, cols] = acc
         row_count, col_count = observed.sum(1), observed.sum(0)           # [M], [D]
-
         mu = float(acc.mean())
-        model_effect, dataset_effect = np.zeros(num_rows), np.zeros(num_cols)
-        u, v = np.zeros((num_rows, self.rank)), np.zeros((num_cols, self.rank))
+        model_effect, dataset_effect = np.zeros(shape[0]), np.zeros(shape[1])
+        u, v = np.zeros((shape[0], self.rank)), np.zeros((shape[1], self.rank))
 
         def update_effects() -> None:
             nonlocal model_effect, dataset_effect
             rest = observed * (table - mu - u @ v.T)                      # [M, D]
-            model_effect = (rest - observed * dataset_effect).sum(1) / row_count
-            dataset_effect = (rest - observed * model_effect[:, None]).sum(0) / col_count
+            model_effect = _mean((rest - observed * dataset_effect).sum(1), row_count)
+            dataset_effect = _mean((rest - observed * model_effect[:, None]).sum(0), col_count)
 
         for _ in range(20):  # the additive fit alone, to measure the residual's scale
             update_effects()
         resid = (table - mu - model_effect[:, None] - dataset_effect)[rows, cols]
         scale = max(float(resid.std()), SCALE_EPS)
-        ridge = self.reg * scale * np.eye(self.rank)                      # [k, k]
+        ridge = reg * scale * np.eye(self.rank)                           # [k, k]
         rng = np.random.default_rng(self.random_state)
         # factors of a product ~ s in magnitude have entries ~ sqrt(s); start well below it
-        u = rng.normal(0, 0.1 * np.sqrt(scale), (num_rows, self.rank))
-        v = rng.normal(0, 0.1 * np.sqrt(scale), (num_cols, self.rank))
+        u = rng.normal(0, 0.1 * np.sqrt(scale), (shape[0], self.rank))
+        v = rng.normal(0, 0.1 * np.sqrt(scale), (shape[1], self.rank))
         for _ in range(self.num_iters):
             update_effects()
             target = observed * (table - mu - model_effect[:, None] - dataset_effect)  # [M, D]
             u = _ridge_rows(observed, target, v, ridge)
             v = _ridge_rows(observed.T, target.T, u, ridge)
-
-        self.mu_ = mu
-        self.model_effect_ = pd.Series(model_effect, index=model_ids)
-        self.dataset_effect_ = pd.Series(dataset_effect, index=dataset_ids)
-        self.model_factors_ = pd.DataFrame(u, index=model_ids)            # [M, k]
-        self.dataset_factors_ = pd.DataFrame(v, index=dataset_ids)        # [D, k]
-        return self
+        return mu, model_effect, dataset_effect, u, v
 
     def predict(self, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
         """Predicted accuracies [P]; an id without training records gets effect and factor 0.
@@ -114,6 +147,11 @@ class MatrixFactorizationPredictor:
         u = self.model_factors_.reindex(models).fillna(0.0).to_numpy()    # [P, k]
         v = self.dataset_factors_.reindex(datasets).fillna(0.0).to_numpy()  # [P, k]
         return self.mu_ + m + d + (u * v).sum(1)                          # [P]
+
+
+def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """total / count, 0 where count is 0 (a node without cells has effect 0)."""
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
 def _ridge_rows(observed: np.ndarray, target: np.ndarray, other: np.ndarray,
