@@ -121,18 +121,22 @@ def test_corrupt_and_invalid_files_are_listed_while_the_rest_completes(feature_d
     one["labels"] = one["labels"].copy()
     one["labels"][0] = 9  # a class with one sample
     np.savez(feature_dir / "m2" / "d5.npz", **one)
+    (feature_dir / "m1" / "d5.npz").write_bytes(b"no magic bytes at all")
     (feature_dir / "m2" / "notes.txt").write_text("not a feature file")  # ignored
     out = tmp_path / "scores.csv"
-    with pytest.warns(UserWarning, match=r"6 pair\(s\) x metric\(s\) could not be scored"):
+    with pytest.warns(UserWarning, match=r"8 pair\(s\) x metric\(s\) could not be scored"):
         scores = score_directory(feature_dir, out, "logme,ncti", progress=False)
     errors = read(errors_path(out)).set_index(["model", "dataset", "metric"])["reason"]
-    assert len(errors) == 6
-    assert errors["m1", "d4", "logme"].startswith(f"{feature_dir / 'm1' / 'd4.npz'}: unreadable")
+    assert len(errors) == 8
+    assert errors["m1", "d4", "logme"].startswith(f"{feature_dir / 'm1' / 'd4.npz'}: unreadable "
+                                                  ".npz (BadZipFile")
+    assert errors["m1", "d5", "ncti"].startswith(f"{feature_dir / 'm1' / 'd5.npz'}: unreadable "
+                                                 ".npz (")
     assert errors["m2", "d4", "ncti"].endswith("missing array(s) ['labels']; found ['features']")
     for metric in ("logme", "ncti"):  # the metric's own message about the one-sample class
         assert re.match(r"ValueError: .*class.*9", errors["m2", "d5", metric])
     summary = scores.attrs["summary"]
-    assert (summary.num_pairs, summary.num_computed, summary.num_errors) == (9, 12, 6)
+    assert (summary.num_pairs, summary.num_computed, summary.num_errors) == (10, 12, 8)
     assert len(scores) == 2 * 3 * 2  # the six valid pairs, both metrics
 
 
@@ -214,12 +218,30 @@ def test_a_non_finite_value_is_an_error_with_the_metric_warning(feature_dir, tmp
     assert read(tmp_path / "s.csv").empty
 
 
-def test_two_jobs_give_the_serial_table(feature_dir, tmp_path):
+def test_warnings_of_a_finite_score_are_passed_on_naming_the_pair(feature_dir, tmp_path,
+                                                                  monkeypatch):
+    def warns(name, *args, **kwargs):
+        import warnings
+        warnings.warn("a constant column", UserWarning, stacklevel=1)
+        return 0.5
+
+    monkeypatch.setattr(table_mod, "compute_pair", warns)
+    with pytest.warns(UserWarning, match="^m1/d2 hscore: a constant column$"):
+        scores = score_directory(feature_dir, tmp_path / "s.csv", ["hscore"], progress=False)
+    assert (scores["value"] == 0.5).all() and len(scores) == 6
+
+
+def test_two_jobs_give_the_serial_table(feature_dir, tmp_path, monkeypatch):
     # metrics whose modules import no scikit-learn: the two loky workers start fast
     serial = score_directory(feature_dir, tmp_path / "a.csv", ["logme", "gbc"], progress=False)
     parallel = score_directory(feature_dir, tmp_path / "b.csv", ["logme", "gbc"], jobs=2,
                                progress=False)
     pd.testing.assert_frame_equal(parallel, serial)
+    # a backend that cannot stream results (as ray's) is fed in chunks; same table
+    monkeypatch.setattr("joblib.parallel.get_active_backend", lambda: (object(), 2))
+    chunked = score_directory(feature_dir, tmp_path / "c.csv", ["logme", "gbc"], jobs=2,
+                              progress=False)
+    pd.testing.assert_frame_equal(chunked, serial)
 
 
 def test_score_arrays_matches_score_directory(feature_dir, tmp_path):

@@ -56,6 +56,7 @@ def test_predictor_predicts_any_pair(name, zoo, fitted):
         pred = fitted[name].predict(pairs)
         assert isinstance(pred, np.ndarray) and pred.shape == (len(pairs),)
         assert pred.dtype.kind == "f" and np.isfinite(pred).all()
+    assert fitted[name].predict(zoo.known_pairs().iloc[:0]).shape == (0,)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -38,7 +38,8 @@ class AdditivePredictor:
             self.dataset_effect_ = pd.Series(resid).groupby(dataset).mean()
         return self
 
-    def predict(self, pairs: pd.DataFrame) -> np.ndarray:
+    def predict(self, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
+        """Predictions [P]; `zoo` is accepted for the common interface (metadata is unused)."""
         if not hasattr(self, "mu_"):
             raise NotFittedError("AdditivePredictor is not fitted; call fit(zoo, train_pairs)")
         m = self.model_effect_.reindex(pairs["model"].to_numpy()).fillna(0.0).to_numpy()

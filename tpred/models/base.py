@@ -2,7 +2,7 @@
 
 Every predictor keeps the scikit-learn contract: `__init__` stores hyper-parameters only,
 `fit(zoo, train_pairs) -> self` does the work (only the accuracies of `train_pairs` may be read;
-metadata and scores of any node/pair may be used), `predict(pairs) -> ndarray [P]`.
+metadata and scores of any node/pair may be used), `predict(pairs, zoo=None) -> ndarray [P]`.
 Predictors that use node features fit their featurizers on the nodes that appear in
 `train_pairs` only (leakage rule 2 of design.md).
 """
@@ -26,7 +26,10 @@ class Predictor(Protocol):
 
     def fit(self, zoo: Zoo, train_pairs: pd.DataFrame) -> Predictor: ...
 
-    def predict(self, pairs: pd.DataFrame) -> np.ndarray: ...
+    def predict(self, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
+        """Predictions [P]; `zoo` (default: the fitted one) supplies metadata and scores of
+        nodes the fitted zoo lacks, so new models and datasets can be predicted."""
+        ...
 
 
 #: name -> factory(cfg) building an unfitted predictor from the run's config. Filled by

@@ -101,6 +101,8 @@ class KNNPredictor:
             raise NotFittedError("KNNPredictor is not fitted; call fit(zoo, train_pairs)")
         zoo = self.zoo_ if zoo is None else zoo
         check_ids_in_zoo(pairs, zoo, "KNNPredictor.predict")
+        if not len(pairs):  # scikit-learn transformers refuse 0 rows
+            return np.zeros(0)
         uniq_m, inv_m = np.unique(pairs["model"].to_numpy(dtype=str), return_inverse=True)
         uniq_d, inv_d = np.unique(pairs["dataset"].to_numpy(dtype=str), return_inverse=True)
         sim_m = self._similarity(zoo, "model", uniq_m)[inv_m]             # [P, M]

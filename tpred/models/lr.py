@@ -98,6 +98,8 @@ class LinearPredictor:
             raise NotFittedError("LinearPredictor is not fitted; call fit(zoo, train_pairs)")
         zoo = self.zoo_ if zoo is None else zoo
         check_ids_in_zoo(pairs, zoo, "LinearPredictor.predict")
+        if not len(pairs):  # scikit-learn transformers refuse 0 rows
+            return np.zeros(0)
         Xs = self.scaler_.transform(self._design(zoo, pairs))             # [P, F]
         return self.ridge_.predict(Xs @ self.projection_)                 # [P]
 

@@ -379,7 +379,6 @@ def _execute(tasks: list[_Task], *, jobs: int, backend: str, random_state: int |
              into: _Results | None = None) -> _Results:
     """Run `_score_task` over `tasks` with joblib, collecting into `into` (kept if interrupted);
     `on_result` sees each pair's results as they arrive."""
-    from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
     total = _Results([], [], []) if into is None else into
@@ -387,7 +386,7 @@ def _execute(tasks: list[_Task], *, jobs: int, backend: str, random_state: int |
         return total
     with _parallel_backend(backend, jobs), \
             tqdm(total=len(tasks), unit="pair", desc="scoring", disable=not progress) as bar:
-        for res in _imap(Parallel, delayed, tasks, random_state, jobs):
+        for res in _imap(tasks, random_state, jobs):
             total.values.extend(res.values)
             total.components.extend(res.components)
             total.errors.extend(res.errors)
@@ -397,19 +396,19 @@ def _execute(tasks: list[_Task], *, jobs: int, backend: str, random_state: int |
     return total
 
 
-def _imap(parallel: Any, delayed: Any, tasks: list[_Task], random_state: int | None,
-          jobs: int) -> Iterator[_Results]:
+def _imap(tasks: list[_Task], random_state: int | None, jobs: int) -> Iterator[_Results]:
     """Results as they finish where the backend can stream them; else in chunks, in order."""
+    from joblib import Parallel, delayed
     from joblib.parallel import get_active_backend
 
     backend, _ = get_active_backend()
-    calls = (delayed(_score_task)(t, random_state) for t in tasks)
     if jobs == 1 or getattr(backend, "supports_return_generator", False):
-        yield from parallel(n_jobs=jobs, return_as="generator_unordered")(calls)
+        yield from Parallel(n_jobs=jobs, return_as="generator_unordered")(
+            delayed(_score_task)(t, random_state) for t in tasks)
         return
-    chunk = 4 * max(jobs, 1) if jobs > 0 else 4 * (os.cpu_count() or 1)
+    chunk = 4 * (jobs if jobs > 0 else os.cpu_count() or 1)
     for start in range(0, len(tasks), chunk):
-        yield from parallel(n_jobs=jobs)(delayed(_score_task)(t, random_state)
+        yield from Parallel(n_jobs=jobs)(delayed(_score_task)(t, random_state)
                                          for t in tasks[start:start + chunk])
 
 
