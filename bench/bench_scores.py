@@ -14,8 +14,9 @@ Memory, two measures, both as the peak during the call minus the level before it
 * `rss` — resident set size sampled every 2 ms by a psutil thread (if psutil is installed):
   sees everything, but misses peaks shorter than 2 ms and memory the allocator reuses.
 Both are also given as a multiple of the size of the metric's main input (`xIn`: the float32
-features, the float32 probs for LEEP, the int64 source labels for NCE). Timings are the best
-of `--repeat` runs without tracing; the memory run is a separate, traced run.
+features, the float32 probs for LEEP, the int64 source labels for NCE). Timings (wall clock, and
+CPU time of the process) are the best of `--repeat` runs without tracing; the memory run is a
+separate, traced run.
 """
 
 from __future__ import annotations
@@ -124,14 +125,17 @@ class RssPeak:
 
 
 def measure(fn: Callable[[], object], repeat: int, memory: bool) -> dict:
-    """Best wall time over `repeat` untraced calls, then one traced call for memory."""
-    times, value = [], None
+    """Best wall and CPU (all threads) time over `repeat` untraced calls, then one traced call
+    for memory. On a shared machine the CPU time is the steadier figure (with one BLAS thread:
+    OPENBLAS_NUM_THREADS=1; with more, it also counts threads spinning while they wait)."""
+    times, cpu, value = [], [], None
     for _ in range(repeat):
         gc.collect()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         value = fn()
         times.append(time.perf_counter() - start)
-    out = {"time": min(times), "value": value, "trace": None, "rss": None}
+        cpu.append(time.process_time() - start_cpu)
+    out = {"time": min(times), "cpu": min(cpu), "value": value, "trace": None, "rss": None}
     if memory:
         gc.collect()
         with RssPeak() as rss:
@@ -211,7 +215,7 @@ def skip_reason(name: str, n: int, d: int, c: int) -> str | None:
 
 def fmt_bytes(b: float | None, ref: int) -> str:
     if b is None:
-        return "      -         "
+        return f"{'-':>21}"
     return f"{b / 2**20:8.1f} MiB {b / ref:5.2f}xIn"
 
 
@@ -235,7 +239,8 @@ def run_size(n: int, d: int, c: int, metrics: dict, args: argparse.Namespace) ->
     fbytes = features.nbytes
     print(f"\n== N={n:,} D={d:,} C={c} (features float32 {fbytes / 2**20:.1f} MiB; "
           f"probs [N, {NUM_SOURCE_CLASSES}]) ==")
-    print(f"{'metric':<18} {'time s':>8}  {'trace peak':>20}  {'rss peak':>20}  value")
+    print(f"{'metric':<18} {'wall s':>8} {'cpu s':>8}  {'trace peak':>21}  {'rss peak':>21}  "
+          f"value")
     for name, (fn, needs, random) in metrics.items():
         if not args.no_skip and (why := skip_reason(name, n, d, c)):
             print(f"{name:<18} skipped: {why}")
@@ -248,7 +253,8 @@ def run_size(n: int, d: int, c: int, metrics: dict, args: argparse.Namespace) ->
         shown = (f"{value:.6g}" if isinstance(value, float)
                  else f"array {getattr(value, 'shape', '')}" if hasattr(value, "shape")
                  else str(value)[:40])
-        print(f"{name:<18} {res['time']:8.3f}  {fmt_bytes(res['trace'], first.nbytes)}  "
+        print(f"{name:<18} {res['time']:8.3f} {res['cpu']:8.3f}  "
+              f"{fmt_bytes(res['trace'], first.nbytes)}  "
               f"{fmt_bytes(res['rss'], first.nbytes)}  {shown}")
 
     if not args.no_reference and "logme" in metrics:
@@ -262,8 +268,10 @@ def run_size(n: int, d: int, c: int, metrics: dict, args: argparse.Namespace) ->
         rel = float(np.max(np.abs(model.evidences - evidences) / np.abs(evidences)))
         score_rel = abs(fast["value"] - slow["value"][0]) / abs(slow["value"][0])
         print(f"-- LogME vectorised vs per-class loop (N={n:,}, D={d:,}, C={c}) --")
-        print(f"   vectorised {fast['time']:.3f} s, loop {slow['time']:.3f} s, "
+        print(f"   wall: vectorised {fast['time']:.3f} s, loop {slow['time']:.3f} s, "
               f"speed-up {slow['time'] / fast['time']:.1f}x")
+        print(f"   cpu:  vectorised {fast['cpu']:.3f} s, loop {slow['cpu']:.3f} s, "
+              f"speed-up {slow['cpu'] / fast['cpu']:.1f}x")
         print(f"   score {fast['value']:.12f} vs {slow['value'][0]:.12f}: rel. diff "
               f"{score_rel:.2e}; per-class evidences max rel. diff {rel:.2e}; "
               f"alphas {np.max(np.abs(model.alphas / alphas - 1)):.2e}, "

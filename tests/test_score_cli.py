@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import tpred.scores.table as table_mod
+from tpred.data.tables import read_scores
 from tpred.score import main
 from tpred.scores import METRICS, logme, ncti_combine, ncti_components
 from tpred.scores.registry import compute_pair
@@ -94,6 +95,9 @@ def test_cli_scores_every_pair_and_lists_what_it_cannot(feature_dir, tmp_path, c
     assert errors["reason"].str.contains("needs source-head probabilities 'probs'").all()
     assert "24 requested, 0 already scored, 22 computed; 2 error(s)" in capsys.readouterr().err
 
+    read_back = read_scores(out, MODELS, DATASETS)  # the format tpred.data reads
+    pd.testing.assert_frame_equal(read_back[COLUMNS].astype({c: str for c in COLUMNS[:3]}),
+                                  scores.astype({c: str for c in COLUMNS[:3]}))
     arrays = load(feature_dir, "m1", "d2")  # the written value is the metric's, to the last bit
     assert value(scores, "m1", "d2", "logme") == logme(arrays["features"], arrays["labels"])
     assert value(scores, "m1", "d2", "nce") == compute_pair("nce", None, arrays["labels"],
@@ -122,21 +126,26 @@ def test_corrupt_and_invalid_files_are_listed_while_the_rest_completes(feature_d
     one["labels"][0] = 9  # a class with one sample
     np.savez(feature_dir / "m2" / "d5.npz", **one)
     (feature_dir / "m1" / "d5.npz").write_bytes(b"no magic bytes at all")
+    np.savez(feature_dir / "m1" / "d6.npz", features=np.array([{}, 1], dtype=object),
+             labels=np.arange(2))  # readable only with pickle, which tpred never allows
     (feature_dir / "m2" / "notes.txt").write_text("not a feature file")  # ignored
     out = tmp_path / "scores.csv"
-    with pytest.warns(UserWarning, match=r"8 pair\(s\) x metric\(s\) could not be scored"):
+    with pytest.warns(UserWarning, match=r"10 pair\(s\) x metric\(s\) could not be scored"):
         scores = score_directory(feature_dir, out, "logme,ncti", progress=False)
     errors = read(errors_path(out)).set_index(["model", "dataset", "metric"])["reason"]
-    assert len(errors) == 8
+    assert len(errors) == 10
     assert errors["m1", "d4", "logme"].startswith(f"{feature_dir / 'm1' / 'd4.npz'}: unreadable "
                                                   ".npz (BadZipFile")
-    assert errors["m1", "d5", "ncti"].startswith(f"{feature_dir / 'm1' / 'd5.npz'}: unreadable "
-                                                 ".npz (")
+    assert errors["m1", "d5", "ncti"] == (f"{feature_dir / 'm1' / 'd5.npz'}: not an .npz file "
+                                          r"(a zip archive starts with b'PK\x03\x04', this "
+                                          "one with b'no m')")
+    assert errors["m1", "d6", "logme"].endswith("d6.npz: unreadable .npz (Object arrays cannot "
+                                                "be loaded when allow_pickle=False)")
     assert errors["m2", "d4", "ncti"].endswith("missing array(s) ['labels']; found ['features']")
     for metric in ("logme", "ncti"):  # the metric's own message about the one-sample class
         assert re.match(r"ValueError: .*class.*9", errors["m2", "d5", metric])
     summary = scores.attrs["summary"]
-    assert (summary.num_pairs, summary.num_computed, summary.num_errors) == (10, 12, 8)
+    assert (summary.num_pairs, summary.num_computed, summary.num_errors) == (11, 12, 10)
     assert len(scores) == 2 * 3 * 2  # the six valid pairs, both metrics
 
 
@@ -226,8 +235,10 @@ def test_warnings_of_a_finite_score_are_passed_on_naming_the_pair(feature_dir, t
         return 0.5
 
     monkeypatch.setattr(table_mod, "compute_pair", warns)
-    with pytest.warns(UserWarning, match="^m1/d2 hscore: a constant column$"):
+    with pytest.warns(UserWarning) as caught:
         scores = score_directory(feature_dir, tmp_path / "s.csv", ["hscore"], progress=False)
+    assert sorted(str(w.message) for w in caught) == [
+        f"{m}/{d} hscore: a constant column" for m in MODELS for d in DATASETS]
     assert (scores["value"] == 0.5).all() and len(scores) == 6
 
 
@@ -299,6 +310,7 @@ def test_an_empty_directory_is_an_error(tmp_path):
 @pytest.mark.parametrize(("text", "message"), [
     ("model,dataset,value\n", r"missing column\(s\) \['metric'\]"),
     ("model,dataset,metric,value\nm1,d1,logme,high\n", "line 2: column 'value' must be a number"),
+    ("model,dataset,metric,value\nm1,d1,logme,nan\n", "line 2: column 'value' must be a number"),
     ("model,dataset,metric,value\nm1,d1,logme,1\nm1,d1,logme,2\n",
      r"line 3: duplicate model/dataset/metric \['m1', 'd1', 'logme'\]"),
 ])

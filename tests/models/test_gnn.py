@@ -14,6 +14,7 @@ from tpred.config import GNNConfig, NodeFeatureConfig, TextConfig, TrainConfig
 from tpred.data.zoo import Zoo
 from tpred.errors import NotFittedError
 from tpred.models import make_predictor
+from tpred.models import gnn
 from tpred.models.gnn import EdgeConv, GNNPredictor, fit_baseline
 from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, HashEncoder, toy_zoo
 
@@ -130,6 +131,25 @@ def test_fit_baseline_recovers_an_exactly_additive_table():
     assert base.dataset_effect[4] == 0 and base.dataset_degree[4] == 0  # no edges: effect 0
     empty = fit_baseline(src[:0], dst[:0], acc[:0], 3, 5, fallback_mu=0.4)
     assert empty(np.array([1]), np.array([2])) == pytest.approx(0.4)
+
+
+def test_fit_baseline_shrinks_dataset_effects_toward_a_ridge_prior_on_features(monkeypatch):
+    monkeypatch.setattr(gnn, "PRIOR_RIDGE", 0.5)
+    monkeypatch.setattr(gnn, "PRIOR_STRENGTH", 2.0)
+    # one model; datasets d0 (2 records... one model, so 1 record), d1, d2 seen, d3 cold
+    src, dst = np.zeros(3, dtype=int), np.array([0, 1, 2])
+    acc = np.array([0.2, 0.5, 0.5])
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])         # [4, 2]
+    base = fit_baseline(src, dst, acc, 1, 4, fallback_mu=0.0, dataset_gram=x @ x.T)
+    raw = acc - acc.mean()                                   # one model: effects = centred acc
+    # the same prior in primal form: ridge on the seen rows, penalty 0.5 * mean ||x||^2
+    xs, level = x[:3], raw.mean()
+    alpha = 0.5 * np.mean((xs**2).sum(1))
+    w = np.linalg.solve(xs.T @ xs + alpha * np.eye(2), xs.T @ (raw - level))
+    prior = level + x @ w
+    expected = np.append((1 * raw + 2 * prior[:3]) / 3, prior[3])   # n = 1 per seen dataset
+    np.testing.assert_allclose(base.dataset_effect, expected, atol=1e-12)
+    assert base.dataset_effect[3] != 0                        # a cold dataset gets its prior
 
 
 # ---------------------------------------------------------------------- ensemble and std

@@ -56,6 +56,12 @@ def test_features_independent_of_labels_give_nearly_zero():
     assert 0 <= hscore(f, y) < 0.01
 
 
+def test_constant_features_give_zero():
+    y = np.arange(12) % 3
+    assert hscore(np.full((12, 4), 2.5), y) == 0.0
+    assert hscore_shrinkage(np.full((12, 4), 2.5), y) == 0.0
+
+
 @pytest.mark.parametrize(("n", "d", "classes"), [(150, 8, 3), (300, 30, 5), (60, 80, 4)])
 def test_matches_direct_definitions(n, d, classes):
     f, y = blobs(n, d, classes, seed=d)

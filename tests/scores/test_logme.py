@@ -162,6 +162,21 @@ def test_absent_target_and_exact_fit_stay_finite():
     assert math.isfinite(logme(f, y))
 
 
+@pytest.mark.parametrize(("n", "d"), [(20, 5), (6, 9)])
+def test_constant_and_zero_features(n, d):
+    # F = 0: α drops out and the maximum over β is at β = N/‖t‖², so for a class of size n_c
+    # L/N = ½·log(N/n_c) − ½ − ½·log 2π (up to the 1e-5 guard)
+    y = np.arange(n) % 2
+    counts = np.bincount(y)
+    want = np.mean(0.5 * np.log(n / counts) - 0.5 - 0.5 * np.log(2 * np.pi))
+    assert logme(np.zeros((n, d)), y) == pytest.approx(want, rel=1e-5)
+    # constant features: rank one, singular value 3·√(N·D), the same as one column of 3·√D;
+    # the zero eigenvalues enter only through log α terms that cancel, so D itself drops out
+    value = logme(np.full((n, d), 3.0), y)
+    assert math.isfinite(value)
+    assert value == pytest.approx(logme(np.full((n, 1), 3.0 * np.sqrt(d)), y), rel=1e-10)
+
+
 # ------------------------------------------------------------------ predict
 def test_predict_returns_original_labels_and_fits_separable_data():
     f, y = blobs(200, 5, 3, seed=10, sep=6.0)

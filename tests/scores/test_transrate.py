@@ -46,6 +46,10 @@ def test_matches_direct_definition(n, d, classes):
         assert transrate(f, y, eps=eps) == pytest.approx(transrate_direct(f, y, eps), rel=1e-10)
 
 
+def test_constant_features_give_zero():
+    assert transrate(np.full((12, 4), -1.5), np.arange(12) % 3) == 0.0
+
+
 def test_uneven_classes_mix_both_paths():
     rng = np.random.default_rng(3)
     y = np.repeat([0, 1, 2], [4, 15, 40])  # n_c < D = 10 for class 0 only

@@ -70,6 +70,12 @@ MODEL_COLD_PROB = 0.1
 BASELINE_ITERS = 20
 #: decoder inputs besides embeddings and scores: model effect, dataset effect, log1p degrees
 NUM_BASELINE_TERMS = 4
+#: the baseline's feature prior: kernel-ridge penalty (relative to the mean squared feature
+#: norm) and its weight in pseudo-edges (0 turns the prior off)
+PRIOR_RIDGE = 1.0
+PRIOR_STRENGTH = 2.0
+#: share of the validation records that are whole datasets (cold) rather than single records
+VAL_COLD_SHARE = 0.0
 
 
 # ------------------------------------------------------------------------------ torch modules
@@ -200,6 +206,7 @@ class _Graph:
     rec_acc: np.ndarray
     score_edge_index: Tensor | None
     score_attr: Tensor | None
+    gram: dict[str, np.ndarray | None]
 
 
 @dataclass
@@ -223,10 +230,20 @@ class _Baseline:
 
 
 def fit_baseline(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: int,
-                 num_datasets: int, *, fallback_mu: float) -> _Baseline:
-    """Additive baseline on edges (alternating least squares; a node without edges has effect 0).
+                 num_datasets: int, *, fallback_mu: float, model_gram: np.ndarray | None = None,
+                 dataset_gram: np.ndarray | None = None) -> _Baseline:
+    """Additive baseline on edges, each effect shrunk toward a prior predicted from features.
 
-    Shapes: src, dst, acc [E] -> effects [num_models], [num_datasets].
+    First mu + model effect + dataset effect by alternating least squares (as
+    `AdditivePredictor`). Then, when a Gram matrix of node features is given, each node type's
+    effects are regressed on the features by kernel ridge (linear kernel, ridge
+    `PRIOR_RIDGE` × mean diagonal; fitted on the nodes with edges) and every effect becomes
+    (n · effect + PRIOR_STRENGTH · prior) / (n + PRIOR_STRENGTH), n the node's edge count: a
+    node without edges (cold start) gets its prior instead of 0, a node with few edges is pulled
+    toward it.
+
+    Shapes: src, dst, acc [E]; model_gram [num_models, num_models], dataset_gram
+        [num_datasets, num_datasets] -> effects [num_models], [num_datasets].
     """
     deg_m = np.bincount(src, minlength=num_models).astype(np.float64)
     deg_d = np.bincount(dst, minlength=num_datasets).astype(np.float64)
@@ -237,7 +254,25 @@ def fit_baseline(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: 
     for _ in range(BASELINE_ITERS):
         me = np.bincount(src, acc - mu - de[dst], num_models) / np.maximum(deg_m, 1)
         de = np.bincount(dst, acc - mu - me[src], num_datasets) / np.maximum(deg_d, 1)
+    me = _shrink_to_prior(me, deg_m, model_gram)
+    de = _shrink_to_prior(de, deg_d, dataset_gram)
     return _Baseline(mu, me, de, deg_m, deg_d)
+
+
+def _shrink_to_prior(effect: np.ndarray, degree: np.ndarray, gram: np.ndarray | None
+                     ) -> np.ndarray:
+    """Effects pulled toward a kernel-ridge prediction from node features [N]."""
+    seen = degree > 0
+    if gram is None or PRIOR_STRENGTH == 0 or seen.sum() < 2:
+        return effect
+    k = gram[np.ix_(seen, seen)]                                              # [T, T]
+    level = effect[seen].mean()
+    ridge = PRIOR_RIDGE * max(float(np.mean(np.diag(k))), 1e-12)
+    # torch (one thread inside fit/predict): numpy's BLAS threads stall on a busy machine
+    coef = torch.linalg.solve(torch.from_numpy(k + ridge * np.eye(len(k))),
+                              torch.from_numpy(effect[seen] - level)).numpy()   # [T]
+    prior = level + gram[:, seen] @ coef                                      # [N]
+    return (degree * effect + PRIOR_STRENGTH * prior) / (degree + PRIOR_STRENGTH)
 
 
 # ---------------------------------------------------------------------------------- predictor
@@ -311,11 +346,8 @@ class GNNPredictor:
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         num_m, num_d = len(g.model_index), len(g.dataset_index)
         num_edges = len(g.rec_acc)
-        num_val = int(round(cfg.val_fraction * num_edges))
-        if num_edges - num_val < 2:
-            num_val = 0
-        is_val = np.zeros(num_edges, dtype=bool)
-        is_val[rng.permutation(num_edges)[:num_val]] = True
+        is_val = _validation_split(g.rec_dst, cfg.val_fraction, rng)
+        num_val = int(is_val.sum())
         fit_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
         pair_scores = self._pair_scores(g)                                     # [E, 2S]
         val_batch = self._batch(g, fit_idx, val_idx, pair_scores) if num_val else None
@@ -428,10 +460,13 @@ class GNNPredictor:
         src, dst = data[RECORD].edge_index.numpy()
         score_index = data[SCORE].edge_index if self.metrics_ else None
         score_attr = data[SCORE].edge_attr if self.metrics_ else None
+        gram = {t: (x @ x.T if x.shape[1] else None)
+                for t, x in ((MODEL, np.asarray(model_x, np.float64)),
+                             (DATASET, np.asarray(dataset_x, np.float64)))}
         return _Graph(zoo.model_ids, zoo.dataset_ids,
                       {MODEL: data[MODEL].x, DATASET: data[DATASET].x}, src, dst,
                       data[RECORD].edge_label.numpy().astype(np.float64), score_index,
-                      score_attr)
+                      score_attr, gram)
 
     def _pair_scores(self, g: _Graph) -> np.ndarray:
         """Decoder score inputs of every record edge [E, 2S]."""
@@ -452,7 +487,8 @@ class GNNPredictor:
         num_m, num_d = len(g.model_index), len(g.dataset_index)
         m_src, m_dst, m_acc = g.rec_src[msg], g.rec_dst[msg], g.rec_acc[msg]
         fallback = float(g.rec_acc.mean()) if len(g.rec_acc) else 0.5
-        base = fit_baseline(m_src, m_dst, m_acc, num_m, num_d, fallback_mu=fallback)
+        base = fit_baseline(m_src, m_dst, m_acc, num_m, num_d, fallback_mu=fallback,
+                            model_gram=g.gram[MODEL], dataset_gram=g.gram[DATASET])
         attr = np.stack([m_acc - base.mu, m_acc - base(m_src, m_dst)], axis=1)
         attr_t = torch.from_numpy(attr.astype(np.float32))                     # [E_msg, 2]
         ei = torch.from_numpy(np.stack([m_src, m_dst]))                        # [2, E_msg]
@@ -476,6 +512,30 @@ class GNNPredictor:
         z = net.encode(x, edge_index, edge_attr)
         out = net.decode(z, src, dst, pair_x)                                   # [P]
         return base + out if self.config.residual else torch.sigmoid(out)
+
+
+def _validation_split(dst: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Validation mask over record edges [E]: about `fraction` of them, none if too few remain.
+
+    `VAL_COLD_SHARE` of the validation records are every record of whole datasets (so early
+    stopping also sees cold datasets), the rest single records drawn at random.
+    """
+    num_edges = len(dst)
+    num_val = int(round(fraction * num_edges))
+    is_val = np.zeros(num_edges, dtype=bool)
+    if num_val == 0 or num_edges - num_val < 2:
+        return is_val
+    if target := int(round(VAL_COLD_SHARE * num_val)):
+        for d in rng.permutation(np.unique(dst)):
+            if is_val.sum() >= target:
+                break
+            is_val[dst == d] = True
+    rest = np.flatnonzero(~is_val)
+    missing = max(num_val - int(is_val.sum()), 0)
+    is_val[rng.permutation(rest)[:missing]] = True
+    if (~is_val).sum() < 2:  # whole datasets overshot: keep at least two records to fit
+        is_val[np.flatnonzero(is_val)[:2]] = False
+    return is_val
 
 
 def _member_seed(seed: int, k: int) -> int:

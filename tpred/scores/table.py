@@ -72,7 +72,7 @@ class ScoreSummary:
     def __str__(self) -> str:
         where = f" -> {self.out_csv}" if self.out_csv else ""
         errors = f"; {self.num_errors} error(s)" + (f" in {self.errors_csv}"
-                                                    if self.errors_csv else "")
+                                                    if self.errors_csv and self.num_errors else "")
         return (f"{self.num_pairs} pair(s) x metric(s): {self.num_requested} requested, "
                 f"{self.num_skipped} already scored, {self.num_computed} computed{errors}{where}")
 
@@ -285,7 +285,10 @@ def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
                          f"(expected {','.join(columns)})")
     df = df[columns]
     value = pd.to_numeric(df["value"], errors="coerce")
-    if (bad := value.isna() & (df["value"].str.lower() != "nan")).any():
+    bad = value.isna()
+    if "component" in columns:  # a component may be NaN (the combine step then reports it)
+        bad &= df["value"].str.lower() != "nan"
+    if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{path}, line {i + 2}: column 'value' must be a number, got "
                          f"{df['value'].iloc[i]!r}")
@@ -326,6 +329,10 @@ def _load(source: Path | tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
     if not isinstance(source, Path):
         return source
     try:
+        with open(source, "rb") as fh:  # else np.load takes any non-zip file for a pickle
+            if (head := fh.read(4)) != b"PK\x03\x04":
+                raise ValueError(f"{source}: not an .npz file (a zip archive starts with "
+                                 f"b'PK\\x03\\x04', this one with {head!r})")
         with np.load(source, allow_pickle=False) as npz:
             files = sorted(npz.files)
             if missing := [k for k in ("features", "labels") if k not in files]:
