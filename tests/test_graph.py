@@ -60,8 +60,8 @@ def test_only_training_records_are_edges_with_their_accuracy():
     train = known.sample(frac=0.6, random_state=0).reset_index(drop=True)
     data = _graph(zoo, train)
     src, dst = data[RECORD].edge_index.numpy()
-    edges = set(zip(zoo.model_ids[src], zoo.dataset_ids[dst]))
-    assert edges == set(zip(train["model"], train["dataset"]))
+    edges = set(zip(zoo.model_ids[src], zoo.dataset_ids[dst], strict=True))
+    assert edges == set(zip(train["model"], train["dataset"], strict=True))
     np.testing.assert_array_equal(data[RECORD].edge_label.numpy(),
                                   zoo.accuracy(train).astype(np.float32))
     np.testing.assert_array_equal(data[RECORD].edge_attr.numpy()[:, 0],
@@ -100,7 +100,7 @@ def test_score_edges_carry_zscores_and_missing_indicators(tiny):
                        score_metrics=["a", "b"])
     src, dst = data[SCORE].edge_index.numpy()
     got = {(tiny.model_ids[i], tiny.dataset_ids[j]): row.tolist()
-           for i, j, row in zip(src, dst, data[SCORE].edge_attr.numpy())}
+           for i, j, row in zip(src, dst, data[SCORE].edge_attr.numpy(), strict=True)}
     s = np.sqrt(2 / 3)
     assert set(got) == {("m0", "d0"), ("m1", "d0"), ("m2", "d0"), ("m0", "d1"), ("m1", "d1")}
     np.testing.assert_allclose(got[("m0", "d0")], [-1 / s, 0, 0, 0], rtol=1e-6)

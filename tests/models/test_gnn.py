@@ -13,13 +13,14 @@ import torch
 from tpred.config import GNNConfig, NodeFeatureConfig, TextConfig, TrainConfig
 from tpred.data.zoo import Zoo
 from tpred.errors import NotFittedError
-from tpred.models import make_predictor
-from tpred.models import gnn
+from tpred.models import gnn, make_predictor
 from tpred.models.gnn import EdgeConv, GNNPredictor, fit_baseline
 from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, HashEncoder, toy_zoo
 
-#: small and fast: a toy fit takes well under a second
-FAST = GNNConfig(hidden_channels=16, heads=2, max_epochs=40, patience=10, num_threads=1)
+#: small and fast, for tests of structure (a toy fit takes well under a second)
+FAST = GNNConfig(hidden_channels=16, heads=2, max_epochs=30, patience=10, num_threads=1)
+#: long enough to learn the toy zoo
+LEARN = replace(FAST, max_epochs=150, patience=30, ensemble=2)
 
 
 def _gnn(config: GNNConfig = FAST, seed: int = 0, **kw) -> GNNPredictor:
@@ -52,7 +53,7 @@ def zoo() -> Zoo:
 @pytest.fixture(scope="module")
 def fitted(zoo):
     train, test = _split(zoo)
-    return _gnn(replace(FAST, ensemble=2)).fit(zoo, train), train, test
+    return _gnn(LEARN).fit(zoo, train), train, test
 
 
 # ------------------------------------------------------------------------------- leakage
@@ -136,7 +137,7 @@ def test_fit_baseline_recovers_an_exactly_additive_table():
 def test_fit_baseline_shrinks_dataset_effects_toward_a_ridge_prior_on_features(monkeypatch):
     monkeypatch.setattr(gnn, "PRIOR_RIDGE", 0.5)
     monkeypatch.setattr(gnn, "PRIOR_STRENGTH", 2.0)
-    # one model; datasets d0 (2 records... one model, so 1 record), d1, d2 seen, d3 cold
+    # one model; datasets d0, d1, d2 with one record each, d3 cold (no record)
     src, dst = np.zeros(3, dtype=int), np.array([0, 1, 2])
     acc = np.array([0.2, 0.5, 0.5])
     x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])         # [4, 2]

@@ -312,3 +312,17 @@ def test_cli_requires_a_subcommand_and_out_and_rejects_unknown_metrics(capsys, t
     assert not (tmp_path / "records.csv").exists()  # checked before any work
     with pytest.raises(ValueError, match="at least one tpred.scores metric"):
         build_zoo(tmp_path, small=True, metrics=[])
+
+
+def test_a_rebuild_warns_about_feature_files_it_did_not_write(tmp_path, caplog):
+    plan = default_plan(small=True)
+    short = ZooPlan(sources=plan.sources[:3], domains=("original",), num_classes=(2,),
+                    samples_per_class=(5,), divisions=("a",))
+    stale = tmp_path / "features" / "old-model" / "old_2a_5.npz"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
+    with caplog.at_level("WARNING", logger="tpred.zoo.build"):
+        build_zoo(tmp_path, plan=short, metrics=["gbc"], progress=False, write_readme=False)
+    assert "1 feature file(s) not written by this build" in caplog.text
+    assert sorted(p.parent.name for p in (tmp_path / "features").glob("*/*.npz")) == sorted(
+        [s.model for s in short.sources] + ["old-model"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tpred.checkpoint import CHECKPOINT_NAME, fit_all, save_checkpoint
+from tpred.checkpoint import CHECKPOINT_NAME, calibrate_all, fit_all, save_checkpoint
 from tpred.data.zoo import Zoo
 from tpred.evaluation.run import RunResult
 
@@ -43,8 +43,9 @@ def save_run(result: RunResult, zoo: Zoo, out_dir: Path, *, checkpoint: bool = T
         plot_run(result, out_dir / "plots")
     if checkpoint:
         methods = sorted(result.predictions["method"].unique())
-        fitted = fit_all(zoo, result.config, methods, progress=progress)
-        save_checkpoint(out_dir / CHECKPOINT_NAME, result.config, zoo, fitted)
+        fitted = fit_all(zoo, result.config, methods, progress=progress)  # every seed
+        calibration = calibrate_all(zoo, result.config, methods, progress=progress)
+        save_checkpoint(out_dir / CHECKPOINT_NAME, result.config, zoo, fitted, calibration)
     return out_dir
 
 

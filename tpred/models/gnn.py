@@ -345,11 +345,10 @@ class GNNPredictor:
         net = self._net()
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         num_m, num_d = len(g.model_index), len(g.dataset_index)
-        num_edges = len(g.rec_acc)
         is_val = _validation_split(g.rec_dst, cfg.val_fraction, rng)
         num_val = int(is_val.sum())
         fit_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
-        pair_scores = self._pair_scores(g)                                     # [E, 2S]
+        pair_scores = self._pair_scores(self.zoo_, g)                          # [E, 2S]
         val_batch = self._batch(g, fit_idx, val_idx, pair_scores) if num_val else None
 
         best, best_loss, best_epoch, bad = None, np.inf, 0, 0
@@ -468,11 +467,10 @@ class GNNPredictor:
                       data[RECORD].edge_label.numpy().astype(np.float64), score_index,
                       score_attr, gram)
 
-    def _pair_scores(self, g: _Graph) -> np.ndarray:
-        """Decoder score inputs of every record edge [E, 2S]."""
+    def _pair_scores(self, zoo: Zoo, g: _Graph) -> np.ndarray:
+        """Decoder score inputs of every record edge of `g` [E, 2S]."""
         pairs = pd.DataFrame({"model": g.model_index[g.rec_src],
                               "dataset": g.dataset_index[g.rec_dst]})
-        zoo = self.zoo_
         return score_features(standardize_scores(zoo, pairs, self.metrics_))
 
     def _batch(self, g: _Graph, msg: np.ndarray, target: np.ndarray | None,

@@ -15,6 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import blas
 
+from tpred.scores._checks import check_features_labels
+
 BLOCK_ELEMS = 1 << 20  # float64 elements per block: at most 8 MiB ...
 MIN_BLOCK = 256        # ... and at most 1/8 of the matrix, but never fewer rows than this
 
@@ -73,6 +75,17 @@ def check_matrix(features, *, name: str, arg: str = "features") -> np.ndarray:
     if f.dtype.kind not in "fiub":
         raise ValueError(f"{name}: {arg} must be numeric, got dtype {f.dtype}")
     return f
+
+
+def check_labels(labels, n: int, *, name: str) -> tuple[np.ndarray, int]:
+    """Labels through the shared validator (`check_features_labels`): 0..C−1 [N] and C.
+
+    The features are validated here without the float64 copy that validator makes, so it gets
+    an [N, 1] placeholder and only its label checks apply (length N, ≥ 2 classes, ≥ 2 samples
+    per class).
+    """
+    _, y, num_classes = check_features_labels(np.zeros((n, 1)), labels, name=name)
+    return y, num_classes
 
 
 def raise_if_not_finite(features: np.ndarray, *, name: str, arg: str = "features") -> None:

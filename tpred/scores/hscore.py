@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tpred.scores._checks import check_features_labels
 from tpred.scores._gram import (
     GramPass,
+    check_labels,
     check_matrix,
     column_mean,
     eigh_inplace,
@@ -29,7 +29,7 @@ RCOND = 1e-15  # relative cutoff of TLlib's np.linalg.pinv(..., rcond=1e-15)
 def _centred_pass(features, labels, *, name: str, norm4: bool = False):
     """Validate, then one pass: centred Gram [D, D], centred class sums [C, D], class sizes [C]."""
     f = check_matrix(features, name=name)
-    _, y, num_classes = check_features_labels(np.zeros((len(f), 1)), labels, name=name)
+    y, num_classes = check_labels(labels, len(f), name=name)
     mean = column_mean(f)                                                  # [D]
     if not np.isfinite(mean).all():
         raise_if_not_finite(f, name=name)

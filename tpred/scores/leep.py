@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from tpred.scores._checks import check_features_labels
-from tpred.scores._gram import block_size, check_matrix
+from tpred.scores._gram import block_size, check_labels, check_matrix
 
 ROW_SUM_TOL = 1e-3  # |Σ_z θ_z(x_i) − 1| allowed: float32/float16 softmax rounding, not logits
 
@@ -56,7 +55,7 @@ def leep(probs, labels) -> float:
     """
     name = "leep"
     p = check_matrix(probs, name=name, arg="probs")
-    _, y, num_classes = check_features_labels(np.zeros((len(p), 1)), labels, name=name)
+    y, num_classes = check_labels(labels, len(p), name=name)
     n = len(p)
     joint = np.zeros((num_classes, p.shape[1]))                            # [C, Cs] N·P(y, z)
     for part in _blocks(*p.shape):

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tpred.errors import NotFittedError
-from tpred.scores._checks import check_features_labels
 from tpred.scores._gram import (
     block_size,
+    check_labels,
     check_matrix,
     eigh_inplace,
     gram_not_finite,
@@ -289,7 +289,7 @@ class LogME:
             tnorm2 = np.einsum("ij,ij->j", tmat, tmat)                     # [K]
             self._one_dim = np.ndim(targets) == 1
         else:
-            _, y, num_classes = check_features_labels(np.zeros((n, 1)), targets, name=name)
+            y, num_classes = check_labels(targets, n, name=name)
             self.classes_ = np.unique(np.asarray(targets))
             tnorm2 = np.bincount(y, minlength=num_classes).astype(np.float64)  # ‖1[y=c]‖²
         dev = _use_torch(self.device)

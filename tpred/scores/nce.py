@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tpred.scores._checks import check_features_labels
+from tpred.scores._gram import check_labels
 
 
 def nce(source_labels, labels) -> float:
@@ -35,7 +35,7 @@ def nce(source_labels, labels) -> float:
         raise ValueError(f"nce: source_labels must be 1-D [N] and non-empty, got shape {z.shape}")
     if z.dtype.kind == "f" and not np.isfinite(z).all():
         raise ValueError("nce: source_labels contain NaN or inf")
-    _, y, _ = check_features_labels(np.zeros((len(z), 1)), labels, name="nce")
+    y, _ = check_labels(labels, len(z), name="nce")
     _, z_idx = np.unique(z, return_inverse=True)
     num_source = int(z_idx.max()) + 1
     pairs, joint = np.unique(y * num_source + z_idx.ravel(), return_counts=True)  # nonzero cells

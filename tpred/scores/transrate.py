@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tpred.scores._checks import check_features_labels
 from tpred.scores._gram import (
+    check_labels,
     check_matrix,
     column_mean,
     gram_not_finite,
@@ -72,7 +72,7 @@ def transrate(features, labels, eps: float = 1e-4) -> float:
     if not (isinstance(eps, (int, float, np.floating)) and np.isfinite(eps) and eps > 0):
         raise ValueError(f"transrate: eps must be a finite number > 0, got {eps!r}")
     f = check_matrix(features, name="transrate")
-    _, y, num_classes = check_features_labels(np.zeros((len(f), 1)), labels, name="transrate")
+    y, num_classes = check_labels(labels, len(f), name="transrate")
     mean = column_mean(f)                                                  # [D]
     if not np.isfinite(mean).all():
         raise_if_not_finite(f, name="transrate")

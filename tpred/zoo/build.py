@@ -396,6 +396,11 @@ def build_zoo(out: str | Path, *, seed: int = 0, small: bool = False,
         seconds["scores"] = time.perf_counter() - tic
     seconds["total"] = time.perf_counter() - start
 
+    written = {features_dir / m / f"{d}.npz" for m, d in arrays}
+    if stale := sorted(set(features_dir.glob("*/*.npz")) - written):
+        log.warning("%s: %d feature file(s) not written by this build (e.g. %s); "
+                    "`python -m tpred.score --features %s` would score them too",
+                    features_dir, len(stale), stale[0], features_dir)
     tables = ZooTables(pd.DataFrame(model_rows), pd.DataFrame(dataset_rows),
                        pd.DataFrame(record_rows), scores, errors, seconds, plan.resamplings)
     write_tables(tables, out)

@@ -1,0 +1,595 @@
+"""Predicting new models and datasets with a saved run: `tpred.checkpoint`, `tpred.api`,
+`python -m tpred.predict`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import tpred
+from tpred.api import Extension, Run, gnn_embeddings, rank_models
+from tpred.checkpoint import (
+    NORMAL_COVERAGE,
+    Calibration,
+    calibrate,
+    coverage,
+    ensemble_predict,
+    fit_all,
+    fit_scale,
+    load_checkpoint,
+    save_checkpoint,
+    validation_datasets,
+)
+from tpred.config import GNNConfig, ProtocolConfig, TextConfig, TrainConfig
+from tpred.data.zoo import Zoo
+from tpred.evaluation.protocols import make_splits
+from tpred.evaluation.run import evaluate
+from tpred.predict import main as predict_main
+from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, toy_zoo
+
+#: small and fast gnn: a toy fit takes a fraction of a second
+FAST = GNNConfig(hidden_channels=16, heads=2, max_epochs=30, patience=8, num_threads=1)
+METHODS = ("additive", "lr", "mf", "knn", "gnn", "score")
+PROG_ERROR = "python -m tpred.predict: error: "
+
+
+def _config(**kw) -> TrainConfig:
+    base = TrainConfig(model_features=TOY_MODEL_FEATURES, dataset_features=TOY_DATASET_FEATURES,
+                       text=TextConfig(encoder="hash", cache_dir=None), methods=METHODS,
+                       protocols=("cold-dataset",), seeds=(0, 1), gnn=FAST,
+                       protocol=ProtocolConfig(num_folds=3))
+    return replace(base, **kw)
+
+
+def _without(zoo: Zoo, datasets) -> Zoo:
+    """`zoo` without `datasets`: no metadata row, no record, no score."""
+    keep = lambda f: f[~f["dataset"].isin(list(datasets))]  # noqa: E731
+    return Zoo.from_frames(zoo.models, keep(zoo.datasets.reset_index()), keep(zoo.records),
+                           keep(zoo.scores))
+
+
+def _write_new_datasets(zoo: Zoo, held, folder: Path) -> tuple[Path, Path]:
+    """The held-out datasets' metadata and scores as CSV files, as a user would give them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    datasets, scores = folder / "new_datasets.csv", folder / "new_scores.csv"
+    zoo.datasets.loc[list(held)].reset_index().to_csv(datasets, index=False)
+    zoo.scores[zoo.scores["dataset"].isin(list(held))].to_csv(scores, index=False)
+    return datasets, scores
+
+
+# ------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def zoo() -> Zoo:
+    return toy_zoo(num_models=6, num_datasets=12, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fold_run(zoo, tmp_path_factory):
+    """Fold 1 of cold-dataset (seed 1): evaluate's predictions, and a run saved from that fold.
+
+    The run holds every method fitted on the fold's training pairs as `evaluate` fits them; its
+    zoo lacks the held-out datasets entirely, so they can only come back as new datasets.
+    """
+    cfg = _config(seeds=(1,))
+    result = evaluate(zoo, cfg, progress=False)
+    split = make_splits("cold-dataset", zoo, 1, cfg.protocol)[1]
+    held = split.context["held_out"]
+    methods = sorted(result.predictions["method"].unique())
+    ensembles = fit_all(zoo, cfg, methods, split.train, progress=False)
+    folder = tmp_path_factory.mktemp("fold_run")
+    save_checkpoint(folder / "checkpoint.pkl", cfg, _without(zoo, held), ensembles)
+    expected = result.predictions[result.predictions["fold"] == 1]
+    return folder, held, expected, methods
+
+
+@pytest.fixture(scope="module")
+def run(zoo) -> Run:
+    """Every method fitted on all records with two seeds, calibrated, in memory."""
+    cfg = _config()
+    methods = ["additive", "lr", "gnn", "score:score_a"]
+    ensembles = fit_all(zoo, cfg, methods, progress=False)
+    calibration = {"gnn": calibrate(zoo, cfg, "gnn")}
+    return Run(cfg, zoo, ensembles, calibration)
+
+
+@pytest.fixture(scope="module")
+def new_zoo() -> Zoo:
+    """Other nodes of the same kind, with ids `n*` / `x*` that the run does not have."""
+    other = toy_zoo(num_models=2, num_datasets=3, seed=7)
+    rename = {"model": {m: f"x{m}" for m in other.model_ids},
+              "dataset": {d: f"n{d}" for d in other.dataset_ids}}
+    models = other.models.reset_index().replace(rename)
+    datasets = other.datasets.reset_index().replace(rename)
+    return Zoo.from_frames(models, datasets, other.records.replace(rename),
+                           other.scores.replace(rename))
+
+
+def _scores_for(run_zoo: Zoo, new_zoo: Zoo, datasets=True) -> pd.DataFrame:
+    """Scores of every run model on the new datasets (values borrowed from the new zoo)."""
+    ids = new_zoo.dataset_ids
+    grid = pd.MultiIndex.from_product([run_zoo.model_ids, ids], names=["model", "dataset"])
+    rows = grid.to_frame(index=False)
+    rng = np.random.default_rng(0)
+    return pd.concat([rows.assign(metric=m, value=rng.normal(size=len(rows)))
+                      for m in ("score_a", "score_b")], ignore_index=True)
+
+
+# ---------------------------------------------------- held out = protocol (the key test)
+def test_held_out_datasets_predicted_from_csv_equal_the_cold_dataset_fold(fold_run, tmp_path):
+    folder, held, expected, methods = fold_run
+    datasets, scores = _write_new_datasets(toy_zoo(num_models=6, num_datasets=12, seed=1),
+                                           held, tmp_path)
+    for method in methods:
+        out = tmp_path / f"{method.replace(':', '_')}.csv"
+        assert predict_main(["--run", str(folder), "--datasets", str(datasets), "--scores",
+                             str(scores), "--method", method, "--top-k", "0", "--out", str(out),
+                             "--quiet"]) == 0
+        got = pd.read_csv(out)
+        want = expected[expected["method"] == method]
+        merged = want.merge(got, on=["model", "dataset"], suffixes=("_protocol", ""))
+        assert len(got) == len(want) == len(merged) == 6 * len(held)
+        # float32 sums over the graph's edges in another node order differ in the last bit
+        np.testing.assert_allclose(merged["predicted"], merged["predicted_protocol"],
+                                   rtol=0, atol=1e-6, err_msg=method)
+        assert merged["std"].isna().all()  # one seed: one member, no spread
+
+
+def test_baselines_fitted_without_the_held_out_datasets_equal_the_protocol(fold_run, zoo):
+    """For the baselines the deployment path (a zoo that never saw the held-out datasets) is
+    the protocol's path exactly: their fit reads the training nodes only."""
+    _, held, expected, _ = fold_run
+    cfg = _config(seeds=(1,))
+    small = _without(zoo, held)
+    ensembles = fit_all(small, cfg, ["additive", "lr", "mf", "knn"], progress=False)
+    run = Run(cfg, small, ensembles)
+    new = zoo.datasets.loc[list(held)].reset_index()
+    scores = zoo.scores[zoo.scores["dataset"].isin(list(held))]
+    for method in ensembles:
+        got = run.predict(datasets=new, scores=scores, method=method)
+        want = expected[expected["method"] == method].merge(got, on=["model", "dataset"])
+        assert len(want) == len(got) == 6 * len(held)
+        np.testing.assert_allclose(want["predicted_y"], want["predicted_x"], atol=1e-12)
+
+
+# ----------------------------------------------------------------------- checkpoint
+def test_checkpoint_round_trip_keeps_config_zoo_ensembles_and_calibration(run, tmp_path,
+                                                                          new_zoo):
+    path = save_checkpoint(tmp_path / "checkpoint.pkl", run.config, run.zoo, run.ensembles,
+                           run.calibration)
+    loaded = tpred.load(tmp_path)
+    assert loaded.path == tmp_path and loaded.config == run.config
+    assert loaded.methods == run.methods and len(loaded.ensembles["gnn"]) == 2
+    assert loaded.calibration == run.calibration
+    pd.testing.assert_frame_equal(loaded.zoo.records, run.zoo.records)
+    new = new_zoo.datasets.reset_index()
+    scores = _scores_for(run.zoo, new_zoo)
+    for method in run.methods:
+        pd.testing.assert_frame_equal(loaded.predict(datasets=new, scores=scores, method=method),
+                                      run.predict(datasets=new, scores=scores, method=method))
+    assert load_checkpoint(path)["format"] == 2
+
+
+def test_a_format_1_checkpoint_loads_as_one_member_ensembles(run, tmp_path):
+    joblib.dump({"format": 1, "tpred_version": "0.1.0", "config": run.config.to_dict(),
+                 "zoo": run.zoo, "predictors": {"additive": run.ensembles["additive"][0]}},
+                tmp_path / "checkpoint.pkl")
+    old = tpred.load(tmp_path)
+    assert old.methods == ["additive"] and old.calibration == {}
+    pairs = run.zoo.known_pairs().iloc[:4]
+    mean, std = ensemble_predict(old.ensembles["additive"], pairs)
+    np.testing.assert_array_equal(mean, run.ensembles["additive"][0].predict(pairs))
+    assert np.isnan(std).all()
+
+
+def test_load_rejects_missing_unreadable_and_foreign_files(tmp_path):
+    with pytest.raises(ValueError, match=r"no checkpoint here \(a run folder holds "):
+        tpred.load(tmp_path)
+    (tmp_path / "checkpoint.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match=r"checkpoint.pkl: not a readable checkpoint"):
+        tpred.load(tmp_path)
+    joblib.dump({"format": 99}, tmp_path / "checkpoint.pkl")
+    with pytest.raises(ValueError, match=r"not a tpred checkpoint of format \[1, 2\] "
+                                         r"\(found 99\)"):
+        load_checkpoint(tmp_path / "checkpoint.pkl")
+
+
+def test_fit_all_fits_seeded_methods_once_per_seed_and_others_once(run):
+    assert [len(run.ensembles[m]) for m in run.methods] == [1, 1, 2, 1]
+    assert [p.seed for p in run.ensembles["gnn"]] == [0, 1]
+
+
+# ------------------------------------------------------------------ ensemble arithmetic
+class _Const:
+    """A stub member predicting fixed values (and, with `std`, an inner ensemble's spread)."""
+
+    def __init__(self, value, std=None):
+        self.value, self.std = value, std
+        if std is not None:
+            self.members_ = [None, None]
+
+    def predict(self, pairs, zoo=None, *, return_std=False):
+        mean = np.full(len(pairs), self.value)
+        return (mean, np.full(len(pairs), self.std)) if return_std else mean
+
+
+def test_ensemble_mean_and_population_std_over_every_network():
+    pairs = pd.DataFrame({"model": ["a", "b"], "dataset": ["x", "x"]})
+    mean, std = ensemble_predict([_Const(0.2), _Const(0.4)], pairs)
+    np.testing.assert_allclose(mean, 0.3)
+    np.testing.assert_allclose(std, 0.1)
+    # two seeds of two networks: 0.1, 0.3 and 0.3, 0.5 -> mean 0.3, var (0.04 + 0.04) / 4
+    mean, std = ensemble_predict([_Const(0.2, 0.1), _Const(0.4, 0.1)], pairs)
+    np.testing.assert_allclose(mean, 0.3)
+    np.testing.assert_allclose(std, np.sqrt(0.02))
+    mean, std = ensemble_predict([_Const(0.7)], pairs)  # one network: no estimate
+    np.testing.assert_allclose(mean, 0.7)
+    assert np.isnan(std).all()
+
+
+def test_coverage_and_scale_closed_forms():
+    true = np.zeros(5)
+    mean = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    std = np.ones(5)
+    assert coverage(true, mean, std, 1) == pytest.approx(0.2)
+    assert coverage(true, mean, std, 2) == pytest.approx(0.4)
+    assert np.isnan(coverage(true[:0], mean[:0], std[:0], 1))
+    # |z| = 1..5: the 68.27 % quantile (linear interpolation) is 1 + 4 * 0.6827
+    assert fit_scale(true, mean, std) == pytest.approx(1 + 4 * NORMAL_COVERAGE[1])
+    # a pair with std 0 and an error counts as infinitely far; all std 0: no scale
+    assert fit_scale(true, mean, np.array([0, 1, 1, 1, 1.0])) == pytest.approx(
+        np.quantile([np.inf, 2, 3, 4, 5], NORMAL_COVERAGE[1]))
+    assert np.isnan(fit_scale(true, mean, np.zeros(5)))
+    scaled = fit_scale(true, mean, std)
+    assert coverage(true, mean, scaled * std, 1) == pytest.approx(0.6)  # 3 of 5 within
+
+
+def test_validation_datasets_are_a_fold_of_the_training_datasets():
+    pairs = pd.DataFrame({"model": "m", "dataset": [f"d{i}" for i in range(10)]})
+    held = validation_datasets(pairs, 5, seed=3)
+    assert len(held) == 2 and set(held) <= set(pairs["dataset"])
+    assert held == validation_datasets(pairs, 5, seed=3)
+    with pytest.raises(ValueError, match=r"calibration needs at least 2 datasets"):
+        validation_datasets(pairs.iloc[:1], 5, seed=0)
+
+
+def test_calibration_reads_only_training_records(zoo):
+    """Poisoning every record outside the training pairs leaves the calibration unchanged."""
+    cfg = _config()
+    split = make_splits("cold-dataset", zoo, 0, cfg.protocol)[0]
+    records = zoo.records.copy()
+    test = records["dataset"].isin(split.context["held_out"])
+    records.loc[test, "accuracy"] = 1 - records.loc[test, "accuracy"]
+    poisoned = Zoo.from_frames(zoo.models, zoo.datasets, records, zoo.scores)
+    clean = calibrate(zoo, cfg, "gnn", split.train)
+    dirty = calibrate(poisoned, cfg, "gnn", split.train)
+    assert clean == dirty
+    assert isinstance(clean, Calibration) and clean.scale > 0
+    assert not set(clean.datasets) & set(split.context["held_out"])
+    assert clean.coverage_calibrated[0] == pytest.approx(NORMAL_COVERAGE[1],
+                                                         abs=1.5 / clean.num_pairs)
+    assert calibrate(zoo, cfg, "additive", split.train) is None  # one member: nothing to scale
+
+
+# ------------------------------------------------------------------------ predict / API
+def test_default_pairs_are_new_datasets_times_every_model_and_new_models_times_every_dataset(
+        run, new_zoo):
+    models = new_zoo.models.reset_index().iloc[:1]
+    datasets = new_zoo.datasets.reset_index()
+    ext = run.extend(models=models, datasets=datasets, scores=_scores_for(run.zoo, new_zoo))
+    pairs = ext.default_pairs()
+    assert len(pairs) == 3 * 7 + 1 * 12 and not pairs.duplicated().any()
+    assert ext.new_models == ("xm0",) and ext.new_datasets == ("nd0", "nd1", "nd2")
+    out = run.predict(models=models, datasets=datasets, scores=_scores_for(run.zoo, new_zoo))
+    assert list(out.columns) == ["model", "dataset", "predicted", "std"]
+    pd.testing.assert_frame_equal(out[["model", "dataset"]], pairs)
+    assert out["predicted"].between(0, 1).all()
+    assert (out["std"] > 0).all() and np.isfinite(out["std"]).all()
+
+
+def test_std_is_the_ensemble_std_times_the_calibration_scale(run, new_zoo):
+    args = dict(datasets=new_zoo.datasets.reset_index(), scores=_scores_for(run.zoo, new_zoo))
+    raw = run.predict(**args, calibrated=False)
+    cal = run.predict(**args)
+    np.testing.assert_allclose(cal["std"], raw["std"] * run.calibration["gnn"].scale)
+    assert run.predict(**args, method="additive")["std"].isna().all()
+
+
+def test_known_records_of_a_new_dataset_are_used_and_not_predicted(run, new_zoo):
+    datasets = new_zoo.datasets.reset_index().iloc[:1]
+    scores = _scores_for(run.zoo, new_zoo)
+    scores = scores[scores["dataset"] == "nd0"]
+    cold = run.predict(datasets=datasets, scores=scores)
+    records = pd.DataFrame({"model": ["m0", "m1"], "dataset": "nd0", "accuracy": [0.99, 0.98]})
+    warm = run.predict(datasets=datasets, scores=scores, records=records)
+    assert list(warm["model"]) == ["m2", "m3", "m4", "m5"]  # recorded pairs are not predicted
+    assert not np.allclose(warm["predicted"], cold["predicted"].iloc[2:])  # gnn uses them
+
+
+def test_recommend_ranks_predicted_and_recorded_models(run, new_zoo):
+    row = new_zoo.datasets.reset_index().iloc[0]
+    scores = _scores_for(run.zoo, new_zoo)
+    scores = scores[scores["dataset"] == "nd0"]
+    records = pd.DataFrame({"model": ["m4"], "dataset": ["nd0"], "accuracy": [0.001]})
+    every = run.recommend(row, k=0, scores=scores, records=records)
+    assert list(every.columns) == ["rank", "model", "predicted", "std", "known"]
+    assert list(every["rank"]) == [1, 2, 3, 4, 5, 6]
+    assert every["predicted"].is_monotonic_decreasing
+    assert every.iloc[-1].to_dict() == {"rank": 6, "model": "m4", "predicted": 0.001, "std": 0.0,
+                                        "known": True}
+    top = run.recommend(row, k=3, scores=scores, records=records)
+    pd.testing.assert_frame_equal(top, every.iloc[:3])
+    full = run.predict(datasets=row.to_frame().T, scores=scores, records=records)
+    best = full.sort_values("predicted", ascending=False, kind="stable").iloc[:3]
+    assert list(top["model"]) == list(best["model"])
+    np.testing.assert_array_equal(top["std"], best["std"])
+    # by id, with the row given as datasets=..., and as a Series named by its id
+    by_id = run.recommend("nd0", k=3, datasets=row.to_frame().T, scores=scores, records=records)
+    pd.testing.assert_frame_equal(by_id, top)
+    named = row.drop("dataset").rename("nd0")
+    pd.testing.assert_frame_equal(run.recommend(named, k=3, scores=scores, records=records), top)
+    # a dataset of the run: every model recorded, so the ranking is the records'
+    known = run.recommend("d3", k=2)
+    assert known["known"].all() and list(known["predicted"]) == sorted(
+        run.zoo.records.query("dataset == 'd3'")["accuracy"], reverse=True)[:2]
+
+
+def test_rank_models_hand_made():
+    zoo = Zoo.from_frames(None, None, pd.DataFrame(
+        {"model": ["a", "b", "c"], "dataset": ["x", "y", "y"], "accuracy": [0.5, 0.9, 0.1]}))
+    pred = pd.DataFrame({"model": ["b", "c", "a"], "dataset": ["x", "x", "y"],
+                         "predicted": [0.4, 0.6, 0.5], "std": [0.1, 0.2, 0.3]})
+    out = rank_models(pred, zoo, k=2)
+    assert out.to_dict("list") == {
+        "dataset": ["x", "x", "y", "y"], "rank": [1, 2, 1, 2], "model": ["c", "a", "b", "a"],
+        "predicted": [0.6, 0.5, 0.9, 0.5], "std": [0.2, 0.0, 0.0, 0.3],
+        "known": [False, True, True, False]}
+    assert len(rank_models(pred, zoo, k=0)) == 6
+
+
+def test_embeddings_cover_old_and_new_nodes(run, new_zoo):
+    models, datasets = run.embeddings()
+    assert models.shape == (6, 16 * 3) and datasets.shape == (12, 16 * 3)
+    assert np.isfinite(models.to_numpy()).all()
+    _, more = run.embeddings(datasets=new_zoo.datasets.reset_index(),
+                             scores=_scores_for(run.zoo, new_zoo))
+    assert list(more.index[-3:]) == ["nd0", "nd1", "nd2"] and len(more) == 15
+    with pytest.raises(ValueError, match=r"LinearPredictor is not a fitted gnn"):
+        gnn_embeddings(run.ensembles["lr"][0])
+
+
+def test_import_tpred_stays_light():
+    code = ("import sys, tpred; heavy = [m for m in ('torch', 'pandas', 'sklearn') "
+            "if m in sys.modules]; assert not heavy, heavy; assert callable(tpred.load)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(AttributeError, match=r"module 'tpred' has no attribute 'nope'"):
+        tpred.nope  # noqa: B018
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_a_new_id_that_collides_with_a_training_node_names_file_line_and_id(run, tmp_path):
+    path = tmp_path / "datasets.csv"
+    frame = run.zoo.datasets.reset_index().iloc[[0]].assign(dataset="fresh")
+    pd.concat([frame, run.zoo.datasets.reset_index().iloc[[4]]]).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"datasets.csv, line 3, column 'dataset': id 'd4' is "
+                                         r"already a dataset of the run's zoo"):
+        run.extend(datasets=path)
+    models = run.zoo.models.reset_index().iloc[[2]]
+    with pytest.raises(ValueError, match=r"models DataFrame, line 2, column 'model': id 'm2' "
+                                         r"is already a model"):
+        run.extend(models=models)
+
+
+def test_missing_feature_columns_name_the_file_and_columns(run, new_zoo, tmp_path):
+    path = tmp_path / "datasets.csv"
+    new_zoo.datasets.reset_index().drop(columns=["labels", "train_size"]).to_csv(path,
+                                                                                 index=False)
+    with pytest.raises(ValueError, match=r"datasets.csv: configured feature column\(s\) "
+                                         r"\['train_size', 'labels'\] not found"):
+        run.predict(datasets=path)
+    with pytest.raises(ValueError, match=r"models DataFrame: configured feature column\(s\) "
+                                         r"\['architecture_family'\] not found"):
+        run.predict(models=new_zoo.models.drop(columns="architecture_family"))
+
+
+def test_bad_metadata_values_name_line_and_column(run, new_zoo):
+    bad = new_zoo.datasets.reset_index().astype({"num_classes": object})
+    bad.loc[1, "num_classes"] = "many"
+    with pytest.raises(ValueError, match=r"datasets DataFrame, line 3, column 'num_classes': a "
+                                         r"numeric feature column must hold finite numbers, got "
+                                         r"'many'"):
+        run.extend(datasets=bad)
+
+
+def test_extra_unknown_columns_are_ignored_with_a_warning(run, new_zoo):
+    plain = new_zoo.datasets.reset_index()
+    scores = _scores_for(run.zoo, new_zoo)
+    with pytest.warns(UserWarning, match=r"column\(s\) \['curator'\] are not in the run's "
+                                         r"datasets table; ignored"):
+        extra = run.predict(datasets=plain.assign(curator="me"), scores=scores)
+    pd.testing.assert_frame_equal(extra, run.predict(datasets=plain, scores=scores))
+
+
+def test_unknown_categories_become_zero_features_with_a_warning(run, new_zoo):
+    datasets = new_zoo.datasets.reset_index().assign(domain="x-ray")
+    with pytest.warns(UserWarning, match=r"column 'domain': category \['x-ray'\] unseen in "
+                                         r"training; their one-hot features are zeros"):
+        ext = run.extend(datasets=datasets)
+    featurizer = run.ensembles["lr"][0].dataset_inputs_.featurizer_
+    names = featurizer.get_feature_names_out()
+    x = featurizer.transform(ext.zoo.datasets.loc[list(ext.new_datasets)])
+    onehot = np.char.startswith(names.astype(str), "cat__domain")
+    assert onehot.sum() == 3 and (x[:, onehot] == 0).all()
+    assert (featurizer.transform(run.zoo.datasets)[:, onehot].sum(1) == 1).all()
+
+
+def test_scores_of_metrics_the_run_did_not_train_with_are_ignored_with_a_warning(run, new_zoo):
+    datasets = new_zoo.datasets.reset_index()
+    scores = _scores_for(run.zoo, new_zoo)
+    extra = pd.concat([scores, scores.assign(metric="logme")], ignore_index=True)
+    with pytest.warns(UserWarning, match=r"metric\(s\) \['logme'\] were not in the run's scores "
+                                         r"\['score_a', 'score_b'\].* 21 row\(s\) are ignored"):
+        got = run.predict(datasets=datasets, scores=extra)
+    pd.testing.assert_frame_equal(got, run.predict(datasets=datasets, scores=scores))
+
+
+def test_scores_and_records_must_name_known_or_new_ids_and_be_new(run, new_zoo, tmp_path):
+    datasets = new_zoo.datasets.reset_index()
+    scores = _scores_for(run.zoo, new_zoo)
+    with pytest.raises(ValueError, match=r"scores DataFrame, line 2, column 'dataset': dataset "
+                                         r"'nd0' is neither a dataset of the run nor a new"):
+        run.extend(scores=scores)
+    old = run.zoo.scores.iloc[[3]]
+    with pytest.raises(ValueError, match=r"scores DataFrame, line 2, columns \['model', "
+                                         r"'dataset', 'metric'\]: .* already has a score"):
+        run.extend(scores=old)
+    path = tmp_path / "known.csv"
+    run.zoo.records.iloc[[5]].to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"known.csv, line 2, columns \['model', 'dataset'\]: "
+                                         r"\['m0', 'd5'\] already has a record"):
+        run.extend(records=path)
+    bad = pd.DataFrame({"model": ["m0"], "dataset": ["nd0"], "accuracy": [1.5]})
+    with pytest.raises(ValueError, match=r"records DataFrame, line 2, column 'accuracy': "
+                                         r"accuracy must be a number in \[0, 1\], got '1.5'"):
+        run.extend(datasets=datasets, records=bad)
+    nan = scores.astype({"value": object})
+    nan.loc[2, "value"] = "inf"
+    with pytest.raises(ValueError, match=r"line 4, column 'value': a score must be a finite "
+                                         r"number, got 'inf'"):
+        run.extend(datasets=datasets, scores=nan)
+    with pytest.raises(ValueError, match=r"line 2, column 'metric': empty metric name"):
+        run.extend(datasets=datasets, scores=scores.assign(metric=""))
+    with pytest.raises(ValueError, match=r"scores DataFrame: missing column\(s\) \['value'\]"):
+        run.extend(datasets=datasets, scores=scores.drop(columns="value"))
+
+
+def test_wide_records_file_is_read(run, new_zoo, tmp_path):
+    path = tmp_path / "wide.csv"
+    pd.DataFrame({"": ["m0", "m1"], "nd0": [0.9, ""], "nd1": ["", 0.8]}).to_csv(path,
+                                                                                  index=False)
+    ext = run.extend(datasets=new_zoo.datasets.reset_index(), records=path)
+    assert ext.new_records.to_dict("list") == {"model": ["m0", "m1"], "dataset": ["nd0", "nd1"],
+                                               "accuracy": [0.9, 0.8]}
+
+
+def test_id_checks_of_metadata_frames(run, new_zoo):
+    datasets = new_zoo.datasets.reset_index()
+    with pytest.raises(ValueError, match=r"line 3, column 'dataset': empty id ''"):
+        run.extend(datasets=datasets.assign(dataset=["nd0", "", "nd2"]))
+    with pytest.raises(ValueError, match=r"duplicate \['nd0'\] \(first on line 2"):
+        run.extend(datasets=datasets.assign(dataset=["nd0", "nd0", "nd2"]))
+    with pytest.raises(ValueError, match=r"datasets DataFrame: missing column\(s\) "
+                                         r"\['dataset'\]"):
+        run.extend(datasets=datasets.drop(columns="dataset"))
+    with pytest.raises(ValueError, match=r"datasets DataFrame: no rows"):
+        run.extend(datasets=datasets.iloc[:0])
+    with pytest.raises(TypeError, match=r"datasets must be a pandas DataFrame, a CSV path or "
+                                        r"None, got int"):
+        run.extend(datasets=42)
+    indexed = run.extend(datasets=new_zoo.datasets)  # the id as the index works too
+    assert indexed.new_datasets == ("nd0", "nd1", "nd2")
+
+
+def test_pairs_method_and_recommend_errors(run, new_zoo):
+    datasets = new_zoo.datasets.reset_index()
+    with pytest.raises(ValueError, match=r"nothing to predict: give new models or datasets"):
+        run.predict()
+    with pytest.raises(ValueError, match=r"the run has no method 'mf'; it has \['additive', "):
+        run.predict(datasets=datasets, method="mf")
+    pairs = pd.DataFrame({"model": ["m0", "zz"], "dataset": ["nd0", "nd0"]})
+    with pytest.raises(ValueError, match=r"pairs DataFrame, line 3, column 'model': model 'zz' "
+                                         r"is neither a model of the run nor a new one"):
+        run.predict(datasets=datasets, pairs=pairs)
+    got = run.predict(datasets=datasets, pairs=pairs.iloc[:1], method="additive")
+    assert len(got) == 1
+    with pytest.raises(ValueError, match=r"dataset 'nope' is neither a dataset of the run nor"):
+        run.recommend("nope")
+    with pytest.raises(ValueError, match=r"a dataset row frame must have exactly 1 row, got 3"):
+        run.recommend(datasets)
+    with pytest.raises(ValueError, match=r"the dataset row has no 'dataset' id"):
+        run.recommend({"domain": "photo"})
+    with pytest.raises(TypeError, match=r"dataset must be an id \(str\), a Series, a mapping"):
+        run.recommend(3)
+
+
+# ---------------------------------------------------------------------------- the CLIs
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """`python -m tpred.train` on a tiny zoo written as CSV files."""
+    folder = tmp_path_factory.mktemp("cli")
+    zoo = toy_zoo(num_models=5, num_datasets=9, seed=3)
+    zoo_dir = folder / "zoo"
+    zoo_dir.mkdir()
+    zoo.models.reset_index().to_csv(zoo_dir / "models.csv", index=False)
+    zoo.datasets.reset_index().to_csv(zoo_dir / "datasets.csv", index=False)
+    zoo.records.to_csv(zoo_dir / "records.csv", index=False)
+    zoo.scores.to_csv(zoo_dir / "scores.csv", index=False)
+    cfg = _config(name="tiny", methods=("additive", "gnn"), output_dir=str(folder / "runs"))
+    values = cfg.to_dict()
+    values["data"].update(root=str(zoo_dir), scores="scores.csv")
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(values))
+    from tpred.train import main as train_main
+
+    assert train_main(["--config", str(folder / "tiny.yaml"), "--no-plots", "--quiet"]) == 0
+    return folder / "runs" / "tiny", zoo
+
+
+def test_cli_end_to_end_on_a_tiny_run(trained_run, new_zoo, tmp_path, capsys):
+    run_dir, zoo = trained_run
+    new_zoo.datasets.reset_index().to_csv(tmp_path / "datasets.csv", index=False)
+    new_zoo.models.reset_index().iloc[:1].to_csv(tmp_path / "models.csv", index=False)
+    _scores_for(zoo, new_zoo).to_csv(tmp_path / "scores.csv", index=False)
+    capsys.readouterr()
+    out = tmp_path / "out" / "predictions.csv"
+    assert predict_main(["--run", str(run_dir), "--datasets", str(tmp_path / "datasets.csv"),
+                         "--models", str(tmp_path / "models.csv"), "--scores",
+                         str(tmp_path / "scores.csv"), "--top-k", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    predictions = pd.read_csv(out)
+    ranking = pd.read_csv(tmp_path / "out" / "predictions.ranking.csv")
+    assert list(predictions.columns) == ["model", "dataset", "predicted", "std"]
+    assert len(predictions) == 3 * 6 + 1 * 9
+    assert (predictions["std"] > 0).all()
+    assert list(ranking.columns) == ["dataset", "rank", "model", "predicted", "std", "known"]
+    assert ranking.groupby("dataset").size().eq(2).all() and ranking["dataset"].nunique() == 12
+    assert "== nd0 (new) ==" in printed and "±" in printed
+    payload = load_checkpoint(run_dir)
+    assert len(payload["ensembles"]["gnn"]) == 2 and "gnn" in payload["calibration"]
+
+
+def test_cli_bad_input_is_one_line_and_status_2(trained_run, tmp_path, capsys):
+    run_dir, zoo = trained_run
+    path = tmp_path / "datasets.csv"
+    zoo.datasets.reset_index().iloc[:2].to_csv(path, index=False)
+    out = str(tmp_path / "p.csv")
+    assert predict_main(["--run", str(run_dir), "--datasets", str(path), "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(PROG_ERROR)
+    assert "datasets.csv, line 2, column 'dataset': id 'd0' is already a dataset" in err[0]
+    assert predict_main(["--run", str(tmp_path), "--datasets", str(path), "--out", out]) == 2
+    assert "no checkpoint here" in capsys.readouterr().err
+    assert predict_main(["--run", str(run_dir), "--out", out]) == 2
+    assert "nothing to predict" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_cli_prints_warnings_for_ignored_columns(trained_run, new_zoo, tmp_path, capsys):
+    run_dir, _ = trained_run
+    path = tmp_path / "datasets.csv"
+    new_zoo.datasets.reset_index().assign(notes="x").to_csv(path, index=False)
+    assert predict_main(["--run", str(run_dir), "--datasets", str(path), "--method",
+                         "additive", "--out", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    assert "warning: " in capsys.readouterr().err
+    assert pd.read_csv(tmp_path / "p.csv")["std"].isna().all()
+
+
+def test_extension_of_nothing_is_empty(run):
+    ext = run.extend()
+    assert isinstance(ext, Extension) and ext.is_empty and ext.zoo.num_datasets == 12
