@@ -1,4 +1,4 @@
-"""How well does the seed ensemble's std cover the truth? Cold-dataset protocol, before/after calibration.
+"""How well does the seed ensemble's std cover the truth? Cold-dataset protocol, with calibration.
 
 For every fold of the cold-dataset protocol (seed `--split-seed`), the method is fitted once per
 seed of the config on the fold's training pairs; the members' mean and std predict the held-out

@@ -256,13 +256,6 @@ class Run:
         ranking = rank_models(predictions, ext.zoo, k, datasets=[dataset])
         return ranking.drop(columns="dataset").reset_index(drop=True)
 
-    def rank(self, predictions: pd.DataFrame, k: int = 5, *, models: Source = None,
-             datasets: Source = None, scores: Source = None,
-             records: Source = None) -> pd.DataFrame:
-        """`rank_models` of `predictions` in the run's zoo extended with the given nodes."""
-        ext = self.extend(models, datasets, scores, records)
-        return rank_models(predictions, ext.zoo, k)
-
     def resolve_pairs(self, ext: Extension, pairs: Source = None) -> pd.DataFrame:
         """`pairs` checked against `ext.zoo`, or `ext.default_pairs()` when None."""
         if pairs is None:

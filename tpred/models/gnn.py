@@ -1,15 +1,23 @@
 """`gnn`: a heterogeneous graph network over the model–dataset graph (SCG4Trf, improved).
 
 Encoder: per-type input projection (a node type without features gets a learned constant), then
-`num_layers` layers of heterogeneous message passing over the training records and the score
-edges (`tpred.graph`), both directions; every layer's output and the input projection are
-concatenated (SCG4Trf's skip-combination). Decoder: an MLP on [z_model ‖ z_dataset ‖ pair scores
-‖ additive-baseline terms]. With `GNNConfig.residual` the decoder predicts the residual over an
-additive baseline (mu + model effect + dataset effect) fitted on the message edges — the
-improvement over SCG4Trf: the network starts from the additive solution (its last layer is zero
-at initialisation) and only learns what the baseline misses; otherwise a sigmoid of the MLP.
+`num_layers` layers of heterogeneous message passing (PyG `HeteroConv`) over the training
+records and the score edges (`tpred.graph`), both directions; the input projection and every
+layer's output are concatenated (SCG4Trf's skip-combination). Decoder: an MLP on [z_model ‖
+z_dataset ‖ pair scores ‖ baseline terms] (baseline terms: model effect, dataset effect and the
+log edge counts of both nodes).
 
-Training (full batch, MSE):
+Improvements over SCG4Trf, each chosen on validation splits carved from training pairs:
+
+- `GNNConfig.residual` (default): the decoder predicts the residual over an additive baseline
+  (mu + model effect + dataset effect) fitted on the message edges; its last layer starts at
+  zero, so an untrained network *is* the additive baseline. Otherwise a sigmoid of the MLP.
+- The baseline's effects are shrunk toward a prior regressed on node features (kernel ridge,
+  `fit_baseline`): a dataset without records gets a level predicted from its metadata and text
+  instead of the global mean, one with few records is pulled toward it.
+- Edge dropout per epoch that mimics every protocol (below).
+
+Training (full batch, MSE, Adam, early stopping):
 
 - A validation split (`val_fraction` of the training records, seeded) is never a message edge
   while training and decides early stopping; test pairs are never edges at all.
@@ -18,13 +26,16 @@ Training (full batch, MSE):
   it is the target. Each dataset draws its own supervised fraction q ~ U(0, 1), so the network
   sees datasets with every number of known models, cold ones included; each model loses all its
   message edges with probability `MODEL_COLD_PROB` (cold models).
-- After training every training record (validation ones included: they are training data) is a
-  message edge for prediction.
+- After training, every training record (validation ones included: they are training data) is a
+  message edge for prediction; a queried pair's own record never is.
+- Deterministic on CPU: a private torch RNG seeded per member, deterministic algorithms, and
+  `GNNConfig.num_threads` threads (None: one — the graphs are small, and a second thread costs
+  more in synchronisation than it saves, badly so on a busy machine).
 
 Message passing: PyG's `GATConv`/`GATv2Conv` use edge features in the attention logits only, so
 an edge's accuracy could steer attention but never reach a node's state. `EdgeConv` here is
 GAT / GATv2 / GraphSAGE with the edge embedding added to the message value as well (as
-`TransformerConv` does), inside PyG's `HeteroConv`.
+`TransformerConv` does).
 """
 
 from __future__ import annotations
