@@ -361,7 +361,7 @@ def test_embeddings_cover_old_and_new_nodes(run, new_zoo):
     _, more = run.embeddings(datasets=new_zoo.datasets.reset_index(),
                              scores=_scores_for(run.zoo, new_zoo))
     assert list(more.index[-3:]) == ["nd0", "nd1", "nd2"] and len(more) == 15
-    with pytest.raises(ValueError, match=r"LinearPredictor is not a fitted gnn"):
+    with pytest.raises(ValueError, match=r"LinearPredictor has no node embeddings"):
         gnn_embeddings(run.ensembles["lr"][0])
 
 

@@ -311,35 +311,14 @@ class Run:
 def gnn_embeddings(predictor: Any, zoo: Zoo | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Embeddings of every model and dataset of `zoo` (default: the fitted one) by a gnn.
 
-    Uses `predictor.embed(zoo)` when the gnn offers it; otherwise runs the first network's
-    encoder through the predictor's own graph helpers (`_graph`, `_batch`, `_net`), with every
-    record of the zoo as a message edge.
+    Calls `GNNPredictor.embed(zoo)`; every record of a given zoo is a message edge.
 
     Shapes: -> models [M, Z], datasets [D, Z] (Z = hidden_channels · (num_layers + 1)).
     """
-    if hasattr(predictor, "embed"):
-        return predictor.embed(zoo)
-    if not hasattr(predictor, "members_") or not hasattr(predictor, "_graph"):
-        raise ValueError(f"gnn_embeddings: {type(predictor).__name__} is not a fitted gnn")
-    import torch
-
-    from tpred.graph import DATASET, MODEL
-    from tpred.models.gnn import _torch_context
-
-    zoo = predictor.zoo_ if zoo is None else zoo
-    edges = predictor.train_pairs_ if zoo is predictor.zoo_ else zoo.known_pairs()
-    g = predictor._graph(zoo, edges.reset_index(drop=True))
-    width = 2 * len(predictor.metrics_)
-    one = np.zeros(1, dtype=np.int64)
-    batch = predictor._batch(g, np.arange(len(g.rec_acc)), None, np.zeros((1, width)),
-                             query=(one, one))
-    with _torch_context(predictor.config.num_threads), torch.no_grad():
-        net = predictor._net()
-        net.load_state_dict(predictor.members_[0])
-        net.eval()
-        z = net.encode(*batch[:3])
-    return (pd.DataFrame(z[MODEL].numpy(), index=pd.Index(zoo.model_ids, name="model")),
-            pd.DataFrame(z[DATASET].numpy(), index=pd.Index(zoo.dataset_ids, name="dataset")))
+    if not hasattr(predictor, "embed"):
+        raise ValueError(f"gnn_embeddings: {type(predictor).__name__} has no node embeddings "
+                         "(only the gnn does)")
+    return predictor.embed(zoo)
 
 
 # -------------------------------------------------------------------------------- ranking

@@ -462,6 +462,37 @@ class GNNPredictor:
             return mean, stacked.std(axis=0)
         return mean
 
+    def embed(self, zoo: Zoo | None = None, *, member: int = 0
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Node embeddings (the skip-combined encoder output the decoder reads).
+
+        Args:
+            zoo: None embeds the fitted zoo with its training records as message edges; a zoo
+                (e.g. with new nodes) is embedded inductively with all its records as edges.
+            member: which ensemble member's network.
+
+        Shapes: -> models [M, Z], datasets [D, Z] (Z = hidden_channels · (num_layers + 1)).
+        """
+        if not hasattr(self, "members_"):
+            raise NotFittedError("GNNPredictor is not fitted; call fit(zoo, train_pairs)")
+        if zoo is None:
+            zoo, known, (model_x, dataset_x) = self.zoo_, self.train_pairs_, (self.model_x_,
+                                                                             self.dataset_x_)
+        else:
+            known, (model_x, dataset_x) = zoo.known_pairs(), self._features(zoo)
+        g = self._graph(zoo, known.reset_index(drop=True), model_x, dataset_x)
+        one = np.zeros(1, dtype=np.int64)
+        scores = np.zeros((1, 2 * len(self.metrics_)))
+        batch = self._batch(g, np.arange(len(g.rec_acc)), None, scores, query=(one, one))
+        with _torch_context(self.config.num_threads), torch.no_grad():
+            net = self._net()
+            net.load_state_dict(self.members_[member])
+            net.eval()
+            z = net.encode(*batch[:3])
+        return (pd.DataFrame(z[MODEL].numpy(), index=pd.Index(zoo.model_ids, name="model")),
+                pd.DataFrame(z[DATASET].numpy(),
+                             index=pd.Index(zoo.dataset_ids, name="dataset")))
+
     def predict_std(self, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
         """Standard deviation of the members' predictions [P] (0 for `ensemble=1`)."""
         return self.predict(pairs, zoo, return_std=True)[1]
