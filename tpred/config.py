@@ -63,8 +63,8 @@ class NodeFeatureConfig:
 
     def __post_init__(self) -> None:
         if extra := sorted(set(self.log) - set(self.numeric)):
-            raise ValueError(f"NodeFeatureConfig.log must be a subset of numeric {list(self.numeric)}; "
-                             f"got {extra} not in numeric")
+            raise ValueError(f"NodeFeatureConfig.log must be a subset of numeric "
+                             f"{list(self.numeric)}; got {extra} not in numeric")
 
     @property
     def columns(self) -> tuple[str, ...]:

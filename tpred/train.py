@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     save_run(result, zoo, out_dir, checkpoint=not args.no_checkpoint, plots=not args.no_plots,
              progress=not args.quiet)
     print(format_table(result.results))
-    print(f"\nruntime (fit + predict, all splits): "
+    print("\nruntime (fit + predict, all splits): "
           + ", ".join(f"{k} {v:.1f}s" for k, v in result.runtime_s.items())
           + f"; total {time.perf_counter() - start:.1f}s")
     print(f"results in {out_dir}")

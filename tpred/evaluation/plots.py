@@ -34,7 +34,7 @@ def plot_predicted_vs_true(frame: pd.DataFrame, path: Path, *, title: str = "") 
     cols = min(4, len(methods))
     rows = int(np.ceil(len(methods) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
-    for ax, method in zip(axes.ravel(), methods):
+    for ax, method in zip(axes.ravel(), methods, strict=False):
         sub = frame[frame["method"] == method]
         ax.scatter(sub["true"], sub["predicted"], s=4, alpha=0.3)
         if not method.startswith("score:"):

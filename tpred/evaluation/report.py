@@ -54,7 +54,8 @@ def format_table(results: pd.DataFrame) -> str:
     blocks = []
     results = _ordered(results)
     for protocol, group in results.groupby("protocol", sort=False):
-        cell = group.assign(text=[_cell(m, s) for m, s in zip(group["mean"], group["std"])])
+        text = [_cell(m, s) for m, s in zip(group["mean"], group["std"], strict=True)]
+        cell = group.assign(text=text)
         table = cell.pivot(index="method", columns="metric", values="text")
         table = table.reindex(columns=[m for m in METRIC_ORDER if m in table.columns]
                               + [m for m in table.columns if m not in METRIC_ORDER])

@@ -138,14 +138,18 @@ def paper_metrics_for_split(zoo: Zoo, split: Split, frame: pd.DataFrame) -> dict
     cols = datasets.get_indexer(frame["dataset"])
     pred[rows, cols] = frame["predicted"].to_numpy()
     known = np.zeros(true.shape, dtype=bool)
-    known[models.get_indexer(split.train["model"]), datasets.get_indexer(split.train["dataset"])] = True
+    known[models.get_indexer(split.train["model"]),
+          datasets.get_indexer(split.train["dataset"])] = True
     return paper_metrics(true.to_numpy(), pred, known)
 
 
 def aggregate(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """mean, std (ddof=1; 0 for one seed) and n over seeds of every (method, protocol, metric), NaN skipped."""
+    """mean, std (ddof=1; 0 for one seed) and n over seeds per (method, protocol, metric).
+
+    NaN values (a metric undefined for a seed) are skipped and not counted in n.
+    """
     grouped = per_seed.groupby(["method", "protocol", "metric"], sort=False)["value"]
-    out = grouped.agg(mean=lambda v: float(np.nanmean(v)) if v.notna().any() else np.nan,
-                      std=lambda v: float(np.nanstd(v, ddof=1)) if v.notna().sum() > 1 else 0.0 if v.notna().any() else np.nan,
-                      n=lambda v: int(v.notna().sum()))
+    out = grouped.agg(mean="mean", std=lambda v: float(v.std(ddof=1)) if v.count() > 1 else 0.0,
+                      n="count")
+    out.loc[out["n"] == 0, "std"] = np.nan
     return out.reset_index()
