@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 
 #: the default node features of a predictor: none (a frozen config, safe as a default argument)
 NO_FEATURES = NodeFeatureConfig()
-#: a standard deviation below this is a constant group: its z-scores are 0, not inf
-STD_EPS = 1e-12
 
 
 def encoder_for(cfg: TrainConfig):
@@ -102,21 +100,9 @@ def dataset_zscores(zoo: Zoo, pairs: pd.DataFrame, metrics: Sequence[str]) -> np
 
     Shapes: pairs [P] -> [P, S] float64, NaN where a pair lacks a score (S = len(metrics)).
     """
-    metrics = list(metrics)
-    out = np.full((len(pairs), len(metrics)), np.nan)                     # [P, S]
-    scores = zoo.scores[zoo.scores["metric"].isin(metrics)]
-    if not len(scores) or not len(pairs):
-        return out
-    groups = scores.groupby(["dataset", "metric"])["value"]
-    std = groups.transform("std", ddof=0).to_numpy()
-    z = np.where(std > STD_EPS, scores["value"].to_numpy() - groups.transform("mean").to_numpy(),
-                 0.0) / np.maximum(std, STD_EPS)
-    wide = scores.assign(z=z).pivot(index=["model", "dataset"], columns="metric", values="z")
-    idx = wide.index.get_indexer(pd.MultiIndex.from_frame(pairs[["model", "dataset"]]))
-    present = [j for j, m in enumerate(metrics) if m in wide.columns]
-    values = wide[[metrics[j] for j in present]].to_numpy(dtype=np.float64)
-    out[np.ix_(idx >= 0, present)] = values[idx[idx >= 0]]
-    return out
+    from tpred.graph import standardize_scores  # the one implementation (graph edges use it)
+
+    return standardize_scores(zoo, pairs, metrics)
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
