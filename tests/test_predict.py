@@ -33,7 +33,7 @@ from tpred.data.zoo import Zoo
 from tpred.evaluation.protocols import make_splits
 from tpred.evaluation.run import evaluate
 from tpred.predict import main as predict_main
-from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, toy_zoo
+from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, toy_zoo, write_zoo
 
 #: small and fast gnn: a toy fit takes a fraction of a second
 FAST = GNNConfig(hidden_channels=16, heads=2, max_epochs=30, patience=8, num_threads=1)
@@ -527,12 +527,7 @@ def trained_run(tmp_path_factory):
     """`python -m tpred.train` on a tiny zoo written as CSV files."""
     folder = tmp_path_factory.mktemp("cli")
     zoo = toy_zoo(num_models=5, num_datasets=9, seed=3)
-    zoo_dir = folder / "zoo"
-    zoo_dir.mkdir()
-    zoo.models.reset_index().to_csv(zoo_dir / "models.csv", index=False)
-    zoo.datasets.reset_index().to_csv(zoo_dir / "datasets.csv", index=False)
-    zoo.records.to_csv(zoo_dir / "records.csv", index=False)
-    zoo.scores.to_csv(zoo_dir / "scores.csv", index=False)
+    zoo_dir = write_zoo(zoo, folder / "zoo")
     cfg = _config(name="tiny", methods=("additive", "gnn"), output_dir=str(folder / "runs"))
     values = cfg.to_dict()
     values["data"].update(root=str(zoo_dir), scores="scores.csv")

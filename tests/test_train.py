@@ -12,7 +12,7 @@ import yaml
 
 from tpred.config import TrainConfig
 from tpred.evaluation.run import aggregate, expand_methods
-from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, toy_zoo
+from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, toy_zoo, write_zoo
 from tpred.train import main
 
 PER_DATASET = {"pearson", "spearman", "kendall", "weighted_tau", "top1_regret"}
@@ -24,12 +24,7 @@ def tiny_config(tmp_path_factory) -> Path:
     """A toy zoo as CSV files and a config that trains every method fast."""
     folder = tmp_path_factory.mktemp("train")
     zoo = toy_zoo(num_models=5, num_datasets=10, seed=4)
-    zoo_dir = folder / "zoo"
-    zoo_dir.mkdir()
-    zoo.models.reset_index().to_csv(zoo_dir / "models.csv", index=False)
-    zoo.datasets.reset_index().to_csv(zoo_dir / "datasets.csv", index=False)
-    zoo.records.to_csv(zoo_dir / "records.csv", index=False)
-    zoo.scores.to_csv(zoo_dir / "scores.csv", index=False)
+    zoo_dir = write_zoo(zoo, folder / "zoo")
     cfg = TrainConfig(name="tiny", methods=("additive", "lr", "mf", "knn", "score", "gnn"),
                       protocols=("cold-dataset", "random"), seeds=(0, 1),
                       model_features=TOY_MODEL_FEATURES, dataset_features=TOY_DATASET_FEATURES,

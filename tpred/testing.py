@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -87,3 +88,14 @@ def toy_zoo(num_models: int = 8, num_datasets: int = 24, *, seed: int = 0,
         score_b = grid.assign(metric="score_b", value=rng.normal(0, 1, logit.size))
         scores = pd.concat([score_a, score_b]).drop(columns="accuracy").reset_index(drop=True)
     return Zoo.from_frames(models, datasets, records, scores)
+
+
+def write_zoo(zoo: Zoo, folder: str | Path) -> Path:
+    """Write a zoo as the CSV files `load_zoo` reads (models, datasets, records, scores)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    zoo.models.reset_index().to_csv(folder / "models.csv", index=False)
+    zoo.datasets.reset_index().to_csv(folder / "datasets.csv", index=False)
+    zoo.records.to_csv(folder / "records.csv", index=False)
+    zoo.scores.to_csv(folder / "scores.csv", index=False)
+    return folder
