@@ -284,15 +284,6 @@ def load_checkpoint(path: Path | str) -> dict:
     return payload
 
 
-def predict_frame(ensembles: dict[str, list[Predictor]], pairs: pd.DataFrame,
-                  zoo: Zoo | None = None) -> pd.DataFrame:
-    """Ensemble-mean predictions of every method for `pairs`, one column per method."""
-    out = pairs[PAIR].copy()
-    for name, members in ensembles.items():
-        out[name] = ensemble_predict(members, pairs, zoo)[0]
-    return out
-
-
 def scaled_std(std: np.ndarray, calibration: Calibration | None) -> np.ndarray:
     """`std` times the calibration's scale (unchanged without one, or with a NaN scale)."""
     if calibration is None or math.isnan(calibration.scale):

@@ -211,6 +211,12 @@ class TrainConfig:
         """Plain nested values (tuples as lists), the inverse of `from_dict`."""
         return _plain(dataclasses.asdict(self))
 
+    def to_yaml(self, path: str | Path) -> Path:
+        """Write the config as YAML (readable by `from_yaml`); returns the path."""
+        path = Path(path)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
     def override(self, assignment: str) -> TrainConfig:
         """Apply one `key=value` (dotted key, YAML value), e.g. `gnn.lr=0.01`, `seeds=[0,1]`."""
         key, sep, raw = assignment.partition("=")

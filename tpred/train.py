@@ -9,8 +9,9 @@ seeds) and writes to <output_dir>/<name>/:
   metrics.csv      the same results, flat; metrics_per_seed.csv: one value per seed
   predictions.csv  method, protocol, seed, fold, model, dataset, true, predicted
   plots/           predicted vs true per method; per-dataset Spearman per method
-  checkpoint.pkl   every method fitted on all known records, with fitted featurizers and the
-                   config (read by `python -m tpred.predict` and `tpred.load`)
+  checkpoint.pkl   every method fitted on all known records once per seed (the ensemble behind
+                   the std of a prediction), with fitted featurizers, the std calibration and
+                   the config (read by `python -m tpred.predict` and `tpred.load`)
   config.yaml      the configuration actually used
 
 Metrics: pearson, spearman, kendall, weighted_tau, top1_regret (per held-out dataset, then
@@ -21,15 +22,11 @@ bucket_0_10 ... bucket_90_100 (bucket_0_10 is the paper's "Cold Start").
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import pandas as pd
-import yaml
 
 from tpred.config import TrainConfig, valid_keys
 
@@ -100,16 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def resolve_output(cfg: TrainConfig) -> Path:
     """<output_dir>/<name>; a relative output_dir is relative to the working directory."""
     return Path(cfg.output_dir) / cfg.name
-
-
-def write_config(cfg: TrainConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-
-
-def read_metrics_json(path: Path) -> tuple[dict, pd.DataFrame]:
-    """The config and the results frame of a metrics.json (for other tools and tests)."""
-    payload = json.loads(Path(path).read_text())
-    return payload["config"], pd.DataFrame(payload["results"])
 
 
 if __name__ == "__main__":

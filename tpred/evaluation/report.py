@@ -36,8 +36,7 @@ def save_run(result: RunResult, zoo: Zoo, out_dir: Path, *, checkpoint: bool = T
     results.to_csv(out_dir / "metrics.csv", index=False)
     result.per_seed.to_csv(out_dir / "metrics_per_seed.csv", index=False)
     result.predictions.to_csv(out_dir / "predictions.csv", index=False)
-    from tpred.train import write_config
-    write_config(result.config, out_dir / "config.yaml")
+    result.config.to_yaml(out_dir / "config.yaml")
     if plots:
         from tpred.evaluation.plots import plot_run
         plot_run(result, out_dir / "plots")

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from tpred.config import TrainConfig
 from tpred.data.zoo import Zoo
 from tpred.errors import UndefinedMetricWarning
-from tpred.evaluation.metrics import paper_metrics, summarize
+from tpred.evaluation.metrics import paper_matrices, paper_metrics, summarize
 from tpred.evaluation.protocols import Split, expand_protocols, make_splits
 from tpred.models import Predictor, make_predictor
 
@@ -130,17 +130,14 @@ def _score_seed(zoo: Zoo, protocol: str, splits: list[Split], frame: pd.DataFram
 
 
 def paper_metrics_for_split(zoo: Zoo, split: Split, frame: pd.DataFrame) -> dict[str, float]:
-    """The paper protocol's metrics: known cells filled with truth, scored cells predicted."""
-    true = zoo.records_matrix()                                             # [M, T]
-    models, datasets = true.index, true.columns
-    pred = true.to_numpy(copy=True)
-    rows = models.get_indexer(frame["model"])
-    cols = datasets.get_indexer(frame["dataset"])
-    pred[rows, cols] = frame["predicted"].to_numpy()
-    known = np.zeros(true.shape, dtype=bool)
-    known[models.get_indexer(split.train["model"]),
-          datasets.get_indexer(split.train["dataset"])] = True
-    return paper_metrics(true.to_numpy(), pred, known)
+    """The paper protocol's metrics: known cells filled with truth, scored cells predicted.
+
+    Rows and columns follow the split's own order (the original matrix's), as the released
+    script's column sort breaks ties by it.
+    """
+    train = split.train.assign(true=zoo.accuracy(split.train))
+    matrices = paper_matrices(frame, train, split.context["models"], split.context["datasets"])
+    return paper_metrics(*matrices)
 
 
 def aggregate(per_seed: pd.DataFrame) -> pd.DataFrame:
