@@ -174,19 +174,16 @@ def test_checkpoint_round_trip_keeps_config_zoo_ensembles_and_calibration(run, t
     for method in run.methods:
         pd.testing.assert_frame_equal(loaded.predict(datasets=new, scores=scores, method=method),
                                       run.predict(datasets=new, scores=scores, method=method))
-    assert load_checkpoint(path)["format"] == 2
+    assert load_checkpoint(path)["format"] == 3
 
 
-def test_a_format_1_checkpoint_loads_as_one_member_ensembles(run, tmp_path):
-    joblib.dump({"format": 1, "tpred_version": "0.1.0", "config": run.config.to_dict(),
-                 "zoo": run.zoo, "predictors": {"additive": run.ensembles["additive"][0]}},
+def test_an_older_format_is_refused_with_a_retrain_hint(run, tmp_path):
+    joblib.dump({"format": 2, "tpred_version": "0.1.0", "config": run.config.to_dict(),
+                 "zoo": run.zoo, "ensembles": {}, "calibration": {}},
                 tmp_path / "checkpoint.pkl")
-    old = tpred.load(tmp_path)
-    assert old.methods == ["additive"] and old.calibration == {}
-    pairs = run.zoo.known_pairs().iloc[:4]
-    mean, std = ensemble_predict(old.ensembles["additive"], pairs)
-    np.testing.assert_array_equal(mean, run.ensembles["additive"][0].predict(pairs))
-    assert np.isnan(std).all()
+    with pytest.raises(ValueError, match=r"of format \[3\] \(found 2; a checkpoint of an older "
+                                         r"tpred must be retrained"):
+        tpred.load(tmp_path)
 
 
 def test_load_rejects_missing_unreadable_and_foreign_files(tmp_path):
@@ -196,8 +193,8 @@ def test_load_rejects_missing_unreadable_and_foreign_files(tmp_path):
     with pytest.raises(ValueError, match=r"checkpoint.pkl: not a readable checkpoint"):
         tpred.load(tmp_path)
     joblib.dump({"format": 99}, tmp_path / "checkpoint.pkl")
-    with pytest.raises(ValueError, match=r"not a tpred checkpoint of format \[1, 2\] "
-                                         r"\(found 99\)"):
+    with pytest.raises(ValueError, match=r"not a tpred checkpoint of format \[3\] "
+                                         r"\(found 99; "):
         load_checkpoint(tmp_path / "checkpoint.pkl")
 
 

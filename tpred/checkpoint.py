@@ -1,8 +1,8 @@
 """Checkpoints of a run: every method fitted on all known records for every seed, as an ensemble.
 
-A checkpoint is one joblib pickle of a dict (format 2):
+A checkpoint is one joblib pickle of a dict (format 3):
 
-    {"format": 2, "tpred_version": str, "config": TrainConfig.to_dict(), "zoo": Zoo,
+    {"format": 3, "tpred_version": str, "config": TrainConfig.to_dict(), "zoo": Zoo,
      "seeds": [int, ...],
      "ensembles": {method: [fitted predictor, one per seed]},
      "calibration": {method: Calibration}}
@@ -19,8 +19,8 @@ on 68.27 % of the validation pairs (the share of a normal distribution within ±
 then report `scale · std`. Validation datasets are held out with all their records, as a new
 dataset arrives in use (the cold-dataset protocol).
 
-Format 1 (`{"predictors": {method: predictor}}`) is still read: each predictor becomes a
-one-member ensemble without calibration. Predictors are plain picklable objects (the gnn keeps its
+Formats 1 and 2 are refused: their gnn networks lack the neighbour-residual inputs (format 3),
+so they cannot predict with this version; retrain. Predictors are plain picklable objects (the gnn keeps its
 networks' state and fitted featurizers; text encoders drop their weights when pickled and reload
 them lazily).
 """
@@ -45,8 +45,8 @@ from tpred.models import Predictor
 
 log = logging.getLogger(__name__)
 
-FORMAT = 2
-READABLE_FORMATS = (1, 2)
+FORMAT = 3
+READABLE_FORMATS = (3,)
 CHECKPOINT_NAME = "checkpoint.pkl"
 #: share of a normal distribution within ±1 and ±2 standard deviations
 NORMAL_COVERAGE = {1: 0.6826894921370859, 2: 0.9544997361036416}
@@ -241,7 +241,7 @@ def ensemble_predict(members: Sequence[Predictor], pairs: pd.DataFrame,
 def save_checkpoint(path: Path, cfg: TrainConfig, zoo: Zoo,
                     ensembles: dict[str, list[Predictor]],
                     calibration: dict[str, Calibration] | None = None) -> Path:
-    """Write a format-2 checkpoint (see the module docstring) and return its path."""
+    """Write a format-3 checkpoint (see the module docstring) and return its path."""
     payload = {"format": FORMAT, "tpred_version": tpred.__version__, "config": cfg.to_dict(),
                "zoo": zoo, "seeds": list(cfg.seeds),
                "ensembles": {m: list(p) for m, p in ensembles.items()},
@@ -254,8 +254,7 @@ def load_checkpoint(path: Path | str) -> dict:
     """Read a checkpoint (a file, or a run folder holding `checkpoint.pkl`).
 
     Returns:
-        The payload with `config` as a TrainConfig, `ensembles` and `calibration` (format 1 is
-        converted: one-member ensembles, no calibration).
+        The payload with `config` as a TrainConfig, `ensembles` and `calibration`.
 
     Raises:
         ValueError: the file is missing, unreadable, or not a tpred checkpoint of a known format.
@@ -274,12 +273,9 @@ def load_checkpoint(path: Path | str) -> dict:
     if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path}: not a tpred checkpoint of format {list(READABLE_FORMATS)} "
-                         f"(found {found!r})")
+                         f"(found {found!r}; a checkpoint of an older tpred must be retrained "
+                         f"with `python -m tpred.train`)")
     payload["config"] = TrainConfig.from_dict(payload["config"], where=str(path))
-    if payload["format"] == 1:
-        payload["ensembles"] = {m: [p] for m, p in payload.pop("predictors").items()}
-        payload["calibration"] = {}
-        payload["seeds"] = list(payload["config"].seeds[:1])
     payload["path"] = path
     return payload
 

@@ -107,6 +107,7 @@ class GNNConfig:
     use_scores: bool = True
     residual: bool = True
     ensemble: int = 1
+    neighbors: int = 10
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -117,6 +118,8 @@ class GNNConfig:
             raise ValueError(f"GNNConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.ensemble < 1:
             raise ValueError(f"GNNConfig.ensemble must be >= 1, got {self.ensemble}")
+        if self.neighbors < 0:
+            raise ValueError(f"GNNConfig.neighbors must be >= 0, got {self.neighbors}")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ GAT / GATv2 / GraphSAGE with the edge embedding added to the message value as we
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,7 +68,13 @@ from tpred.graph import (
     score_features,
     standardize_scores,
 )
-from tpred.models._inputs import NodeFeatures, check_ids_in_zoo, encoder_for, resolve_metrics
+from tpred.models._inputs import (
+    NodeFeatures,
+    check_ids_in_zoo,
+    cosine_similarity,
+    encoder_for,
+    resolve_metrics,
+)
 from tpred.models.base import register
 
 if TYPE_CHECKING:
@@ -93,6 +100,14 @@ PRIOR_STRENGTH = 2.0
 #: raw weights). Single fits were unstable from seed to seed; the average (tried 0.9-0.99) is
 #: as good as an ensemble of three at the cost of one.
 EMA_DECAY = 0.97
+#: neighbour residual terms (`GNNPredictor._neighbour_terms`): their number and the shrinkage
+#: added to their total weight (a cosine weight of 1 is one fully similar neighbour)
+NUM_NEIGHBOUR_TERMS = 2
+NEIGHBOUR_SHRINK = 1.0
+#: the neighbour terms' output weights start at a least-squares fit (`_fit_gate`) over this
+#: many training draws, with this ridge (relative to the number of pairs)
+GATE_FIT_DRAWS = 5
+GATE_RIDGE = 1e-3
 #: share of the validation records that are whole datasets (cold) rather than single records
 #: (0.5 was worse on validation)
 VAL_COLD_SHARE = 0.0
@@ -183,6 +198,8 @@ class GNNNet(nn.Module):
         width = hidden * (config.num_layers + 1)
         self.decoder = nn.Sequential(nn.Linear(2 * width + num_pair_features, hidden), nn.ReLU(),
                                      nn.Dropout(config.dropout), nn.Linear(hidden, 1))
+        #: learned weights of the neighbour residual terms in the output (residual mode)
+        self.neighbour_gate = nn.Parameter(torch.zeros(NUM_NEIGHBOUR_TERMS))
         if config.residual:  # start exactly at the additive baseline
             nn.init.zeros_(self.decoder[-1].weight)
             nn.init.zeros_(self.decoder[-1].bias)
@@ -227,6 +244,7 @@ class _Graph:
     score_edge_index: Tensor | None
     score_attr: Tensor | None
     gram: dict[str, np.ndarray | None]
+    similarity: dict[str, np.ndarray | None]
 
 
 @dataclass
@@ -351,6 +369,9 @@ class GNNPredictor:
             zoo.datasets, datasets)
         self.zoo_, self.train_pairs_ = zoo, train_pairs
         self.model_x_, self.dataset_x_ = self._features(zoo)
+        self.center_ = {  # node features are centred on the training nodes for similarities
+            MODEL: self.model_x_[zoo.model_ids.get_indexer(models)].mean(0),
+            DATASET: self.dataset_x_[zoo.dataset_ids.get_indexer(datasets)].mean(0)}
         graph = self._graph(zoo, train_pairs, self.model_x_, self.dataset_x_)
         self.num_features_ = {t: int(x.shape[1]) for t, x in graph.x.items()}
         self.members_, self.epochs_ = [], []
@@ -367,23 +388,20 @@ class GNNPredictor:
         rng = np.random.default_rng(seed)
         net = self._net()
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        avg = copy.deepcopy(net)  # exponential moving average of the weights: validated, kept
-        num_m, num_d = len(g.model_index), len(g.dataset_index)
         is_val = _validation_split(g.rec_dst, cfg.val_fraction, rng)
         num_val = int(is_val.sum())
         fit_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
         pair_scores = self._pair_scores(self.zoo_, g)                          # [E, 2S]
         val_batch = self._batch(g, fit_idx, val_idx, pair_scores) if num_val else None
 
+        draw = functools.partial(self._draw_batch, g, fit_idx, pair_scores, rng)
+        if cfg.residual and cfg.neighbors:
+            with torch.no_grad():
+                net.neighbour_gate.copy_(_fit_gate([draw() for _ in range(GATE_FIT_DRAWS)]))
+        avg = copy.deepcopy(net)  # exponential moving average of the weights: validated, kept
         best, best_loss, best_epoch, bad = None, np.inf, 0, 0
         for epoch in range(cfg.max_epochs):
-            q = rng.random(num_d)                                  # supervised share per dataset
-            cold_model = rng.random(num_m) < MODEL_COLD_PROB
-            sup = (rng.random(len(fit_idx)) < q[g.rec_dst[fit_idx]]) \
-                | cold_model[g.rec_src[fit_idx]]
-            if not sup.any():
-                sup[rng.integers(len(fit_idx))] = True
-            batch = self._batch(g, fit_idx[~sup], fit_idx[sup], pair_scores)
+            batch = draw()
             net.train()
             opt.zero_grad()
             loss = F.mse_loss(self._forward(net, *batch[:-1]), batch[-1])
@@ -407,6 +425,20 @@ class GNNPredictor:
         if best is None:
             best, best_epoch = copy.deepcopy(avg.state_dict()), cfg.max_epochs
         return best, best_epoch
+
+    def _draw_batch(self, g: _Graph, fit_idx: np.ndarray, pair_scores: np.ndarray,
+                    rng: np.random.Generator) -> tuple:
+        """One epoch's batch: `fit_idx` re-split into message and supervised edges (disjoint).
+
+        Each dataset draws its supervised share q ~ U(0, 1); each model is cold (all its edges
+        supervised) with probability `MODEL_COLD_PROB`.
+        """
+        q = rng.random(len(g.dataset_index))                      # supervised share per dataset
+        cold_model = rng.random(len(g.model_index)) < MODEL_COLD_PROB
+        sup = (rng.random(len(fit_idx)) < q[g.rec_dst[fit_idx]]) | cold_model[g.rec_src[fit_idx]]
+        if not sup.any():
+            sup[rng.integers(len(fit_idx))] = True
+        return self._batch(g, fit_idx[~sup], fit_idx[sup], pair_scores)
 
     # ---------------------------------------------------------------------------- predict
     def predict(self, pairs: pd.DataFrame, zoo: Zoo | None = None, *,
@@ -503,7 +535,8 @@ class GNNPredictor:
         edge_dims: dict[tuple[str, str, str], int] = {RECORD: 2, REV_RECORD: 2}
         if self.metrics_:
             edge_dims.update({SCORE: s2, REV_SCORE: s2})
-        return GNNNet(self.num_features_, edge_dims, s2 + NUM_BASELINE_TERMS, self.config)
+        return GNNNet(self.num_features_, edge_dims,
+                      s2 + NUM_BASELINE_TERMS + NUM_NEIGHBOUR_TERMS, self.config)
 
     def _features(self, zoo: Zoo) -> tuple[np.ndarray, np.ndarray]:
         """Every node of `zoo` through the fitted featurizers: [num_models, F_m], [.., F_d]."""
@@ -521,10 +554,13 @@ class GNNPredictor:
         gram = {t: (x @ x.T if x.shape[1] else None)
                 for t, x in ((MODEL, np.asarray(model_x, np.float64)),
                              (DATASET, np.asarray(dataset_x, np.float64)))}
+        similarity = {t: _neighbour_similarity(x - self.center_[t])
+                      for t, x in ((MODEL, np.asarray(model_x, np.float64)),
+                                   (DATASET, np.asarray(dataset_x, np.float64)))}
         return _Graph(zoo.model_ids, zoo.dataset_ids,
                       {MODEL: data[MODEL].x, DATASET: data[DATASET].x}, src, dst,
                       data[RECORD].edge_label.numpy().astype(np.float64), score_index,
-                      score_attr, gram)
+                      score_attr, gram, similarity)
 
     def _pair_scores(self, zoo: Zoo, g: _Graph) -> np.ndarray:
         """Decoder score inputs of every record edge of `g` [E, 2S]."""
@@ -559,16 +595,83 @@ class GNNPredictor:
             y = torch.from_numpy(g.rec_acc[target].astype(np.float32))
         else:
             (src, dst), scores, y = query, pair_scores, torch.empty(0)
-        pair_x = np.concatenate([scores, base.terms(src, dst)], axis=1).astype(np.float32)
+        near = self._neighbour_terms(g, m_src, m_dst, m_acc - base(m_src, m_dst), src, dst)
+        pair_x = np.concatenate([scores, base.terms(src, dst), near],
+                                axis=1).astype(np.float32)
         b = torch.from_numpy(base(src, dst).astype(np.float32))
         return (g.x, edge_index, edge_attr, torch.from_numpy(src), torch.from_numpy(dst),
                 torch.from_numpy(pair_x), b, y)
+
+    def _neighbour_terms(self, g: _Graph, m_src: np.ndarray, m_dst: np.ndarray,
+                         m_resid: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Neighbour residuals of the queried pairs [P, NUM_NEIGHBOUR_TERMS] (zeros when off).
+
+        Column 0: the residual (over the baseline) of model m on the `config.neighbors`
+        datasets most similar to d among those where m has a message edge, weighted by
+        max(similarity, 0) and shrunk by W / (W + NEIGHBOUR_SHRINK) (W the total weight);
+        column 1: the same over the models most similar to m with a message edge on d. Similarity
+        is the cosine of centred node features (`_neighbour_similarity`). A pair's own record is
+        never a message edge, so it never enters its own term.
+        """
+        out = np.zeros((len(src), NUM_NEIGHBOUR_TERMS))
+        k = self.config.neighbors
+        if k == 0 or len(m_src) == 0:
+            return out
+        resid = np.full((len(g.model_index), len(g.dataset_index)), np.nan)   # [M, D]
+        resid[m_src, m_dst] = m_resid
+        if (sim := g.similarity[DATASET]) is not None:
+            out[:, 0] = _neighbour_mean(sim[dst], resid[src], k)
+        if (sim := g.similarity[MODEL]) is not None:
+            out[:, 1] = _neighbour_mean(sim[src], resid[:, dst].T, k)
+        return out
 
     def _forward(self, net: GNNNet, x: dict, edge_index: dict, edge_attr: dict, src: Tensor,
                  dst: Tensor, pair_x: Tensor, base: Tensor) -> Tensor:
         z = net.encode(x, edge_index, edge_attr)
         out = net.decode(z, src, dst, pair_x)                                   # [P]
-        return base + out if self.config.residual else torch.sigmoid(out)
+        if not self.config.residual:
+            return torch.sigmoid(out)
+        near = pair_x[:, pair_x.shape[1] - NUM_NEIGHBOUR_TERMS:]                # [P, 2]
+        return base + near @ net.neighbour_gate + out
+
+
+def _fit_gate(batches: list[tuple]) -> Tensor:
+    """Least-squares weights of the neighbour terms for the residual y - base [NUM_NEIGHBOUR_TERMS].
+
+    Stacked over training draws (`_draw_batch`), with a small ridge; the network starts at
+    base + near @ gate, the best linear blend of the additive baseline and the neighbour
+    residuals, instead of a fixed guess (the gate then trains with the rest).
+    """
+    near = torch.cat([b[5][:, b[5].shape[1] - NUM_NEIGHBOUR_TERMS:] for b in batches]).double()
+    resid = torch.cat([b[7] - b[6] for b in batches]).double()                # [P]
+    gram = near.T @ near + GATE_RIDGE * len(near) * torch.eye(NUM_NEIGHBOUR_TERMS,
+                                                              dtype=torch.float64)
+    return torch.linalg.solve(gram, near.T @ resid).float()
+
+
+def _neighbour_similarity(x: np.ndarray) -> np.ndarray | None:
+    """Cosine similarity of centred features with the diagonal at -inf [N, N] (None: no
+    features). A node is never its own neighbour."""
+    if x.shape[1] == 0:
+        return None
+    sim = cosine_similarity(x, x)
+    np.fill_diagonal(sim, -np.inf)
+    return sim
+
+
+def _neighbour_mean(sim: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the shrunk max(sim, 0)-weighted mean of `values` over its k most similar
+    non-NaN entries: sum(w v) / (sum(w) + NEIGHBOUR_SHRINK).
+
+    Hand-written (as `KNNPredictor._neighbour_mean`) because scikit-learn's neighbour models
+    cannot skip the NaN (unknown) entries per row. Shapes: sim, values [P, N] -> [P].
+    """
+    masked = np.where(np.isnan(values), -np.inf, sim)                     # [P, N]
+    k = min(k, masked.shape[1])
+    top = np.argpartition(-masked, k - 1, axis=1)[:, :k]                  # [P, k]
+    weight = np.maximum(np.take_along_axis(masked, top, axis=1), 0.0)     # [P, k]
+    value = np.nan_to_num(np.take_along_axis(values, top, axis=1))        # [P, k]
+    return (weight * value).sum(1) / (weight.sum(1) + NEIGHBOUR_SHRINK)
 
 
 def _validation_split(dst: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
