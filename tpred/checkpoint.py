@@ -20,9 +20,9 @@ then report `scale · std`. Validation datasets are held out with all their reco
 dataset arrives in use (the cold-dataset protocol).
 
 Formats 1 and 2 are refused: their gnn networks lack the neighbour-residual inputs (format 3),
-so they cannot predict with this version; retrain. Predictors are plain picklable objects (the gnn keeps its
-networks' state and fitted featurizers; text encoders drop their weights when pickled and reload
-them lazily).
+so they cannot predict with this version; retrain. Predictors are plain picklable objects (the
+gnn keeps its networks' state and fitted featurizers; text encoders drop their weights when
+pickled and reload them lazily).
 """
 
 from __future__ import annotations
