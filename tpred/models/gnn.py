@@ -27,8 +27,8 @@ Improvements over SCG4Trf, each chosen on validation splits carved from training
   0, 4 cells; RMSE 0.057 -> 0.055); k = 5/20/40 and a fixed gate were no better. Tried and
   dropped as within noise or worse: inverse-variance weights per neighbour, score-vector
   cosine averaged into the similarity (as `knn` does; inner Spearman 0.830 -> 0.815 on
-  digits), a second wider kernel (2k, 4k), a per-dataset centred (ranking) loss, ensembles of
-  three.
+  digits), a second wider kernel (2k, 4k), gate terms scaled by the node's degree, a
+  per-dataset centred (ranking) loss, ensembles of three.
 - Edge dropout per epoch that mimics every protocol (below).
 
 Training (full batch, MSE, Adam, early stopping):
