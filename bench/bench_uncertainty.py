@@ -27,6 +27,7 @@ from scipy.stats import spearmanr
 from tpred.checkpoint import (
     NORMAL_COVERAGE,
     calibrate,
+    calibrated_std,
     coverage,
     ensemble_predict,
     fit_members,
@@ -85,12 +86,13 @@ def main() -> None:
         members = fit_members(zoo, cfg, args.method, split.train)
         mean, std = ensemble_predict(members, split.test)
         cal = calibrate(zoo, cfg, args.method, split.train)
-        scale = np.nan if cal is None else cal.scale
+        scale, floor = (np.nan, 0.0) if cal is None else (cal.scale, cal.floor)
         rows.append(split.test.assign(fold=split.fold, true=zoo.accuracy(split.test),
-                                      mean=mean, std=std, scale=scale))
+                                      mean=mean, std=std, scale=scale, floor=floor,
+                                      calibrated=calibrated_std(std, scale, floor)))
         print(f"  fold {split.fold}: {len(split.test)} test pairs, validation "
-              f"{0 if cal is None else cal.num_pairs} pairs, scale {scale:.2f} "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+              f"{0 if cal is None else cal.num_pairs} pairs, scale {scale:.2f}, floor "
+              f"{floor:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
     frame = pd.concat(rows, ignore_index=True)
     if args.out:
         frame.to_csv(args.out, index=False)
@@ -101,11 +103,13 @@ def main() -> None:
 def report(frame: pd.DataFrame) -> None:
     true, mean, std = frame["true"], frame["mean"], frame["std"]
     err = np.abs(true - mean)
-    cal = std * frame["scale"]
+    cal = frame["calibrated"]
     print(f"\n{len(frame)} held-out pairs; RMSE {np.sqrt(np.mean(err ** 2)):.4f}, "
           f"MAE {err.mean():.4f}; mean raw std {std.mean():.4f}; "
           f"Spearman(|error|, std) {spearmanr(err, std).statistic:.3f}")
-    print(f"calibration scale per fold: {', '.join(f'{s:.2f}' for s in frame['scale'].unique())}")
+    per_fold = frame.groupby("fold")[["scale", "floor"]].first()
+    print("calibration (scale, floor) per fold: "
+          + ", ".join(f"({s:.2f}, {f:.4f})" for s, f in per_fold.itertuples(index=False)))
     table = pd.DataFrame({
         "target": [NORMAL_COVERAGE[1], NORMAL_COVERAGE[2]],
         "raw std": [coverage(true, mean, std, 1), coverage(true, mean, std, 2)],

@@ -20,10 +20,11 @@ from tpred.checkpoint import (
     NORMAL_COVERAGE,
     Calibration,
     calibrate,
+    calibrated_std,
     coverage,
     ensemble_predict,
     fit_all,
-    fit_scale,
+    fit_calibration,
     load_checkpoint,
     save_checkpoint,
     validation_datasets,
@@ -238,14 +239,42 @@ def test_coverage_and_scale_closed_forms():
     assert coverage(true, mean, std, 1) == pytest.approx(0.2)
     assert coverage(true, mean, std, 2) == pytest.approx(0.4)
     assert np.isnan(coverage(true[:0], mean[:0], std[:0], 1))
-    # |z| = 1..5: the 68.27 % quantile (linear interpolation) is 1 + 4 * 0.6827
-    assert fit_scale(true, mean, std) == pytest.approx(1 + 4 * NORMAL_COVERAGE[1])
-    # a pair with std 0 and an error counts as infinitely far; all std 0: no scale
-    assert fit_scale(true, mean, np.array([0, 1, 1, 1, 1.0])) == pytest.approx(
-        np.quantile([np.inf, 2, 3, 4, 5], NORMAL_COVERAGE[1]))
-    assert np.isnan(fit_scale(true, mean, np.zeros(5)))
-    scaled = fit_scale(true, mean, std)
-    assert coverage(true, mean, scaled * std, 1) == pytest.approx(0.6)  # 3 of 5 within
+    # |z| = 1..5, constant std: the smallest scale covering 68.27 % (4 of 5 pairs) is 4
+    scale, floor = fit_calibration(true, mean, std)
+    assert floor == 0 and scale == pytest.approx(4.0, abs=1e-9)
+    assert coverage(true, mean, scale * std, 1) == pytest.approx(0.8)
+
+
+def test_fit_calibration_closed_forms():
+    err = np.arange(1.0, 11.0)                                 # |errors| 1..10
+    # every std 0: no scale, the floor is the 68.27 % quantile of |error|
+    scale, floor = fit_calibration(err, np.zeros(10), np.zeros(10))
+    assert np.isnan(scale) and floor == pytest.approx(np.quantile(err, NORMAL_COVERAGE[1]))
+    np.testing.assert_allclose(calibrated_std(np.zeros(3), scale, floor), floor)
+    # a constant std: scale and floor do the same, and the smaller floor (0) wins; the scale
+    # is the smallest that covers 7 of 10 (68.27 % rounds up to 7 pairs), i.e. |error| 7
+    scale, floor = fit_calibration(err, np.zeros(10), np.full(10, 2.0))
+    assert floor == 0 and scale == pytest.approx(3.5, abs=1e-9)
+    np.testing.assert_allclose(calibrated_std(np.array([2.0, 4.0]), 3.0, 4.0), [np.sqrt(52),
+                                                                                 np.sqrt(160)])
+    assert fit_calibration(err[:0], err[:0], err[:0])[1] == 0
+
+
+def test_fit_calibration_floor_covers_pairs_whose_members_agree():
+    # 50 pairs whose spread matches the error exactly and 50 whose members agree (std 0) but
+    # miss by 0.05: no scale alone covers more than half of them, a floor does
+    rng = np.random.default_rng(0)
+    spread = rng.uniform(0.01, 0.2, 50)
+    err = np.concatenate([spread, np.full(50, 0.05)])
+    std = np.concatenate([spread, np.zeros(50)])
+    assert coverage(err, np.zeros(100), 1e6 * std, 1) == 0.5
+    scale, floor = fit_calibration(err, np.zeros(100), std)
+    sigma = calibrated_std(std, scale, floor)
+    assert scale > 0
+    assert NORMAL_COVERAGE[1] <= coverage(err, np.zeros(100), sigma, 1) <= NORMAL_COVERAGE[1] + 0.01
+    # the pairs with std 0 are covered only by the floor, and half the pairs cannot reach
+    # 68.27 %: so the floor must reach their error
+    assert floor >= 0.05
 
 
 def test_validation_datasets_are_a_fold_of_the_training_datasets():
@@ -291,11 +320,12 @@ def test_default_pairs_are_new_datasets_times_every_model_and_new_models_times_e
     assert (out["std"] > 0).all() and np.isfinite(out["std"]).all()
 
 
-def test_std_is_the_ensemble_std_times_the_calibration_scale(run, new_zoo):
+def test_std_is_the_ensemble_std_through_the_calibration(run, new_zoo):
     args = dict(datasets=new_zoo.datasets.reset_index(), scores=_scores_for(run.zoo, new_zoo))
     raw = run.predict(**args, calibrated=False)
     cal = run.predict(**args)
-    np.testing.assert_allclose(cal["std"], raw["std"] * run.calibration["gnn"].scale)
+    c = run.calibration["gnn"]
+    np.testing.assert_allclose(cal["std"], np.sqrt((c.scale * raw["std"]) ** 2 + c.floor ** 2))
     assert run.predict(**args, method="additive")["std"].isna().all()
 
 

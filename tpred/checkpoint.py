@@ -13,11 +13,12 @@ with `GNNConfig.ensemble > 1`, every network of every seed is a member). A deter
 (additive, lr, mf, knn, score) is fitted once: one member, and its std is NaN (no estimate).
 
 Calibration: the members agree with each other more than with the truth, so the raw std is too
-small. `calibrate` carves validation datasets out of the *training* pairs (never test pairs),
-fits the ensemble on the rest, and fits one factor `scale` such that |truth − mean| ≤ scale · std
-on 68.27 % of the validation pairs (the share of a normal distribution within ±1 σ); predictions
-then report `scale · std`. Validation datasets are held out with all their records, as a new
-dataset arrives in use (the cold-dataset protocol).
+small, and it is near 0 where the members agree even when they are wrong. `calibrate` carves
+validation datasets out of the *training* pairs (never test pairs), fits the ensemble on the
+rest, and fits σ = sqrt((scale · std)² + floor²) so that |truth − mean| ≤ σ on 68.27 % of the
+validation pairs (a normal distribution's share within ±1 σ) and ≤ 2σ on as near 95.45 % as
+the form allows (`fit_calibration`); predictions then report σ. Validation datasets are held
+out with all their records, as a new dataset arrives in use (the cold-dataset protocol).
 
 Formats 1 and 2 are refused: their gnn networks lack the neighbour-residual inputs (format 3),
 so they cannot predict with this version; retrain. Predictors are plain picklable objects (the
@@ -50,6 +51,8 @@ READABLE_FORMATS = (3,)
 CHECKPOINT_NAME = "checkpoint.pkl"
 #: share of a normal distribution within ±1 and ±2 standard deviations
 NORMAL_COVERAGE = {1: 0.6826894921370859, 2: 0.9544997361036416}
+#: quantiles of the validation |error| tried as the calibration's std floor (`fit_calibration`)
+FLOOR_QUANTILES = np.linspace(0.05, 0.60, 12)
 
 
 # ------------------------------------------------------------------------------- calibration
@@ -58,8 +61,8 @@ class Calibration:
     """The factor that turns an ensemble's spread into a calibrated standard deviation.
 
     Attributes:
-        scale: calibrated std = scale · ensemble std (NaN when it could not be fitted: every
-            validation std was 0).
+        scale, floor: calibrated std = sqrt((scale · ensemble std)² + floor²) (`fit_calibration`;
+            scale NaN when every validation std was 0: then the floor alone).
         num_pairs: validation pairs it was fitted on.
         datasets: the validation datasets (held out of the training pairs with all records).
         coverage_raw: shares of validation pairs with |truth − mean| ≤ 1 and ≤ 2 ensemble stds.
@@ -68,6 +71,7 @@ class Calibration:
     """
 
     scale: float
+    floor: float
     num_pairs: int
     datasets: tuple[str, ...]
     coverage_raw: tuple[float, float]
@@ -85,20 +89,53 @@ def coverage(true: np.ndarray, mean: np.ndarray, std: np.ndarray, k: float) -> f
     return float(np.mean(np.abs(true - mean) <= k * std))
 
 
-def fit_scale(true: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
-    """The factor c with |true − mean| ≤ c · std on 68.27 % of the pairs (NaN if all std are 0).
+def fit_calibration(true: np.ndarray, mean: np.ndarray, std: np.ndarray
+                    ) -> tuple[float, float]:
+    """(scale, floor) with calibrated std σ = sqrt((scale · std)² + floor²), fitted so that
+    |true − mean| ≤ σ on 68.27 % of the pairs and ≤ 2σ as near 95.45 % as this form allows.
 
-    The 68.27 % quantile of |z| = |true − mean| / std: a quantile, not the root mean square of
-    z, so a few pairs with tiny std and a large error (z of 100) do not blow the factor up.
+    The ensemble's spread says which pairs are harder, but it goes to 0 where the members agree
+    and the errors do not; a floor keeps every σ above the noise that every prediction carries.
+    For each floor candidate (0 and the `FLOOR_QUANTILES` of |error|) the smallest scale that
+    reaches 68.27 % at ±1σ is found by bisection (coverage grows with the scale); the floor
+    whose ±2σ coverage is nearest 95.45 % wins (the smaller floor on ties). With every std 0,
+    the scale is NaN and σ is the floor alone (the 68.27 % quantile of |error|).
 
-    Shapes: true, mean, std [P] -> float.
+    Shapes: true, mean, std [P] -> (float, float).
     """
     err = np.abs(np.asarray(true, dtype=np.float64) - np.asarray(mean, dtype=np.float64))
     std = np.asarray(std, dtype=np.float64)
-    if not len(err) or not (std > 0).any():
-        return float("nan")
-    z = np.where(std > 0, err / np.where(std > 0, std, 1.0), np.where(err > 0, np.inf, 0.0))
-    return float(np.quantile(z, NORMAL_COVERAGE[1]))
+    if not len(err):
+        return float("nan"), 0.0
+    target1, target2 = NORMAL_COVERAGE[1], NORMAL_COVERAGE[2]
+    floor_only = float(np.quantile(err, target1))
+    if not (pos := std > 0).any():                          # no spread at all: floor only
+        return float("nan"), floor_only
+    top = float(np.max(err[pos] / std[pos]))                # covers every pair with a spread
+    best: tuple[float, float, float] | None = None
+    for floor in np.unique(np.concatenate([[0.0], np.quantile(err, FLOOR_QUANTILES)])):
+        def covered(c: float, k: float = 1.0, floor: float = floor) -> float:
+            return float(np.mean(err <= k * np.sqrt((c * std) ** 2 + floor ** 2)))
+
+        if covered(0.0) >= target1 or covered(top) < target1:
+            continue                # the floor alone covers too much, or no scale is enough
+        lo, hi = 0.0, top
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if covered(mid) < target1 else (lo, mid)
+        miss = abs(covered(hi, 2.0) - target2)
+        if best is None or miss < best[0] - 1e-12:
+            best = (miss, hi, float(floor))
+    if best is None:                                        # no candidate works: floor only
+        return 0.0, floor_only
+    return best[1], best[2]
+
+
+def calibrated_std(std: np.ndarray, scale: float, floor: float) -> np.ndarray:
+    """sqrt((scale · std)² + floor²); a NaN scale leaves the floor alone. Shapes: [P] -> [P]."""
+    std = np.asarray(std, dtype=np.float64)
+    spread = np.zeros_like(std) if math.isnan(scale) else scale * std
+    return np.sqrt(spread ** 2 + floor ** 2)
 
 
 def validation_datasets(train_pairs: pd.DataFrame, num_folds: int, seed: int) -> list[str]:
@@ -144,12 +181,14 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
     members = fit_members(zoo, cfg, method, fit_pairs, seeds=seeds)
     mean, std = ensemble_predict(members, val_pairs)
     true = zoo.accuracy(val_pairs)
-    scale = fit_scale(true, mean, std)
+    scale, floor = fit_calibration(true, mean, std)
+    sigma = calibrated_std(std, scale, floor)
     raw = (coverage(true, mean, std, 1), coverage(true, mean, std, 2))
-    cal = (coverage(true, mean, scale * std, 1), coverage(true, mean, scale * std, 2))
-    log.info("calibration of %s on %d validation pairs: scale %.3g, coverage ±1/±2 std "
-             "%.3f/%.3f raw, %.3f/%.3f calibrated", method, len(val_pairs), scale, *raw, *cal)
-    return Calibration(scale, len(val_pairs), tuple(held), raw, cal)
+    cal = (coverage(true, mean, sigma, 1), coverage(true, mean, sigma, 2))
+    log.info("calibration of %s on %d validation pairs: scale %.3g, floor %.3g, coverage "
+             "±1/±2 std %.3f/%.3f raw, %.3f/%.3f calibrated", method, len(val_pairs), scale,
+             floor, *raw, *cal)
+    return Calibration(scale, floor, len(val_pairs), tuple(held), raw, cal)
 
 
 # ---------------------------------------------------------------------------------- fitting
@@ -281,7 +320,7 @@ def load_checkpoint(path: Path | str) -> dict:
 
 
 def scaled_std(std: np.ndarray, calibration: Calibration | None) -> np.ndarray:
-    """`std` times the calibration's scale (unchanged without one, or with a NaN scale)."""
-    if calibration is None or math.isnan(calibration.scale):
+    """The calibrated std of `std` (`calibrated_std`; unchanged without a calibration)."""
+    if calibration is None:
         return std
-    return std * calibration.scale
+    return calibrated_std(std, calibration.scale, calibration.floor)
