@@ -113,3 +113,29 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.shape[1] == 0:
         return np.zeros((len(a), len(b)))
     return _cosine(a, b)
+
+
+def neighbour_mean(sim: np.ndarray, values: np.ndarray, k: int, *, shrink: float = 0.0
+                   ) -> np.ndarray:
+    """Per row, the max(sim, 0)-weighted mean of `values` over its k most similar non-NaN
+    entries: sum(w v) / (sum(w) + shrink); 0 where the denominator is 0.
+
+    The k are taken in decreasing similarity, ties by position (as a stable sort would).
+    Hand-written because scikit-learn's neighbour models cannot skip the NaN (unknown) entries
+    per row. Used by `knn` (shrink 0) and the gnn's neighbour terms.
+
+    Shapes: sim, values [P, N] -> [P].
+    """
+    out = np.zeros(len(sim))
+    k = min(k, sim.shape[1])
+    if k == 0:
+        return out
+    masked = np.where(np.isnan(values), -np.inf, sim)                     # [P, N]
+    top = np.argpartition(-masked, k - 1, axis=1)[:, :k]                  # [P, k]
+    # argpartition leaves the k unordered: order them as a stable descending sort would
+    top = np.take_along_axis(
+        top, np.lexsort((top, -np.take_along_axis(masked, top, axis=1)), axis=-1), axis=1)
+    weight = np.maximum(np.take_along_axis(masked, top, axis=1), 0.0)     # [P, k]
+    value = np.nan_to_num(np.take_along_axis(values, top, axis=1))        # [P, k]
+    total = weight.sum(1) + shrink
+    return np.divide((weight * value).sum(1), total, out=out, where=total > 0)

@@ -87,6 +87,7 @@ from tpred.models._inputs import (
     check_ids_in_zoo,
     cosine_similarity,
     encoder_for,
+    neighbour_mean,
     resolve_metrics,
 )
 from tpred.models.base import register
@@ -674,18 +675,8 @@ def _neighbour_similarity(x: np.ndarray) -> np.ndarray | None:
 
 
 def _neighbour_mean(sim: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the shrunk max(sim, 0)-weighted mean of `values` over its k most similar
-    non-NaN entries: sum(w v) / (sum(w) + NEIGHBOUR_SHRINK).
-
-    Hand-written (as `KNNPredictor._neighbour_mean`) because scikit-learn's neighbour models
-    cannot skip the NaN (unknown) entries per row. Shapes: sim, values [P, N] -> [P].
-    """
-    masked = np.where(np.isnan(values), -np.inf, sim)                     # [P, N]
-    k = min(k, masked.shape[1])
-    top = np.argpartition(-masked, k - 1, axis=1)[:, :k]                  # [P, k]
-    weight = np.maximum(np.take_along_axis(masked, top, axis=1), 0.0)     # [P, k]
-    value = np.nan_to_num(np.take_along_axis(values, top, axis=1))        # [P, k]
-    return (weight * value).sum(1) / (weight.sum(1) + NEIGHBOUR_SHRINK)
+    """`neighbour_mean` shrunk by `NEIGHBOUR_SHRINK`: sum(w v) / (sum(w) + shrink) [P]."""
+    return neighbour_mean(sim, values, k, shrink=NEIGHBOUR_SHRINK)
 
 
 def _validation_split(dst: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

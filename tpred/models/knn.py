@@ -17,6 +17,7 @@ from tpred.models._inputs import (
     cosine_similarity,
     dataset_zscores,
     encoder_for,
+    neighbour_mean,
     resolve_metrics,
 )
 from tpred.models.additive import AdditivePredictor
@@ -127,17 +128,8 @@ class KNNPredictor:
         return add.mu_ + b_m + b_d + interaction                          # [P]
 
     def _neighbour_mean(self, sim: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Per row, the max(sim, 0)-weighted mean of `values` over its k most similar non-NaN.
-
-        Shapes: sim, values [P, N] -> [P]; 0 where every weight is 0.
-        """
-        masked = np.where(np.isnan(values), -np.inf, sim)                 # [P, N]
-        top = np.argsort(-masked, axis=1, kind="stable")[:, :self.n_neighbors]  # [P, k]
-        weight = np.maximum(np.take_along_axis(masked, top, axis=1), 0.0)  # [P, k]
-        value = np.nan_to_num(np.take_along_axis(values, top, axis=1))    # [P, k]
-        total = weight.sum(1)
-        return np.divide((weight * value).sum(1), total, out=np.zeros(len(sim)),
-                         where=total > 0)
+        """`neighbour_mean` over the k = n_neighbors most similar (no shrinkage) [P]."""
+        return neighbour_mean(sim, values, self.n_neighbors)
 
     def _similarity(self, zoo: Zoo, kind: str, ids: np.ndarray) -> np.ndarray:
         """Similarity of nodes `ids` of `zoo` to the training nodes of the same type, [Q, N]."""
