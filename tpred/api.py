@@ -55,13 +55,16 @@ from tpred.config import NodeFeatureConfig, TrainConfig
 from tpred.data.tables import (
     RECORD_COLUMNS,
     SCORE_COLUMNS,
-    _auto_type,
-    _check_duplicates,
-    _parse_unit,
-    _read_csv,
-    _read_meta,
+    auto_type,
     check_columns,
-    read_records,
+    check_duplicates,
+    is_long,
+    parse_long_records,
+    parse_records,
+    parse_scores,
+    read_csv_rows,
+    read_metadata,
+    require_columns,
 )
 from tpred.data.zoo import PAIR, Zoo
 
@@ -265,7 +268,7 @@ class Run:
                                  "are not all recorded), or pairs=...")
             return out
         frame, lines, where = _long_table(pairs, "pairs")
-        _require_columns(frame, PAIR, where, "pairs (model,dataset)")
+        require_columns(frame, PAIR, where, "pairs (model,dataset)")
         frame = frame[PAIR]
         for col, ids in (("model", ext.zoo.model_ids), ("dataset", ext.zoo.dataset_ids)):
             if (bad := ~frame[col].isin(ids).to_numpy()).any():
@@ -273,7 +276,7 @@ class Run:
                 raise ValueError(f"{where}, line {lines[i]}, column {col!r}: {col} "
                                  f"{frame[col].iloc[i]!r} is neither a {col} of the run nor a new "
                                  f"one ({int(bad.sum())} such row(s))")
-        _check_duplicates(frame, PAIR, where, lines)
+        check_duplicates(frame, PAIR, where, lines)
         return frame.reset_index(drop=True)
 
     def predict_extension(self, ext: Extension, pairs: pd.DataFrame, method: str | None = None,
@@ -415,7 +418,7 @@ def _row_frame(row: pd.Series | Mapping | pd.DataFrame) -> pd.DataFrame:
 def _long_table(source: Source, what: str) -> tuple[pd.DataFrame, np.ndarray, str]:
     """(frame of str values, CSV line of each row, name for messages) of a frame or CSV path."""
     if isinstance(source, (str, Path)):
-        frame, lines = _read_csv(source)
+        frame, lines = read_csv_rows(source)
         return frame, lines, str(source)
     if isinstance(source, pd.DataFrame):
         where = f"{what} DataFrame"
@@ -429,33 +432,27 @@ def _long_table(source: Source, what: str) -> tuple[pd.DataFrame, np.ndarray, st
                     f"{type(source).__name__}")
 
 
-def _require_columns(frame: pd.DataFrame, columns: list[str], where: str, what: str) -> None:
-    if missing := [c for c in columns if c not in frame.columns]:
-        raise ValueError(f"{where}: missing column(s) {missing} of {what}; found "
-                         f"{list(frame.columns)}")
-
-
 def _metadata(source: Source, id_col: str, old: pd.DataFrame, features: NodeFeatureConfig,
               zoo: Zoo) -> pd.DataFrame:
     """New metadata rows, checked against the run's table; indexed by id like `old`."""
     if source is None:
         return old.iloc[:0]
     if isinstance(source, (str, Path)):
-        frame, lines = _read_meta(source, id_col)
+        frame, lines = read_metadata(source, id_col)
         where = str(source)
     else:
         raw, lines, where = _long_table(source, f"{id_col}s")
         if id_col not in raw.columns and isinstance(source, pd.DataFrame) \
                 and source.index.name == id_col:
             raw = _long_table(source.reset_index(), f"{id_col}s")[0]
-        _require_columns(raw, [id_col], where, f"{id_col} metadata (the {id_col} id column)")
+        require_columns(raw, [id_col], where, f"{id_col} metadata (the {id_col} id column)")
         ids = raw[id_col]
         if (empty := (ids.str.strip() == "").to_numpy()).any():
             i = int(np.flatnonzero(empty)[0])
             raise ValueError(f"{where}, line {lines[i]}, column {id_col!r}: empty id "
                              f"{ids.iloc[i]!r}")
-        _check_duplicates(raw, [id_col], where, lines)
-        frame = pd.DataFrame({c: _auto_type(raw[c]).to_numpy() for c in raw.columns
+        check_duplicates(raw, [id_col], where, lines)
+        frame = pd.DataFrame({c: auto_type(raw[c]).to_numpy() for c in raw.columns
                               if c != id_col},
                              index=pd.Index(ids.to_numpy(dtype=object), name=id_col, dtype=str))
     if (taken := frame.index.isin(old.index)).any():
@@ -506,22 +503,10 @@ def _scores(source: Source, model_ids: pd.Index, dataset_ids: pd.Index,
     if source is None:
         return zoo.scores.iloc[:0]
     frame, lines, where = _long_table(source, "scores")
-    _require_columns(frame, list(SCORE_COLUMNS), where, "long scores (model,dataset,metric,value)")
+    require_columns(frame, list(SCORE_COLUMNS), where, "long scores (model,dataset,metric,value)")
     df = frame[list(SCORE_COLUMNS)].astype(str)
     _check_known_ids(df, where, lines, model_ids, dataset_ids)
-    if (empty := (df["metric"].str.strip() == "").to_numpy()).any():
-        i = int(np.flatnonzero(empty)[0])
-        raise ValueError(f"{where}, line {lines[i]}, column 'metric': empty metric name")
-    _check_duplicates(df, ["model", "dataset", "metric"], where, lines)
-    value = pd.to_numeric(df["value"].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
-    if (bad := ~np.isfinite(value)).any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{where}, line {lines[i]}, column 'value': a score must be a finite "
-                         f"number, got {df['value'].iloc[i]!r} ({int(bad.sum())} bad row(s))")
-    out = pd.DataFrame({"model": df["model"].to_numpy(dtype=object),
-                        "dataset": df["dataset"].to_numpy(dtype=object),
-                        "metric": df["metric"].to_numpy(dtype=object),
-                        "value": value}).astype({"model": str, "dataset": str, "metric": str})
+    out = parse_scores(df, lines, where)
     _check_not_in(out, ["model", "dataset", "metric"], zoo.scores, where, lines, "score")
     known = set(zoo.score_metrics)
     if unknown := sorted(set(out["metric"]) - known):
@@ -538,21 +523,16 @@ def _records(source: Source, model_ids: pd.Index, dataset_ids: pd.Index, zoo: Zo
     """New known records (long, or a wide CSV file), checked against the run's records."""
     if source is None:
         return zoo.records.iloc[:0]
-    wide_file = isinstance(source, (str, Path)) and not (
-        {"dataset", "accuracy"} & set(_read_csv(source)[0].columns))
-    if wide_file:
-        out = read_records(source, model_ids, dataset_ids, fmt="wide", percent=percent)
-        lines, where = None, str(source)
+    frame, lines, where = _long_table(source, "records")   # a CSV file is read once
+    if isinstance(source, (str, Path)) and not is_long(frame):
+        out = parse_records(frame, lines, Path(source), model_ids, dataset_ids, fmt="wide",
+                            percent=percent)
+        lines = None
     else:
-        frame, lines, where = _long_table(source, "records")
-        _require_columns(frame, list(RECORD_COLUMNS), where,
-                         "long records (model,dataset,accuracy)")
+        require_columns(frame, list(RECORD_COLUMNS), where,
+                        "long records (model,dataset,accuracy)")
         df = frame[list(RECORD_COLUMNS)].astype(str)
         _check_known_ids(df, where, lines, model_ids, dataset_ids)
-        _check_duplicates(df, PAIR, where, lines)
-        acc = _parse_unit(df["accuracy"], where, lines, "accuracy", percent=percent)
-        out = pd.DataFrame({"model": df["model"].to_numpy(dtype=object),
-                            "dataset": df["dataset"].to_numpy(dtype=object),
-                            "accuracy": acc}).astype({"model": str, "dataset": str})
+        out = parse_long_records(df, lines, where, percent=percent)
     _check_not_in(out, PAIR, zoo.records, where, lines, "record")
     return out

@@ -57,7 +57,7 @@ def resolve_path(path: str | Path, base_dir: Path | None = None) -> Path:
 
 
 # ------------------------------------------------------------------------------ raw reading
-def _read_csv(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
+def read_csv_rows(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
     """Read a CSV as strings, exactly as written; return (frame, 1-based line of each row).
 
     The csv module (not `pd.read_csv`) keeps the true line numbers: blank lines are skipped but
@@ -98,7 +98,9 @@ def _read_csv(path: str | Path) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, np.asarray(lines, dtype=np.int64)
 
 
-def _require(frame: pd.DataFrame, columns: Iterable[str], path: Path, what: str) -> None:
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], path: Path | str,
+                    what: str) -> None:
+    """ValueError naming `path` and the missing columns of `what` unless `frame` has them all."""
     if missing := [c for c in columns if c not in frame.columns]:
         raise ValueError(f"{path}: missing column(s) {missing} of {what}; found "
                          f"{list(frame.columns)}")
@@ -108,7 +110,7 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _auto_type(column: pd.Series) -> pd.Series:
+def auto_type(column: pd.Series) -> pd.Series:
     """A column whose every value is a finite number becomes numeric; others stay as written."""
     num = pd.to_numeric(column, errors="coerce")
     if len(num) and num.notna().all() and np.isfinite(num.to_numpy(dtype=np.float64)).all():
@@ -117,10 +119,11 @@ def _auto_type(column: pd.Series) -> pd.Series:
 
 
 # ---------------------------------------------------------------------------------- metadata
-def _read_meta(path: str | Path, id_col: str) -> tuple[pd.DataFrame, np.ndarray]:
+def read_metadata(path: str | Path, id_col: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """(metadata indexed by `id_col`, CSV line of each row); errors as `read_models` says."""
     path = Path(path)
-    frame, lines = _read_csv(path)
-    _require(frame, [id_col], path, f"{path.name} (the {id_col} id column)")
+    frame, lines = read_csv_rows(path)
+    require_columns(frame, [id_col], path, f"{path.name} (the {id_col} id column)")
     ids = frame[id_col].astype(str)
     if (empty := (ids.str.strip() == "").to_numpy()).any():
         i = _first(empty)
@@ -132,7 +135,7 @@ def _read_meta(path: str | Path, id_col: str) -> tuple[pd.DataFrame, np.ndarray]
                          f"appears more than once (first on line {first}; "
                          f"{int(dup.sum())} duplicate row(s))")
     meta = frame.drop(columns=id_col)
-    meta = pd.DataFrame({c: _auto_type(meta[c]).to_numpy() for c in meta.columns},
+    meta = pd.DataFrame({c: auto_type(meta[c]).to_numpy() for c in meta.columns},
                         index=pd.Index(ids.to_numpy(dtype=object), name=id_col, dtype=str))
     return meta, lines
 
@@ -143,7 +146,7 @@ def read_models(path: str | Path) -> pd.DataFrame:
     Raises:
         ValueError: empty file, missing `model` column, empty or duplicate id, ragged row.
     """
-    return _read_meta(path, "model")[0]
+    return read_metadata(path, "model")[0]
 
 
 def read_datasets(path: str | Path) -> pd.DataFrame:
@@ -152,7 +155,7 @@ def read_datasets(path: str | Path) -> pd.DataFrame:
     Raises:
         ValueError: empty file, missing `dataset` column, empty or duplicate id, ragged row.
     """
-    return _read_meta(path, "dataset")[0]
+    return read_metadata(path, "dataset")[0]
 
 
 def check_columns(frame: pd.DataFrame, config: NodeFeatureConfig, path: str | Path,
@@ -200,7 +203,7 @@ def check_columns(frame: pd.DataFrame, config: NodeFeatureConfig, path: str | Pa
 
 
 # ----------------------------------------------------------------------------------- records
-def _parse_unit(raw: pd.Series, path: Path, lines: np.ndarray, columns: np.ndarray | str,
+def parse_accuracy(raw: pd.Series, path: Path, lines: np.ndarray, columns: np.ndarray | str,
                 *, percent: bool) -> np.ndarray:
     """Parse accuracies: finite numbers in [0, 1] (or [0, 100] divided by 100 with percent)."""
     acc = pd.to_numeric(raw.astype(str).str.strip(), errors="coerce").to_numpy(dtype=np.float64)
@@ -234,7 +237,9 @@ def _check_ids(df: pd.DataFrame, path: Path, lines: np.ndarray, model_ids: pd.In
     return keep
 
 
-def _check_duplicates(df: pd.DataFrame, key: list[str], path: Path, lines: np.ndarray) -> None:
+def check_duplicates(df: pd.DataFrame, key: list[str], path: Path | str,
+                     lines: np.ndarray) -> None:
+    """ValueError naming the line of the first repeated `key` and of its first occurrence."""
     if (dup := df.duplicated(key).to_numpy()).any():
         i = _first(dup)
         same = (df[key] == df[key].iloc[i]).all(axis=1).to_numpy()
@@ -243,7 +248,8 @@ def _check_duplicates(df: pd.DataFrame, key: list[str], path: Path, lines: np.nd
                          f"{int(dup.sum())} duplicate row(s))")
 
 
-def _is_long(frame: pd.DataFrame) -> bool:
+def is_long(frame: pd.DataFrame) -> bool:
+    """Whether a records table is long (has a `dataset` or `accuracy` column) rather than wide."""
     return bool({"dataset", "accuracy"} & set(frame.columns))
 
 
@@ -276,9 +282,18 @@ def read_records(path: str | Path, model_ids: Iterable[str], dataset_ids: Iterab
     path = Path(path)
     if fmt not in ("auto", "long", "wide"):
         raise ValueError(f"read_records: fmt must be 'auto', 'long' or 'wide', got {fmt!r}")
+    frame, lines = read_csv_rows(path)
+    return parse_records(frame, lines, path, model_ids, dataset_ids, fmt=fmt, percent=percent,
+                         drop_unknown=drop_unknown, aliases=aliases)
+
+
+def parse_records(frame: pd.DataFrame, lines: np.ndarray, path: Path, model_ids: Iterable[str],
+                  dataset_ids: Iterable[str], *, fmt: str = "auto", percent: bool = False,
+                  drop_unknown: bool = False, aliases: Mapping[str, str] | None = None
+                  ) -> pd.DataFrame:
+    """`read_records` on a CSV already read by `read_csv_rows` (frame of text, line per row)."""
     model_ids, dataset_ids = pd.Index(model_ids), pd.Index(dataset_ids)
-    frame, lines = _read_csv(path)
-    if fmt == "long" or (fmt == "auto" and _is_long(frame)):
+    if fmt == "long" or (fmt == "auto" and is_long(frame)):
         return _read_long(frame, lines, path, model_ids, dataset_ids, percent=percent,
                           drop_unknown=drop_unknown)
     return _read_wide(frame, lines, path, model_ids, dataset_ids, percent=percent,
@@ -287,12 +302,22 @@ def read_records(path: str | Path, model_ids: Iterable[str], dataset_ids: Iterab
 
 def _read_long(frame: pd.DataFrame, lines: np.ndarray, path: Path, model_ids: pd.Index,
                dataset_ids: pd.Index, *, percent: bool, drop_unknown: bool) -> pd.DataFrame:
-    _require(frame, RECORD_COLUMNS, path, "long records (model,dataset,accuracy)")
+    require_columns(frame, RECORD_COLUMNS, path, "long records (model,dataset,accuracy)")
     df = frame[list(RECORD_COLUMNS)].astype(str)
     keep = _check_ids(df, path, lines, model_ids, dataset_ids, drop_unknown=drop_unknown)
-    df, lines = df[keep], lines[keep]
-    _check_duplicates(df, ["model", "dataset"], path, lines)
-    acc = _parse_unit(df["accuracy"], path, lines, "accuracy", percent=percent)
+    return parse_long_records(df[keep], lines[keep], path, percent=percent)
+
+
+def parse_long_records(df: pd.DataFrame, lines: np.ndarray, where: str | Path, *,
+                       percent: bool) -> pd.DataFrame:
+    """Long records whose ids are checked (`model, dataset, accuracy` as text) -> typed records.
+
+    Raises:
+        ValueError: a duplicate pair, or an accuracy that is not a number in [0, 1] ([0, 100]
+            with percent), naming `where`, the line and the column.
+    """
+    check_duplicates(df, ["model", "dataset"], where, lines)
+    acc = parse_accuracy(df["accuracy"], where, lines, "accuracy", percent=percent)
     return pd.DataFrame({"model": df["model"].to_numpy(dtype=object),
                          "dataset": df["dataset"].to_numpy(dtype=object),
                          "accuracy": acc}).astype({"model": str, "dataset": str})
@@ -340,11 +365,11 @@ def _read_wide(frame: pd.DataFrame, lines: np.ndarray, path: Path, model_ids: pd
                       f"models.csv", stacklevel=3)
     keep = ~bad_rows
     frame, lines, models = frame[keep], lines[keep], models[keep]
-    _check_duplicates(pd.DataFrame({"model": models}), ["model"], path, lines)
+    check_duplicates(pd.DataFrame({"model": models}), ["model"], path, lines)
     values = frame[columns].astype(str).to_numpy()                          # [M, D] text
     rows, cols = np.nonzero(np.char.strip(values.astype(str)) != "")       # empty = no record
     raw = pd.Series(values[rows, cols])
-    acc = _parse_unit(raw, path, lines[rows], np.asarray(columns, dtype=object)[cols],
+    acc = parse_accuracy(raw, path, lines[rows], np.asarray(columns, dtype=object)[cols],
                       percent=percent)
     return pd.DataFrame({"model": models.to_numpy(dtype=object)[rows],
                          "dataset": np.asarray([names[c] for c in columns], dtype=object)[cols],
@@ -366,19 +391,28 @@ def read_scores(path: str | Path, model_ids: Iterable[str], dataset_ids: Iterabl
     """
     path = Path(path)
     model_ids, dataset_ids = pd.Index(model_ids), pd.Index(dataset_ids)
-    frame, lines = _read_csv(path)
-    _require(frame, SCORE_COLUMNS, path, "long scores (model,dataset,metric,value)")
+    frame, lines = read_csv_rows(path)
+    require_columns(frame, SCORE_COLUMNS, path, "long scores (model,dataset,metric,value)")
     df = frame[list(SCORE_COLUMNS)].astype(str)
     keep = _check_ids(df, path, lines, model_ids, dataset_ids, drop_unknown=drop_unknown)
-    df, lines = df[keep], lines[keep]
+    return parse_scores(df[keep], lines[keep], path)
+
+
+def parse_scores(df: pd.DataFrame, lines: np.ndarray, where: str | Path) -> pd.DataFrame:
+    """Long scores whose ids are checked (`model, dataset, metric, value` as text) -> typed.
+
+    Raises:
+        ValueError: an empty metric name, a duplicate (model, dataset, metric), or a value that
+            is not a finite number, naming `where`, the line and the column.
+    """
     if (empty := (df["metric"].str.strip() == "").to_numpy()).any():
         i = _first(empty)
-        raise ValueError(f"{path}, line {lines[i]}, column 'metric': empty metric name")
-    _check_duplicates(df, ["model", "dataset", "metric"], path, lines)
+        raise ValueError(f"{where}, line {lines[i]}, column 'metric': empty metric name")
+    check_duplicates(df, ["model", "dataset", "metric"], where, lines)
     value = pd.to_numeric(df["value"].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
     if (bad := ~np.isfinite(value)).any():
         i = _first(bad)
-        raise ValueError(f"{path}, line {lines[i]}, column 'value': a score must be a finite "
+        raise ValueError(f"{where}, line {lines[i]}, column 'value': a score must be a finite "
                          f"number, got {df['value'].iloc[i]!r} ({int(bad.sum())} bad row(s))")
     return pd.DataFrame({"model": df["model"].to_numpy(dtype=object),
                          "dataset": df["dataset"].to_numpy(dtype=object),
@@ -407,8 +441,8 @@ def load_zoo(cfg: ZooConfig, base_dir: Path | None = None, *,
     if not root.is_dir():
         raise ValueError(f"zoo folder {root} (ZooConfig.root={cfg.root!r}) does not exist")
     models_path, datasets_path = root / cfg.models, root / cfg.datasets
-    models, model_lines = _read_meta(models_path, "model")
-    datasets, dataset_lines = _read_meta(datasets_path, "dataset")
+    models, model_lines = read_metadata(models_path, "model")
+    datasets, dataset_lines = read_metadata(datasets_path, "dataset")
     if model_features is not None:
         check_columns(models, model_features, models_path, lines=model_lines)
     if dataset_features is not None:
