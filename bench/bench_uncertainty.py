@@ -27,7 +27,6 @@ from scipy.stats import spearmanr
 from tpred.checkpoint import (
     NORMAL_COVERAGE,
     calibrate,
-    calibrated_std,
     coverage,
     ensemble_predict,
     fit_members,
@@ -89,7 +88,7 @@ def main() -> None:
         scale, floor = (np.nan, 0.0) if cal is None else (cal.scale, cal.floor)
         rows.append(split.test.assign(fold=split.fold, true=zoo.accuracy(split.test),
                                       mean=mean, std=std, scale=scale, floor=floor,
-                                      calibrated=calibrated_std(std, scale, floor)))
+                                      calibrated=std if cal is None else cal.apply(std)))
         print(f"  fold {split.fold}: {len(split.test)} test pairs, validation "
               f"{0 if cal is None else cal.num_pairs} pairs, scale {scale:.2f}, floor "
               f"{floor:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)

@@ -49,7 +49,6 @@ from tpred.checkpoint import (
     Calibration,
     ensemble_predict,
     load_checkpoint,
-    scaled_std,
 )
 from tpred.config import NodeFeatureConfig, TrainConfig
 from tpred.data.tables import (
@@ -285,8 +284,8 @@ class Run:
         method = self.resolve_method(method)
         zoo = None if ext.is_empty else ext.zoo
         mean, std = ensemble_predict(self.ensembles[method], pairs, zoo)
-        if calibrated:
-            std = scaled_std(std, self.calibration.get(method))
+        if calibrated and (calibration := self.calibration.get(method)) is not None:
+            std = calibration.apply(std)
         return pd.DataFrame({"model": pairs["model"].to_numpy(dtype=object),
                              "dataset": pairs["dataset"].to_numpy(dtype=object),
                              "predicted": mean, "std": std}).astype({"model": str,

@@ -77,6 +77,10 @@ class Calibration:
     coverage_raw: tuple[float, float]
     coverage_calibrated: tuple[float, float]
 
+    def apply(self, std: np.ndarray) -> np.ndarray:
+        """The calibrated std of ensemble stds [P] (`calibrated_std`)."""
+        return calibrated_std(std, self.scale, self.floor)
+
 
 def coverage(true: np.ndarray, mean: np.ndarray, std: np.ndarray, k: float) -> float:
     """Share of pairs with |true − mean| ≤ k · std (a pair with std 0 counts only if exact).
@@ -317,10 +321,3 @@ def load_checkpoint(path: Path | str) -> dict:
     payload["config"] = TrainConfig.from_dict(payload["config"], where=str(path))
     payload["path"] = path
     return payload
-
-
-def scaled_std(std: np.ndarray, calibration: Calibration | None) -> np.ndarray:
-    """The calibrated std of `std` (`calibrated_std`; unchanged without a calibration)."""
-    if calibration is None:
-        return std
-    return calibrated_std(std, calibration.scale, calibration.floor)
