@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tpred._torchvision import install_hook
+
 __version__ = "0.1.0"
 __all__ = ["Run", "load"]
+
+install_hook()  # `import torchvision` works beside the pinned CPU torch (tpred/_torchvision.py)
 
 if TYPE_CHECKING:
     from tpred.api import Run, load
