@@ -127,7 +127,7 @@ def test_set_without_equals_sign_is_an_error():
 
 
 def test_invalid_value_is_checked_by_the_dataclass():
-    with pytest.raises(ValueError, match="protocols must be among"):
+    with pytest.raises(ValueError, match=r"protocols\[0\] must be one of"):
         TrainConfig().override("protocols=[nope]")
 
 

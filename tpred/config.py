@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -535,7 +536,7 @@ def _resolve_paths(tp: Any, value: Any, base_dir: Path | None) -> Any:
     path = Path(value).expanduser()
     if path.is_absolute() or (marker.if_exists and not (base_dir / path).exists()):
         return value
-    return str(base_dir / path)
+    return os.path.normpath(base_dir / path)
 
 
 def _build(cls: type, values: Any, where: str, prefix: str, base_dir: Path | None) -> Any:
