@@ -17,7 +17,6 @@ from tpred.config import (
     TrainConfig,
     ZooConfig,
     check_fields,
-    valid_keys,
 )
 
 

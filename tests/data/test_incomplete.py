@@ -55,9 +55,9 @@ def test_load_zoo_says_once_how_many_cells_of_which_columns_are_imputed(zoo_dir,
         zoo = load_zoo(ZooConfig(root=str(zoo_dir)), model_features=FEATURES)
     lines = [r.getMessage() for r in caplog.records if "imputed" in r.getMessage()]
     assert lines == ["models.csv: 5 blank cell(s) imputed: num_parameters 2, top1 1, family 1, "
-                     "card 1 (numbers: the median of the training models plus a "
-                     "missing-indicator feature; categories: their own 'missing' category; "
-                     "text: the empty text)"]
+                     "card 1 (numbers: the median of the training models, flagged by a "
+                     "missing-indicator feature where training had blanks; categories: their "
+                     "own 'missing' category; text: the empty text)"]
     assert blank_cells(zoo.models, FEATURES) == {"num_parameters": 2, "top1": 1, "family": 1,
                                                  "card": 1}
     assert describe_blanks({}, FEATURES, "models.csv", "x") is None

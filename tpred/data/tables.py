@@ -334,14 +334,15 @@ def describe_blanks(counts: Mapping[str, int], config: NodeFeatureConfig, where:
 
     Returns:
         e.g. `models.csv: 7 blank cell(s) imputed: num_parameters 3, source_accuracy 4 (numbers:
-        the median of the training models plus a missing-indicator feature)`; None when there
-        are no blanks.
+        the median of the training models, flagged by a missing-indicator feature where
+        training had blanks)`; None when there are no blanks.
     """
     if not counts:
         return None
     kinds = []
     if any(c in config.numeric for c in counts):
-        kinds.append(f"numbers: the median of {what} plus a missing-indicator feature")
+        kinds.append(f"numbers: the median of {what}, flagged by a missing-indicator feature "
+                     f"where training had blanks")
     if any(c in config.categorical and c not in config.numeric for c in counts):
         kinds.append("categories: their own 'missing' category")
     if any(c in config.text for c in counts):
