@@ -1,61 +1,16 @@
-"""Tiny offline targets and models for the extract/finetune tests: digits written as PNG
-folders, a text CSV, a tiny ViT and a tiny BERT saved with `save_pretrained`, TorchScript and
-pickled `torch:` files."""
+"""Tiny offline targets and models for the extract tests: digits written as PNG folders and a
+text CSV (`tpred.extract.demo`), a tiny ViT and a tiny BERT saved with `save_pretrained`,
+TorchScript and pickled `torch:` files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-import tpred  # noqa: F401  (the torchvision import hook, before PIL/torchvision users)
-
-WORDS = {
-    "sports": ["goal", "match", "team", "score", "league", "coach", "player", "season"],
-    "food": ["pasta", "bread", "cheese", "soup", "salad", "recipe", "spice", "dessert"],
-    "weather": ["rain", "storm", "sunny", "cloud", "wind", "snow", "forecast", "humid"],
-}
-
-
-def write_digit_folder(root: Path, *, classes=(0, 1, 2), per_class: int = 6,
-                       test_per_class: int = 3, size: int = 16, seed: int = 0) -> Path:
-    """`sklearn.datasets.load_digits` images as PNGs in `root/{train,test}/<digit>/`."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    rng = np.random.default_rng(seed)
-    for c in classes:
-        members = rng.permutation(np.flatnonzero(digits.target == c))
-        for split, chosen in (("train", members[:per_class]),
-                              ("test", members[per_class:per_class + test_per_class])):
-            if not len(chosen):
-                continue
-            folder = root / split / f"digit{c}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in chosen:
-                pixels = (digits.images[i] * (255 / 16)).astype(np.uint8)
-                Image.fromarray(pixels, mode="L").resize((size, size)).save(folder / f"{i}.png")
-    return root
-
-
-def write_text_csv(path: Path, *, per_class: int = 6, test_per_class: int = 3,
-                   seed: int = 0) -> Path:
-    """Short sentences of three topics; test sentences reuse only held-out topic words."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for label, words in WORDS.items():
-        for split, pool, n in (("train", words[:5], per_class), ("test", words[5:],
-                                                                  test_per_class)):
-            for _ in range(n):
-                a, b = rng.choice(pool, size=2)
-                rows.append((f"the {a} and the {b}", label, split))
-    pd.DataFrame(rows, columns=["text", "label", "split"]).to_csv(path, index=False)
-    return path
+from tpred.extract.demo import write_digit_folder, write_topic_table
 
 
 class TinyNet(nn.Module):
@@ -72,13 +27,18 @@ class TinyNet(nn.Module):
 
 
 @pytest.fixture(scope="session")
+def tiny_net() -> type[TinyNet]:
+    return TinyNet
+
+
+@pytest.fixture(scope="session")
 def digit_folder(tmp_path_factory) -> Path:
     return write_digit_folder(tmp_path_factory.mktemp("data") / "digits3")
 
 
 @pytest.fixture(scope="session")
 def text_csv(tmp_path_factory) -> Path:
-    return write_text_csv(tmp_path_factory.mktemp("text") / "topics.csv")
+    return write_topic_table(tmp_path_factory.mktemp("text") / "topics.csv")
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,10 @@ class names, sizes), merged with earlier runs. A pair whose .npz exists is skipp
 every failed pair and every unreadable item is a row of OUT/errors.csv with the reason, and the
 rest of the run goes on (exit status 1 when a pair failed).
 
-Model specs: hf:<hub id or folder>, timm:<name>, torchvision:<name>, torch:<file> (TorchScript,
-or a pickled nn.Module with --trust). Data: an ImageFolder-layout folder (train/ and test/ when
-present), a `datasets` folder (save_to_disk) or hf:<name>, a text .csv/.tsv/.jsonl
-(text,label[,split]).
+Model specs: hf:<hub id or folder>, timm:<name>, torchvision:<name>, torch:<file> (TorchScript;
+with --trust also a pickled nn.Module or a torch.export .pt2 archive). Data: an ImageFolder-layout
+folder (train/ and test/ when present), a `datasets` folder (save_to_disk) or hf:<name>, a text
+.csv/.tsv/.jsonl (text,label[,split]).
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layer", help="module whose output gives the features (default: the "
                         "input of the classifier head)")
     parser.add_argument("--trust", action="store_true",
-                        help="let model files run code: pickled nn.Module files, Hugging Face "
-                        "trust_remote_code (only for files you trust)")
+                        help="let model files run code: pickled nn.Module files, torch.export "
+                        "archives, Hugging Face trust_remote_code (only for files you trust)")
     parser.add_argument("--image-size", type=int, help="resize/crop images to this size instead "
                         "of the model's own (timm, torchvision, torch:)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")

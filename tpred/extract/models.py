@@ -10,10 +10,10 @@ with gradients to fine-tune).
 How the features are found, per family:
 
 * a module with a classifier head (timm, torchvision, `torch:` files, transformers
-  `*ForImageClassification`/`*ForSequenceClassification`): the head is the `nn.Linear` whose
-  output *is* the model's output (logits), found by running the first batch with a hook on every
-  `nn.Linear` (timm names it: `pretrained_cfg["classifier"]`); the features are its input,
-  captured by a forward pre-hook. `layer="NAME"` takes the output of module NAME instead.
+  `*ForImageClassification`/`*ForSequenceClassification`): the head is the module with weights
+  whose output *is* the model's output (logits), found by running the first batch with a hook on
+  every such module (timm names it: `pretrained_cfg["classifier"]`); the features are its
+  input, captured by a forward pre-hook. `layer="NAME"` takes the output of module NAME instead.
 * transformers encoders without a head (`AutoModel`): the sentence-transformers pooling config
   (`1_Pooling/config.json`: mean, CLS or max over the attention mask; L2-normalised when
   `modules.json` lists `Normalize`), else the model's `pooler_output` for image models, else mean
@@ -21,8 +21,9 @@ How the features are found, per family:
 * TorchScript files: hooks are not supported on ScriptModules, so the forward graph is copied
   with the input of its final `aten::linear` added as a second output (see `_script_features`).
 
-Safety: `torch:` files load with `torch.load(weights_only=True)` or as TorchScript; a pickled
-`nn.Module` (whose unpickling can run any code) needs `trust=True` (`--trust`). Hugging Face
+Safety: `torch:` files load as TorchScript or with `torch.load(weights_only=True)`; a pickled
+`nn.Module` or a `torch.export` archive (`.pt2`; `torch.export.load` unpickles parts of it),
+whose loading can run any code, needs `trust=True` (`--trust`). Hugging Face
 `trust_remote_code` is False unless `trust=True`.
 
 Extending: `register_loader("digits", fn)` makes `load_model("digits:<ref>")` call
@@ -241,7 +242,8 @@ class HookedModel(LoadedModel):
         module: the network; `module(batch)` (or `module(**batch)`, or `module(**{input_name:
             batch})`) returns logits [B, Cs] (a Tensor, or an output with `.logits`).
         head: the head's module name (e.g. `fc`), `"auto"` (found on the first batch: the
-            `nn.Linear` whose output is the model's output) or None (no head: `layer` is needed).
+            module with weights whose output is the model's output) or None (no head: `layer`
+            is needed).
         layer: a module name whose output (flattened) is used as the features instead.
         input_name: keyword of the input tensor (transformers: `pixel_values`), else positional.
         **kwargs: see `LoadedModel`.
@@ -276,18 +278,19 @@ class HookedModel(LoadedModel):
         if self.head == "auto":
             self.head = self._detect_head(self.to_device(batch))
             if self.head is None and self.layer_name is None:
-                linear = [n for n, m in self.module.named_modules() if isinstance(m, nn.Linear)]
                 raise ValueError(
-                    f"{self.spec}: no classifier head detected (no nn.Linear produces the "
-                    f"model's output; last linear layers: {linear[-3:]}); name the feature "
-                    f"layer with --layer NAME (last module names: "
-                    f"{_last_names(dict(self.module.named_modules()))})")
+                    f"{self.spec}: no classifier head detected (no module with weights returns "
+                    "the model's output as logits [B, C]); name the feature layer with --layer "
+                    f"NAME (last module names: {_last_names(dict(self.module.named_modules()))})")
         return self.head
 
     def _detect_head(self, batch: Any) -> str | None:
+        """The module with weights whose output is the model's logits [B, Cs] (a classifier has
+        weights: a trailing `Flatten` or `Identity` is not a head)."""
         seen: list[tuple[str, Any]] = []
         hooks = [m.register_forward_hook(lambda _m, _a, out, name=name: seen.append((name, out)))
-                 for name, m in self.module.named_modules() if isinstance(m, nn.Linear)]
+                 for name, m in self.module.named_modules()
+                 if name and next(m.parameters(recurse=False), None) is not None]
         try:
             with torch.no_grad():
                 logits = _logits_of(_call_module(self.module, batch, self.input_name))
@@ -296,10 +299,10 @@ class HookedModel(LoadedModel):
                 hook.remove()
         if logits is None or logits.ndim != 2:
             return None
-        for name, out in reversed(seen):
+        for name, out in seen:
             if out is logits:
                 return name
-        for name, out in reversed(seen):  # an output copied on its way out (e.g. `.view`)
+        for name, out in seen:  # an output copied on its way out (e.g. `.view`)
             if isinstance(out, torch.Tensor) and out.shape == logits.shape and \
                     torch.equal(out, logits):
                 return name
@@ -723,21 +726,36 @@ def _load_torch(ref: str, opts: LoadOptions) -> LoadedModel:
         return ScriptModel(module, layer=opts.layer, architecture=arch,
                            architecture_family=arch.lower(), **common)
     arch = type(module).__name__
+    if type(module).__name__ == "UnflattenedModule":
+        arch = "ExportedProgram"  # the original class name is not stored in the archive
     return HookedModel(module, head="auto", layer=opts.layer, architecture=arch,
                        architecture_family=arch.lower(), **common)
 
 
 def _read_torch_file(path: Path, *, trust: bool) -> nn.Module:
-    """A TorchScript archive, or a pickled module (only with `trust`).
+    """A TorchScript archive; with `trust`, a `torch.export` archive (`.pt2`, unflattened so that
+    hooks work) or a pickled module.
 
     Raises:
-        ValueError: a state dict (no architecture), a pickled module without `trust`, or a file
-            torch cannot read.
+        ValueError: a state dict (no architecture), a pickled module or export archive without
+            `trust`, or a file torch cannot read.
     """
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
-            script = any(n.split("/", 1)[-1].startswith("code/") for n in archive.namelist())
-        if script:
+            inner = [n.split("/", 1)[-1] for n in archive.namelist()]
+        if "models/model.json" in inner:  # torch.export.save
+            if not trust:  # torch.export.load unpickles weights/constants (weights_only=False)
+                raise ValueError(
+                    f"torch:{path}: a torch.export archive; torch.export.load unpickles parts of "
+                    "it, which can run arbitrary code, so tpred loads it only with --trust "
+                    "(trust=True) for a file you trust — or save the model as TorchScript "
+                    "(torch.jit.save(torch.jit.script(model), path))")
+            try:
+                return torch.export.unflatten(torch.export.load(path))
+            except (RuntimeError, ValueError, KeyError) as err:
+                raise ValueError(f"torch:{path}: unreadable torch.export archive "
+                                 f"({type(err).__name__}: {err})") from err
+        if any(n.startswith("code/") for n in inner):
             try:
                 return torch.jit.load(str(path), map_location="cpu")
             except RuntimeError as err:

@@ -286,26 +286,28 @@ def read_pair(path: str | Path) -> dict[str, np.ndarray]:
 
 def merge_rows(path: str | Path, rows: Sequence[Mapping[str, Any]], key: str | list[str]
                ) -> pd.DataFrame:
-    """Merge `rows` into the CSV at `path` by `key` (a new row replaces the old one with the same
-    key; other rows stay as written; new columns are added, blank for older rows); atomic.
+    """Merge `rows` into the CSV at `path` by `key`: a row replaces the old one with the same key
+    in its place, other rows stay as written, new keys are appended, new columns are added
+    (blank for older rows); written atomically.
 
     Raises:
         ValueError: the existing file lacks the key column(s).
     """
     path = Path(path)
     keys = [key] if isinstance(key, str) else list(key)
-    new = pd.DataFrame(list(rows)).astype(str).replace({"None": "", "nan": ""})
+    new = pd.DataFrame(list(rows)).astype(object).fillna("").astype(str)
     if path.exists() and path.stat().st_size:
         old = pd.read_csv(path, dtype=str, keep_default_na=False)
         if missing := [k for k in keys if k not in old.columns]:
             raise ValueError(f"{path}: missing key column(s) {missing}; found "
                              f"{list(old.columns)}")
-        if len(new):
-            replaced = old.set_index(keys).index.isin(new.set_index(keys).index)
-            old = old[~replaced]
-        table = pd.concat([old, new], ignore_index=True).fillna("")
         columns = list(old.columns) + [c for c in new.columns if c not in old.columns]
-        table = table[columns]
+        old, new = old.reindex(columns=columns, fill_value=""), \
+            new.reindex(columns=columns, fill_value="")
+        old_keys, new_keys = old.set_index(keys).index, new.set_index(keys).index
+        at = old_keys.get_indexer(new_keys)                # -1: a new key, appended
+        old.iloc[at[at >= 0]] = new[at >= 0].to_numpy()    # an updated row keeps its place
+        table = pd.concat([old, new[at < 0]], ignore_index=True)
     else:
         table = new
     text = table.to_csv(index=False).encode()
