@@ -76,6 +76,10 @@ class IsPath:
     if_exists: bool = False
 
 
+#: the embedded default zoo of a checkout (`python -m tpred.zoo build`), as an absolute path
+EMBEDDED_ZOO = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
+                            "digits-zoo")
+
 PositiveInt = Annotated[int, Range(lo=1)]
 NonNegativeInt = Annotated[int, Range(lo=0)]
 Fraction = Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]
@@ -104,7 +108,7 @@ class ZooConfig:
             models.csv/datasets.csv (with a warning giving the count) instead of an error.
     """
 
-    root: PathStr = "data/digits-zoo"
+    root: PathStr = EMBEDDED_ZOO
     models: Name = "models.csv"
     datasets: Name = "datasets.csv"
     records: Name = "records.csv"
