@@ -157,6 +157,20 @@ def test_fit_baseline_recovers_an_exactly_additive_table():
     assert empty(np.array([1]), np.array([2])) == pytest.approx(0.4)
 
 
+def test_fit_baseline_without_a_prior_is_the_additive_predictor(zoo):
+    """The gnn's baseline and `additive` share one implementation: equal to the last bit."""
+    train, test = _split(zoo, seed=2)
+    src = zoo.model_ids.get_indexer(train["model"])
+    dst = zoo.dataset_ids.get_indexer(train["dataset"])
+    base = fit_baseline(src, dst, zoo.accuracy(train), zoo.num_models, zoo.num_datasets,
+                        fallback_mu=0.0)
+    expected = AdditivePredictor().fit(zoo, train)
+    for pairs in (train, test):
+        got = base(zoo.model_ids.get_indexer(pairs["model"]),
+                   zoo.dataset_ids.get_indexer(pairs["dataset"]))
+        np.testing.assert_array_equal(got, expected.predict(pairs))
+
+
 def test_fit_baseline_shrinks_dataset_effects_toward_a_ridge_prior_on_features(monkeypatch):
     monkeypatch.setattr(baseline, "PRIOR_RIDGE", 0.5)
     monkeypatch.setattr(baseline, "PRIOR_STRENGTH", 2.0)

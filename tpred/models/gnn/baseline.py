@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tpred.models.additive import additive_effects
+
 #: alternating least-squares sweeps (as `AdditivePredictor`)
 BASELINE_ITERS = 20
 #: decoder inputs the baseline gives per pair: model effect, dataset effect, log1p degrees
@@ -52,13 +54,14 @@ def fit_baseline(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: 
                  dataset_gram: np.ndarray | None = None) -> Baseline:
     """Additive baseline on edges, each effect shrunk toward a prior predicted from features.
 
-    First mu + model effect + dataset effect by alternating least squares (as
-    `AdditivePredictor`). Then, when a Gram matrix of node features is given, each node type's
-    effects are regressed on the features by kernel ridge (linear kernel, ridge
-    `PRIOR_RIDGE` × mean diagonal; fitted on the nodes with edges) and every effect becomes
-    (n · effect + PRIOR_STRENGTH · prior) / (n + PRIOR_STRENGTH), n the node's edge count: a
-    node without edges (cold start) gets its prior instead of 0, a node with few edges is pulled
-    toward it. Without edges at all, mu is `fallback_mu` and every effect 0.
+    First mu + model effect + dataset effect by alternating least squares
+    (`additive_effects`, the code of `AdditivePredictor`). Then, when a Gram matrix of node
+    features is given, each node type's effects are regressed on the features by kernel ridge
+    (linear kernel, ridge `PRIOR_RIDGE` × mean diagonal; fitted on the nodes with edges) and
+    every effect becomes (n · effect + PRIOR_STRENGTH · prior) / (n + PRIOR_STRENGTH), n the
+    node's edge count: a node without edges (cold start) gets its prior instead of 0, a node
+    with few edges is pulled toward it. Without edges at all, mu is `fallback_mu` and every
+    effect 0.
 
     Shapes: src, dst, acc [E]; model_gram [num_models, num_models], dataset_gram
         [num_datasets, num_datasets] -> effects [num_models], [num_datasets].
@@ -67,11 +70,8 @@ def fit_baseline(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: 
     deg_d = np.bincount(dst, minlength=num_datasets).astype(np.float64)
     if len(acc) == 0:
         return Baseline(fallback_mu, np.zeros(num_models), np.zeros(num_datasets), deg_m, deg_d)
-    mu = float(acc.mean())
-    me, de = np.zeros(num_models), np.zeros(num_datasets)
-    for _ in range(BASELINE_ITERS):
-        me = np.bincount(src, acc - mu - de[dst], num_models) / np.maximum(deg_m, 1)
-        de = np.bincount(dst, acc - mu - me[src], num_datasets) / np.maximum(deg_d, 1)
+    mu, me, de = additive_effects(src, dst, acc, num_models, num_datasets,
+                                  num_iters=BASELINE_ITERS)
     me = shrink_to_prior(me, deg_m, model_gram)
     de = shrink_to_prior(de, deg_d, dataset_gram)
     return Baseline(mu, me, de, deg_m, deg_d)
