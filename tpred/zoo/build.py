@@ -17,6 +17,9 @@ CPU in minutes:
    first draw → scores (undefined ones → scores.errors.csv with the reason). The train-part
    arrays are kept as `<features>/<model>/<dataset>.npz` (`features`, `labels`, `probs`), the
    layout `python -m tpred.score` reads.
+5. The trained source networks are kept as `<weights>/<model>.safetensors` (git-ignored like
+   the features) and the plan and seed as `zoo.json`, so `tpred.zoo.hub.load_model
+   ("digits:<model>")` re-creates a network without re-running the build.
 
 Everything is deterministic for a seed: torch runs single-threaded with deterministic algorithms,
 BLAS is limited to one thread, every random draw comes from a generator keyed by the seed and a
@@ -274,6 +277,14 @@ def _draws(spec: TargetSpec, pools: _Pools, num: int, seed: int):
         yield np.concatenate(train), np.concatenate(test)
 
 
+def dataset_row(target: TargetSpec, train_size: int, test_size: int) -> dict:
+    """The `datasets.csv` row of a target."""
+    return {"dataset": target.dataset, "domain": target.domain,
+            "num_classes": target.num_classes, "samples_per_class": target.samples_per_class,
+            "division": target.division, "labels": target.labels,
+            "train_size": train_size, "test_size": test_size}
+
+
 def fit_head(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
              test_y: np.ndarray) -> float:
     """Test accuracy of a logistic-regression head on standardised frozen features.
@@ -304,7 +315,7 @@ class ZooTables:
 def build_zoo(out: str | Path, *, seed: int = 0, small: bool = False,
               plan: ZooPlan | None = None, features_dir: str | Path | None = None,
               metrics: Sequence[str] | None = None, jobs: int = 1, progress: bool = True,
-              write_readme: bool = True) -> ZooTables:
+              write_readme: bool = True, weights_dir: str | Path | None = None) -> ZooTables:
     """Build the digits zoo and write its tables into `out`.
 
     Args:
@@ -319,12 +330,18 @@ def build_zoo(out: str | Path, *, seed: int = 0, small: bool = False,
         jobs: parallel workers for the scores (joblib; 1 = in process).
         progress: show tqdm progress bars.
         write_readme: write `<out>/README.md` with the build's summary statistics.
+        weights_dir: where the trained source networks go as `<model>.safetensors` (default
+            `<out>/weights`, git-ignored; `tpred.zoo.hub` loads them, or re-trains them
+            from `<out>/zoo.json` when absent).
 
     Returns:
         The tables written, and the seconds each step took.
     """
+    from tpred.zoo.hub import save_network, write_manifest  # hub builds on this module
+
     out = Path(out)
     features_dir = Path(features_dir) if features_dir is not None else out / "features"
+    weights_dir = Path(weights_dir) if weights_dir is not None else out / "weights"
     plan = plan if plan is not None else default_plan(small=small)
     metrics = _check_metrics(metrics)
     seconds: dict[str, float] = {}
@@ -340,6 +357,7 @@ def build_zoo(out: str | Path, *, seed: int = 0, small: bool = False,
         for spec in tqdm(plan.sources, desc="source models", disable=not progress):
             net, source_acc = train_source(spec, pools, seed=seed, batch_size=plan.batch_size)
             nets[spec.model] = net
+            save_network(net, spec, seed, weights_dir / f"{spec.model}.safetensors")
             model_rows.append({
                 "model": spec.model,
                 "architecture_family": net.family,
@@ -369,12 +387,7 @@ def build_zoo(out: str | Path, *, seed: int = 0, small: bool = False,
         arrays: dict[tuple[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for target in tqdm(targets, desc="target heads", disable=not progress):
             draws = list(_draws(target, pools, plan.resamplings, seed))
-            dataset_rows.append({
-                "dataset": target.dataset, "domain": target.domain,
-                "num_classes": target.num_classes, "samples_per_class": target.samples_per_class,
-                "division": target.division, "labels": target.labels,
-                "train_size": len(draws[0][0]), "test_size": len(draws[0][1]),
-            })
+            dataset_rows.append(dataset_row(target, len(draws[0][0]), len(draws[0][1])))
             for spec in plan.sources:
                 f, p = feats[spec.model, target.domain]
                 acc = np.mean([fit_head(f[tr], pools.y[tr], f[te], pools.y[te])
@@ -404,6 +417,7 @@ def build_zoo(out: str | Path, *, seed: int = 0, small: bool = False,
     tables = ZooTables(pd.DataFrame(model_rows), pd.DataFrame(dataset_rows),
                        pd.DataFrame(record_rows), scores, errors, seconds, plan.resamplings)
     write_tables(tables, out)
+    write_manifest(out, plan, seed)
     if write_readme:
         from tpred.zoo.report import render_readme
 

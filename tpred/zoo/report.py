@@ -253,6 +253,10 @@ deterministic algorithms, BLAS limited to one thread, every draw keyed by the se
    every pair × metric is in one of the two. The arrays are kept in
    `features/<model>/<dataset>.npz` (`features`, `labels`, `probs`; git-ignored), so
    `python -m tpred.score --features data/digits-zoo/features --out scores.csv` recomputes them.
+7. **The networks** are kept as `weights/<model>.safetensors` (git-ignored) and the plan and
+   seed as `zoo.json`: the model spec `digits:<model>` and the data source `digits:<dataset>`
+   (`tpred.zoo.hub`) re-create a source network and a target's train/test images without a
+   rebuild (an absent weights file is re-trained exactly as the build trained it).
 
 Build time: {t.get('total')} wall (train {t.get('train')}, features {t.get('extract')},
 heads {t.get('heads')}, scores {t.get('scores')}), single-threaded, on a machine whose 2 cores

@@ -1,0 +1,159 @@
+"""`python -m tpred.tune` end to end on a `--small` digits zoo: ranking, choices, outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+import tpred
+from tpred.checkpoint import fit_all, save_checkpoint
+from tpred.config import GNNConfig, TextConfig, ZooConfig
+from tpred.data import load_zoo
+from tpred.data.zoo import Zoo
+from tpred.train import load_config
+from tpred.tune.__main__ import main
+from tpred.zoo.hub import weights_path
+
+HELD_OUT = "original_2a_5"       # not in the run: a new dataset
+KNOWN = "inverted_4c_10"         # in the run, with every record
+PROG_ERROR = "python -m tpred.tune: error: "
+FAST = ["--steps", "12", "--eval-every", "6", "--quiet"]
+
+
+def _fit_run(zoo_root, out, held_out=()):
+    """A gnn run (one seed, small and fast) on the zoo at `zoo_root` without `held_out`."""
+    cfg = load_config(None)  # configs/default.yaml: the digits zoo's feature columns
+    cfg = replace(cfg, data=ZooConfig(root=str(zoo_root), scores="scores.csv"),
+                  text=TextConfig(encoder="hash", cache_dir=None), methods=("gnn",), seeds=(0,),
+                  gnn=GNNConfig(hidden_channels=16, heads=2, max_epochs=30, patience=8,
+                                num_threads=1))
+    zoo = load_zoo(cfg.data, model_features=cfg.model_features,
+                   dataset_features=cfg.dataset_features)
+    keep = lambda f: f[~f["dataset"].isin(list(held_out))]  # noqa: E731
+    zoo = Zoo.from_frames(zoo.models, keep(zoo.datasets.reset_index()), keep(zoo.records),
+                          keep(zoo.scores))
+    out.mkdir(parents=True)
+    save_checkpoint(out / "checkpoint.pkl", cfg, zoo, fit_all(zoo, cfg, ["gnn"], progress=False))
+    return out
+
+
+@pytest.fixture(scope="module")
+def zoo_and_run(small_digits_zoo, tmp_path_factory):
+    run = _fit_run(small_digits_zoo, tmp_path_factory.mktemp("run") / "run", [HELD_OUT])
+    return small_digits_zoo, run
+
+
+def test_tune_a_new_dataset_end_to_end(zoo_and_run, tmp_path, capsys):
+    _, run = zoo_and_run
+    out = tmp_path / "out"
+    assert main(["--run", str(run), "--dataset", HELD_OUT, "--data", f"digits:{HELD_OUT}",
+                 "--out", str(out), *FAST]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "tune.json").read_text())
+    ranking = tpred.load(run).recommend(tpred.zoo.hub.target_data(
+        f"digits:{HELD_OUT}", zoo_and_run[0]).metadata, k=0)
+    # the student and teachers are the run's top-1 and top-3 for the new dataset
+    assert report["student"]["model"] == ranking["model"].iloc[0]
+    assert [t["model"] for t in report["teachers"]] == list(ranking["model"].iloc[:3])
+    assert not any(r["known"] for r in report["ranking"])          # all predicted: a new dataset
+    pi = np.array([t["pi"] for t in report["teachers"]])
+    logme = np.array([t["logme"] for t in report["teachers"]])
+    np.testing.assert_allclose(pi, np.exp(logme / 0.1) / np.exp(logme / 0.1).sum(), rtol=1e-9)
+    assert report["method"] == "btuning" and report["config"]["tradeoff"] == 100.0
+    assert [p["step"] for p in report["curve"]] == [6, 12]
+    assert report["test_accuracy"] == report["curve"][-1]["test_accuracy"]
+    assert 0 <= report["test_accuracy"] <= 1 and report["train_size"] == 10
+    assert report["seconds"]["total"] >= report["seconds"]["tune"] > 0
+    assert (out / "curve.png").stat().st_size > 1000
+    with safe_open(str(out / "student.safetensors"), framework="pt") as f:
+        keys, meta = set(f.keys()), f.metadata()
+        head = f.get_tensor("head.weight")
+    assert head.shape[0] == 2                                      # 2 classes
+    assert meta["student"] == report["student"]["model"] and meta["method"] == "btuning"
+    assert {"head.weight", "head.bias"} < keys and any(k.startswith("backbone.") for k in keys)
+    assert f"test accuracy {report['test_accuracy']:.4f}" in printed
+
+
+def test_a_dataset_of_the_run_is_ranked_by_its_records(zoo_and_run, tmp_path):
+    zoo_root, run = zoo_and_run
+    out = tmp_path / "out"
+    assert main(["--run", str(run), "--dataset", KNOWN, "--method", "finetune",
+                 "--teachers", "2", "--out", str(out), *FAST]) == 0
+    report = json.loads((out / "tune.json").read_text())
+    records = tpred.load(run).zoo.records
+    mine = records[records["dataset"] == KNOWN].sort_values("accuracy", ascending=False)
+    assert report["data"] == f"digits:{KNOWN}"
+    assert report["student"]["model"] == mine["model"].iloc[0]
+    assert all(r["known"] for r in report["ranking"])
+    assert report["teachers"] == [] and report["student"]["logme"] is None   # plain fine-tuning
+
+
+def test_a_teacher_that_cannot_be_loaded_is_skipped_with_a_warning(small_digits_zoo, copy_zoo,
+                                                                    tmp_path, capsys):
+    zoo = copy_zoo(small_digits_zoo)
+    run = _fit_run(zoo, tmp_path / "run")
+    ranking = tpred.load(run).recommend(KNOWN, k=0)
+    second = ranking["model"].iloc[1]
+    weights_path(zoo, second).write_bytes(b"broken")
+    out = tmp_path / "out"
+    assert main(["--run", str(run), "--dataset", KNOWN, "--out", str(out), *FAST]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: teacher '{second}' skipped" in err and "not a readable safetensors" in err
+    report = json.loads((out / "tune.json").read_text())
+    assert [s["model"] for s in report["skipped_teachers"]] == [second]
+    kept = [t for t in report["teachers"] if t["model"] != second]
+    assert sum(t["pi"] for t in kept) == pytest.approx(1.0)
+    assert [t["pi"] for t in report["teachers"] if t["model"] == second] == [0.0]
+    # the broken file is the student's when asked for: then it is an error
+    assert main(["--run", str(run), "--dataset", KNOWN, "--student", second,
+                 "--out", str(tmp_path / "o2"), *FAST]) == 2
+    assert "not a readable safetensors" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--dataset", "noisy_8b_20"], "dataset 'noisy_8b_20' is not in the run's zoo .* give its "
+                                   "data with --data SOURCE"),
+    (["--dataset", HELD_OUT], f"dataset '{HELD_OUT}' is not in the run's zoo"),
+    (["--dataset", KNOWN, "--teachers", "5"], "--teachers K=5: K must be between 1 and the "
+                                              r"number of models of the run's zoo \(4\)"),
+    (["--dataset", KNOWN, "--teachers", "0"], "--teachers K=0"),
+    (["--dataset", KNOWN, "--student", "vit-b16"], "--student 'vit-b16' is neither 'top1' nor"),
+    (["--dataset", KNOWN, "--data", "folder:/tmp/x"], "data source 'folder:/tmp/x': unknown "
+                                                      "prefix"),
+    (["--dataset", HELD_OUT, "--data", "digits:original_2x_5"], "unknown division 'x'"),
+    (["--dataset", KNOWN, "--steps", "0"], "TuneConfig.steps must be >= 1"),
+])
+def test_bad_input_is_one_line_and_exit_status_2(zoo_and_run, tmp_path, capsys, args, match):
+    _, run = zoo_and_run
+    assert main(["--run", str(run), "--out", str(tmp_path / "o"), *FAST, *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(PROG_ERROR)
+    assert re.search(match, err[0]), err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_run_folder_that_is_not_a_run_is_an_error(tmp_path, capsys):
+    assert main(["--run", str(tmp_path), "--dataset", KNOWN, "--out", str(tmp_path / "o")]) == 2
+    assert "no checkpoint here" in capsys.readouterr().err
+
+
+def test_tuned_weights_load_into_the_student_architecture(zoo_and_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from tpred.tune import Student, split_head
+    from tpred.zoo.hub import load_model
+
+    zoo_root, run = zoo_and_run
+    out = tmp_path / "out"
+    assert main(["--run", str(run), "--dataset", KNOWN, "--method", "finetune",
+                 "--out", str(out), *FAST]) == 0
+    report = json.loads((out / "tune.json").read_text())
+    backbone, dim = split_head(load_model(report["student"]["spec"], root=zoo_root))
+    student = Student(backbone, dim, len(report["classes"]), torch.Generator())
+    student.load_state_dict(load_file(str(out / "student.safetensors")))

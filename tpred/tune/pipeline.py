@@ -1,0 +1,281 @@
+"""From a trained run's ranking to a tuned model: pick the student and the top-K teachers, load
+them by model spec, load the target's data, tune, and write the results.
+
+Model specs: a run's model is loaded from the `spec` column of its models table when it has one,
+else as `digits:<model>` when the run's zoo is a digits zoo (its folder holds `zoo.json`). Data
+sources: `digits:<dataset>` (`tpred.zoo.hub.target_data`). Other prefixes go through
+`tpred.extract`'s registry once it provides one (`_load_network`, `_load_data`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from tpred.tune.fit import TuneConfig, TuneData, TuneResult, tune
+
+log = logging.getLogger(__name__)
+
+DIGITS = "digits:"
+WEIGHTS_NAME = "student.safetensors"
+REPORT_NAME = "tune.json"
+PLOT_NAME = "curve.png"
+
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """A target dataset's data and its `datasets.csv` row (measured from the data)."""
+
+    data: TuneData
+    metadata: dict[str, Any]
+    source: str
+
+
+def zoo_folder(run) -> Path:
+    """The run's zoo folder (`config.data.root`, relative to the repository root)."""
+    from tpred.data.tables import resolve_path
+
+    return resolve_path(run.config.data.root)
+
+
+def model_spec(run, model: str) -> str:
+    """The spec that re-creates `model` of the run.
+
+    Raises:
+        ValueError: the model is not in the run's zoo, or nothing says how to load it.
+    """
+    models = run.zoo.models
+    if model not in models.index:
+        raise ValueError(f"model {model!r} is not in the run's zoo; it has "
+                         f"{list(models.index)}")
+    if "spec" in models.columns and isinstance(spec := models.at[model, "spec"], str) \
+            and spec.strip():
+        return spec.strip()
+    from tpred.zoo.hub import is_digits_zoo
+
+    if is_digits_zoo(zoo_folder(run)):
+        return f"{DIGITS}{model}"
+    raise ValueError(f"model {model!r}: the run's models table has no 'spec' column and its zoo "
+                     f"{zoo_folder(run)} is not a digits zoo (no zoo.json), so the model cannot "
+                     f"be re-created")
+
+
+def load_network(spec: str, *, zoo: str | Path | None = None) -> nn.Module:
+    """The pre-trained network of a model spec (`digits:<model>` in the zoo folder `zoo`).
+
+    Raises:
+        ValueError: an unknown spec prefix, or the loader's own errors.
+    """
+    if spec.startswith(DIGITS):
+        from tpred.zoo.hub import load_model
+
+        return load_model(spec, root=zoo)
+    raise ValueError(f"model spec {spec!r}: unknown prefix; valid: 'digits:<model>'")
+
+
+def load_target(source: str, name: str, *, zoo: str | Path | None = None) -> Target:
+    """The train/test data of a data source, with its measured metadata row (id `name`).
+
+    Raises:
+        ValueError: an unknown source prefix, or the source's own errors.
+    """
+    if source.startswith(DIGITS):
+        from tpred.zoo.hub import target_data
+
+        td = target_data(source, zoo)
+        data = TuneData(td.x_train, td.y_train.numpy(), td.x_test, td.y_test.numpy())
+        return Target(data, {**td.metadata, "dataset": name}, source)
+    raise ValueError(f"data source {source!r}: unknown prefix; valid: 'digits:<dataset>'")
+
+
+def rank(run, dataset: str, target: Target, *, method: str | None = None,
+         datasets: str | Path | None = None, scores: str | Path | None = None) -> pd.DataFrame:
+    """Every model of the run ranked for `dataset`, best first.
+
+    A dataset of the run: its recorded pairs at their accuracy, the others predicted
+    (`Run.recommend`). A new dataset: its metadata row (from the `datasets` CSV, else measured
+    from the data) and any `scores` go through the run inductively (`tpred.load(...).predict`).
+
+    Returns:
+        Columns `rank, model, predicted, std, known`.
+
+    Raises:
+        ValueError: `datasets` for a dataset of the run, or the run's input errors.
+    """
+    if dataset in run.zoo.dataset_ids:
+        if datasets is not None:
+            raise ValueError(f"dataset {dataset!r} is already in the run's zoo; --datasets is "
+                             f"only for a new dataset")
+        return run.recommend(dataset, k=0, scores=scores, method=method)
+    if datasets is not None:
+        return run.recommend(dataset, k=0, datasets=datasets, scores=scores, method=method)
+    return run.recommend(pd.Series(target.metadata), k=0, scores=scores, method=method)
+
+
+@dataclass(eq=False)
+class RankedTune:
+    """What `tune_from_run` did: the ranking, the choices and the result."""
+
+    dataset: str
+    ranking: pd.DataFrame
+    student: str
+    teachers: list[str]
+    specs: dict[str, str]
+    target: Target
+    result: TuneResult
+    seconds: float
+
+
+def tune_from_run(run, dataset: str, *, data: str | None = None, num_teachers: int = 3,
+                  student: str = "top1", cfg: TuneConfig | None = None,
+                  method: str | None = None, datasets: str | Path | None = None,
+                  scores: str | Path | None = None, progress: bool = False) -> RankedTune:
+    """Rank the run's models for `dataset`, then tune the student with the top-K teachers.
+
+    Args:
+        run: a loaded run (`tpred.load`).
+        dataset: a dataset id of the run, or a new one (then `data` is required).
+        data: the data source (default for a digits-zoo run: `digits:<dataset>`).
+        num_teachers: K, the teachers of B-Tuning (the top-K of the ranking).
+        student: a model id of the run, or `top1` (the best of the ranking).
+        cfg: the tuning settings (`cfg.method`; default `TuneConfig()`).
+        method: the run's predictor that ranks (default gnn).
+        datasets, scores: a new dataset's metadata row and scores (CSV), as `tpred.predict`.
+
+    Raises:
+        ValueError: an unknown dataset without data, K outside 1..number of models, an unknown
+            student, a student that cannot be loaded or has no detectable head, no usable
+            teacher, or bad data.
+    """
+    cfg = TuneConfig() if cfg is None else cfg
+    start = time.perf_counter()
+    num_models = run.zoo.num_models
+    if not 1 <= num_teachers <= num_models:
+        raise ValueError(f"--teachers K={num_teachers}: K must be between 1 and the number of "
+                         f"models of the run's zoo ({num_models})")
+    if student != "top1" and student not in run.zoo.model_ids:
+        raise ValueError(f"--student {student!r} is neither 'top1' nor a model of the run's zoo "
+                         f"{list(run.zoo.model_ids)}")
+    folder = zoo_folder(run)
+    if data is None:
+        from tpred.zoo.hub import is_digits_zoo
+
+        if dataset not in run.zoo.dataset_ids:
+            raise ValueError(f"dataset {dataset!r} is not in the run's zoo ({run.zoo.num_datasets} "
+                             f"datasets, e.g. {list(run.zoo.dataset_ids[:3])}); give its data "
+                             f"with --data SOURCE")
+        if not is_digits_zoo(folder):
+            raise ValueError(f"dataset {dataset!r}: the run's zoo {folder} is not a digits zoo, "
+                             f"so its images cannot be re-created; give them with --data SOURCE")
+        data = f"{DIGITS}{dataset}"
+    target = load_target(data, dataset, zoo=folder)
+    ranking = rank(run, dataset, target, method=method, datasets=datasets, scores=scores)
+    chosen = ranking["model"].iloc[0] if student == "top1" else student
+    teachers = list(ranking["model"].iloc[:num_teachers])
+    specs = {m: model_spec(run, m) for m in dict.fromkeys([chosen, *teachers])}
+    net = load_network(specs[chosen], zoo=folder)
+    sources = [(m, _loader(specs[m], folder)) for m in teachers]
+    result = tune(net, target.data, cfg, teachers=sources, name=chosen, progress=progress)
+    return RankedTune(dataset, ranking, chosen, teachers, specs, target, result,
+                      time.perf_counter() - start)
+
+
+def _loader(spec: str, folder: Path):
+    return lambda: load_network(spec, zoo=folder)
+
+
+# --------------------------------------------------------------------------------- outputs
+def report(done: RankedTune, cfg: TuneConfig) -> dict:
+    """The `tune.json` payload."""
+    res, ranking = done.result, done.ranking.set_index("model")
+
+    def entry(model: str) -> dict:
+        row = ranking.loc[model]
+        return {"model": model, "spec": done.specs.get(model), "rank": int(row["rank"]),
+                "predicted": float(row["predicted"]),
+                "std": None if pd.isna(row["std"]) else float(row["std"]),
+                "known": bool(row["known"])}
+
+    teachers = []
+    if res.teachers is not None:
+        fitted = dict(zip(res.teachers.names, zip(res.teachers.scores, res.teachers.pi,
+                                                  strict=True), strict=True))
+        for model in done.teachers:
+            score, pi = fitted.get(model, (None, 0.0))
+            teachers.append({**entry(model), "logme": None if score is None else float(score),
+                             "pi": float(pi)})
+    return {
+        "dataset": done.dataset, "data": done.target.source, "method": cfg.method,
+        "student": {**entry(done.student), "logme": res.student_logme},
+        "teachers": teachers,
+        "skipped_teachers": [] if res.teachers is None else [
+            {"model": m, "reason": r} for m, r in res.teachers.skipped],
+        "classes": [c.item() if hasattr(c, "item") else c for c in res.classes],
+        "train_size": len(done.target.data.y_train), "test_size": len(done.target.data.y_test),
+        "test_accuracy": res.test_accuracy,
+        "curve": res.curve,
+        "seconds": {"tune": res.seconds, "total": done.seconds},
+        "config": asdict(cfg),
+        "ranking": [{"rank": int(r["rank"]), "model": r["model"],
+                     "predicted": float(r["predicted"]),
+                     "std": None if pd.isna(r["std"]) else float(r["std"]),
+                     "known": bool(r["known"])} for _, r in done.ranking.iterrows()],
+    }
+
+
+def write_outputs(done: RankedTune, cfg: TuneConfig, out: str | Path) -> dict[str, Path]:
+    """Write `student.safetensors`, `tune.json` and `curve.png` into `out`."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = report(done, cfg)
+    state = {k: v.detach().contiguous() for k, v in done.result.student.state_dict().items()}
+    paths = {"weights": out / WEIGHTS_NAME, "report": out / REPORT_NAME, "plot": out / PLOT_NAME}
+    save_file(state, paths["weights"], metadata={
+        "student": done.student, "spec": done.specs[done.student], "method": cfg.method,
+        "dataset": done.dataset, "classes": json.dumps(payload["classes"])})
+    paths["report"].write_text(json.dumps(payload, indent=1) + "\n")
+    plot_curve(done.result.curve, paths["plot"],
+               title=f"{cfg.method}: {done.student} on {done.dataset}")
+    return paths
+
+
+def plot_curve(curve: Sequence[dict], path: Path, *, title: str) -> None:
+    """Learning curve: train (batch) and test accuracy, and the loss, against the epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(list(curve))
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(frame["epoch"], frame["train_accuracy"], "o-", label="train accuracy (batches)")
+    ax.plot(frame["epoch"], frame["test_accuracy"], "s-", label="test accuracy")
+    ax.set_xlabel("epoch (passes over the training images)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    loss_ax = ax.twinx()
+    loss_ax.plot(frame["epoch"], frame["loss"], "--", color="grey", label="loss")
+    loss_ax.set_ylabel("loss")
+    lines = ax.get_legend_handles_labels()
+    more = loss_ax.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="center right", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def with_overrides(cfg: TuneConfig, **values) -> TuneConfig:
+    """`cfg` with the given fields replaced (None values ignored)."""
+    return replace(cfg, **{k: v for k, v in values.items() if v is not None})
+
