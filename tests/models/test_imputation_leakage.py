@@ -10,7 +10,7 @@ import pytest
 from tpred.config import GNNConfig, ProtocolConfig, TextConfig, TrainConfig
 from tpred.data.zoo import Zoo
 from tpred.evaluation.protocols import make_splits
-from tpred.evaluation.run import build_predictor
+from tpred.models import make_predictor
 from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, toy_zoo
 
 CFG = TrainConfig(model_features=TOY_MODEL_FEATURES, dataset_features=TOY_DATASET_FEATURES,
@@ -54,7 +54,7 @@ def test_imputer_statistics_are_the_median_of_training_nodes_only(setting, name)
     train_ids = pd.unique(split.train["dataset"])
     assert not set(train_ids) & set(held)
     for zoo in (clean, poisoned):
-        predictor = build_predictor(name, CFG, 0).fit(zoo, split.train)
+        predictor = make_predictor(name, CFG, 0).fit(zoo, split.train)
         featurizer = _featurizer(predictor, name)
         imputer = featurizer.column_transformer_.named_transformers_["num"]["impute"]
         expected = np.nanmedian(zoo.datasets.loc[train_ids, NUMERIC].to_numpy(np.float64), 0)
@@ -69,6 +69,6 @@ def test_imputer_statistics_are_the_median_of_training_nodes_only(setting, name)
 @pytest.mark.parametrize("name", ["lr", "knn"])
 def test_training_pairs_do_not_move_when_held_out_metadata_changes(setting, name):
     clean, poisoned, split, _ = setting
-    a = build_predictor(name, CFG, 0).fit(clean, split.train).predict(split.train)
-    b = build_predictor(name, CFG, 0).fit(poisoned, split.train).predict(split.train)
+    a = make_predictor(name, CFG, 0).fit(clean, split.train).predict(split.train)
+    b = make_predictor(name, CFG, 0).fit(poisoned, split.train).predict(split.train)
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
