@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 
 from tpred.extract.models import LoadedModel, default_name, load_model, parse_spec
 from tpred.extract.sources import DataSource, SourceOptions, Split, open_source
+from tpred.parallel import check_options, run_tasks
 
 __all__ = ["ERROR_COLUMNS", "ExtractSettings", "ExtractSummary", "SplitArrays", "extract",
            "extract_split", "extract_tensors", "feature_path", "merge_rows", "read_pair",
@@ -505,7 +507,8 @@ def _check_names(specs: Sequence[str], names: Sequence[str] | None) -> list[str]
 
 def extract(models: Sequence[str], sources: Sequence[str | Path], out: str | Path, *,
             names: Sequence[str] | None = None, dataset_names: Sequence[str] | None = None,
-            settings: ExtractSettings | None = None, jobs: int = 1, overwrite: bool = False,
+            settings: ExtractSettings | None = None, backend: str = "loky", jobs: int = 1,
+            address: str | None = None, retries: int = 2, overwrite: bool = False,
             progress: bool = True) -> ExtractSummary:
     """Extract every (model, source) pair into `out` (see the module docstring for the files).
 
@@ -516,15 +519,19 @@ def extract(models: Sequence[str], sources: Sequence[str | Path], out: str | Pat
         names: model ids (default `default_name(spec)`), one per spec.
         dataset_names: dataset ids (default the folder/file name), one per source.
         settings: `ExtractSettings` shared by every pair.
-        jobs: parallel workers (joblib processes, one pair per task); 1 = in this process.
+        backend, jobs, address, retries: where the pairs run, one task each
+            (`tpred.parallel.run_tasks`: `loky` local processes, `dask` or `ray` clusters; on a
+            cluster, `out` and the data must be on storage every worker reads and writes).
+            `jobs=1` on loky runs in this process.
         overwrite: redo pairs whose .npz exists.
-        progress: tqdm bars (pairs; batches when `jobs` is 1).
+        progress: tqdm bars (pairs; batches when running in this process).
 
     Returns:
         An `ExtractSummary`.
 
     Raises:
-        ValueError: an unknown spec prefix, two models or datasets with one id, a bad `jobs`.
+        ValueError: an unknown spec prefix, two models or datasets with one id, bad execution
+            options (`tpred.parallel.check_options`) or an unreachable cluster.
             Failures of single pairs (a model that cannot load, a source that cannot be read,
             an item that cannot be decoded) never raise: they are rows of `out/errors.csv`.
     """
@@ -542,8 +549,7 @@ def extract(models: Sequence[str], sources: Sequence[str | Path], out: str | Pat
     if len(set(dataset_ids)) != len(dataset_ids):
         dup = next(d for d in dataset_ids if dataset_ids.count(d) > 1)
         raise ValueError(f"two data sources would both be named {dup!r}; give distinct names")
-    if jobs != -1 and jobs < 1:
-        raise ValueError(f"jobs must be a positive int or -1 (all cores), got {jobs!r}")
+    check_options(backend, jobs, address, retries)
 
     run_id = uuid.uuid4().hex
     tasks, skipped = [], 0
@@ -558,26 +564,25 @@ def extract(models: Sequence[str], sources: Sequence[str | Path], out: str | Pat
     num_done = num_failed = num_items = num_other = 0
     attempted: set[tuple[str, str]] = set()
     error_rows: list[tuple[str, str, str, str]] = []
-    with tqdm(total=len(tasks), unit="pair", desc="extracting", disable=not progress) as bar:
-        for res in _run_tasks(tasks, settings, out, jobs=jobs, progress=progress):
-            attempted.add((res.model, res.dataset))
-            error_rows.extend(res.errors)
-            if res.status == "n/a":
-                num_other += 1
-            elif res.status == "done":
-                num_done += 1
-                num_items += len(res.errors)
-                merge_rows(out / "models.csv", [res.model_row], "model")
-                merge_rows(out / "datasets.csv", [res.dataset_row], "dataset")
-            else:
-                num_failed += 1
-                log.warning("%s/%s: %s", res.model, res.dataset, res.errors[-1][3])
-            _write_errors(errors_csv, attempted, error_rows)
-            bar.update()
+    results = _run_tasks(tasks, settings, out, backend=backend, jobs=jobs, address=address,
+                         retries=retries, progress=progress)
+    for res in results:
+        attempted.add((res.model, res.dataset))
+        error_rows.extend(res.errors)
+        if res.status == "n/a":
+            num_other += 1
+        elif res.status == "done":
+            num_done += 1
+            num_items += len(res.errors)
+            merge_rows(out / "models.csv", [res.model_row], "model")
+            merge_rows(out / "datasets.csv", [res.dataset_row], "dataset")
+        else:
+            num_failed += 1
+            log.warning("%s/%s: %s", res.model, res.dataset, res.errors[-1][3])
+        _write_errors(errors_csv, attempted, error_rows)  # kept current if the run stops
     _write_errors(errors_csv, attempted, error_rows)
     summary = ExtractSummary(len(model_ids) * len(dataset_ids), skipped, num_other, num_done,
-                             num_failed,
-                             num_items, time.perf_counter() - start, out, errors_csv)
+                             num_failed, num_items, time.perf_counter() - start, out, errors_csv)
     log.info("%s", summary)
     return summary
 
@@ -598,14 +603,18 @@ def _write_errors(path: Path, attempted: set[tuple[str, str]],
     _atomic(path, lambda fh: fh.write(text))
 
 
-def _run_tasks(tasks: list[_Task], settings: ExtractSettings, out: Path, *, jobs: int,
-               progress: bool) -> Iterator[_PairResult]:
-    """Pair results as they finish: in this process, or one joblib task per pair."""
-    if jobs == 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield _extract_pair(task, settings, out, progress=progress)
-        return
-    from joblib import Parallel, delayed
-
-    yield from Parallel(n_jobs=jobs, return_as="generator_unordered")(
-        delayed(_extract_pair)(task, settings, out) for task in tasks)
+def _run_tasks(tasks: list[_Task], settings: ExtractSettings, out: Path, *, backend: str,
+               jobs: int, address: str | None, retries: int, progress: bool
+               ) -> Iterator[_PairResult]:
+    """Pair results as they finish: one `tpred.parallel` task per pair (in this process, in
+    order, when `jobs` is 1 on loky; per-batch progress bars only then)."""
+    inline = backend == "loky" and jobs == 1
+    work = partial(_extract_pair, settings=settings, out=out, progress=progress and inline)
+    for outcome in run_tasks(work, tasks, backend=backend, jobs=jobs, address=address,
+                             retries=retries, progress=progress, desc="extracting"):
+        if outcome.ok:
+            yield outcome.result
+        else:  # the engine lost the task (e.g. its worker died every time it was retried)
+            task = outcome.task
+            yield _PairResult(task.name, task.dataset, "failed",
+                              errors=[(task.name, task.dataset, "", str(outcome.error))])
