@@ -80,7 +80,7 @@ class _Failed:
         self.reason = reason
 
 
-class _Items(torch.utils.data.Dataset):
+class ItemDataset(torch.utils.data.Dataset):
     """`(position, model-ready sample)` of a split; `_Failed` for an unreadable item."""
 
     def __init__(self, split: Split, transform: Any) -> None:
@@ -98,7 +98,7 @@ class _Items(torch.utils.data.Dataset):
                               f"{type(err).__name__}: {err}")
 
 
-class _Collate:
+class CollateItems:
     """A list of `(position, sample)` -> (positions [b], batch or None, failures)."""
 
     def __init__(self, collate: Any) -> None:
@@ -180,8 +180,8 @@ def extract_split(model: LoadedModel, split: Split, *, batch_size: int = 64, amp
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     loader = torch.utils.data.DataLoader(
-        _Items(split, model.transform), batch_size=batch_size, shuffle=False,
-        num_workers=workers, collate_fn=_Collate(model.collate),
+        ItemDataset(split, model.transform), batch_size=batch_size, shuffle=False,
+        num_workers=workers, collate_fn=CollateItems(model.collate),
         pin_memory=model.device.type == "cuda")
     failures: list[tuple[str, str]] = []
     first: list[Any] = []
@@ -248,7 +248,7 @@ def feature_path(out: str | Path, model: str, dataset: str) -> Path:
     return Path(out) / model / f"{dataset}.npz"
 
 
-def _atomic(path: Path, write: Any) -> None:
+def write_atomic(path: Path, write: Any) -> None:
     """Write through a temporary file in the same folder, then rename (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -268,9 +268,9 @@ def write_pair(path: str | Path, arrays: Mapping[str, np.ndarray],
     path = Path(path)
     if sidecar is not None:
         text = json.dumps(sidecar, indent=1, default=str).encode()
-        _atomic(path.with_suffix(".json"), lambda fh: fh.write(text))
+        write_atomic(path.with_suffix(".json"), lambda fh: fh.write(text))
     save = np.savez_compressed if compress else np.savez
-    _atomic(path, lambda fh: save(fh, **arrays))
+    write_atomic(path, lambda fh: save(fh, **arrays))
 
 
 def read_pair(path: str | Path) -> dict[str, np.ndarray]:
@@ -313,7 +313,7 @@ def merge_rows(path: str | Path, rows: Sequence[Mapping[str, Any]], key: str | l
     else:
         table = new
     text = table.to_csv(index=False).encode()
-    _atomic(path, lambda fh: fh.write(text))
+    write_atomic(path, lambda fh: fh.write(text))
     return table
 
 
@@ -489,7 +489,7 @@ def _extract_pair(task: _Task, settings: ExtractSettings, out: Path, *,
     return result
 
 
-def _check_names(specs: Sequence[str], names: Sequence[str] | None) -> list[str]:
+def check_names(specs: Sequence[str], names: Sequence[str] | None) -> list[str]:
     """One id per spec: `names` or `default_name`; two specs with one id is an error."""
     for spec in specs:
         parse_spec(spec)
@@ -540,7 +540,7 @@ def extract(models: Sequence[str], sources: Sequence[str | Path], out: str | Pat
     start = time.perf_counter()
     settings = settings or ExtractSettings()
     out = Path(out)
-    model_ids = _check_names(list(models), names)
+    model_ids = check_names(list(models), names)
     if dataset_names is not None and len(dataset_names) != len(sources):
         raise ValueError(f"dataset_names: give one name per source ({len(sources)}), got "
                          f"{len(dataset_names)}")
@@ -600,7 +600,7 @@ def _write_errors(path: Path, attempted: set[tuple[str, str]],
     table = pd.concat([old[keep] if len(old) else old,
                        pd.DataFrame(rows, columns=ERROR_COLUMNS)], ignore_index=True)
     text = table.to_csv(index=False).encode()
-    _atomic(path, lambda fh: fh.write(text))
+    write_atomic(path, lambda fh: fh.write(text))
 
 
 def _run_tasks(tasks: list[_Task], settings: ExtractSettings, out: Path, *, backend: str,
