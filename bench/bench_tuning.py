@@ -1,6 +1,6 @@
 """Does a better ranking give a better tuned model, and does B-Tuning beat fine-tuning? Digits zoo.
 
-    python bench/bench_tuning.py                  # 24 targets, seeds 0-2, 2 workers (~20 min)
+    python bench/bench_tuning.py                  # 24 targets, seeds 0-2, 2 workers
     python bench/bench_tuning.py --quick          # 2 targets, 1 seed: a smoke run
 
 Every target's ranking comes from a gnn fitted *without* that target's records (the cold-dataset
@@ -8,24 +8,29 @@ protocol of `tpred.train`, configs/default.yaml, one gnn per seed), so the ranki
 user with a new dataset gets. Arms, all full fine-tuning (every layer, a new head) of the zoo's
 re-created source networks on the target's training images, scored on its test images:
 
-  (a) ft-predicted   fine-tune the gnn's top-1
-  (b) bt-predicted   B-Tuning: student = the gnn's top-1, teachers = the gnn's top-3
-  (c) bt-logme       B-Tuning: student = LogME's top-1, teachers = LogME's top-3 (the paper's)
-  (d) ft-random      fine-tune a model drawn uniformly (one draw per target and seed)
-  (e) ft-oracle      fine-tune the true best: the model with the best mean test accuracy over
-                     the seeds when *every* model is fine-tuned (on the `--oracle` targets only)
+  (a)  ft-predicted       fine-tune the gnn's top-1
+  (b)  bt-predicted       B-Tuning: student = the gnn's top-1, teachers = the gnn's top-3
+  (b') bt-predicted-λ100  the same with the reference's λ = 100 instead of the validated λ
+  (c)  bt-logme           B-Tuning: student = LogME's top-1, teachers = LogME's top-3 (the
+                          paper's recipe), validated λ
+  (d)  ft-random          fine-tune a model drawn uniformly (one draw per target and seed)
+  (e)  ft-oracle          fine-tune the true best: the model with the best mean test accuracy
+                          over the seeds when *every* model is fine-tuned (one target per domain)
 
-Hyper-parameters: T = 0.1 (the reference), 200 steps of 32 images, SGD with Nesterov momentum,
-head at 10x, were fixed a priori. The learning rate of each method and B-Tuning's λ are chosen
-first, in this script, by inner validation: each target with 20 images per class has its
-*training* images split per class into halves (inner train / inner validation); the student and
-teachers are the gnn's top-1/top-3 for that target (seed 0); the setting with the best mean
-inner-validation accuracy wins. No test image is used to choose anything.
+The 24 targets: 6 domains × (4, 8 classes) × (5, 20 images per class). Hyper-parameters fixed a
+priori: T = 0.1 (the reference), 200 steps of 32 images, SGD with Nesterov momentum 0.9, weight
+decay 5e-4, head at 10× the backbone's learning rate. Chosen first, in this script, by inner
+validation: the learning rate of each method and B-Tuning's λ. On the six 8-class targets with
+20 images per class, the *training* images are split per class into halves (inner train / inner
+validation); student and teachers are the gnn's top-1 / top-3 for that target (seed 0); the
+setting with the best mean inner-validation accuracy wins. No test image chooses anything.
 
-Printed: mean ± std over targets × seeds per arm; the paired difference (b) − (a) with a
-Wilcoxon signed-rank p-value (scipy.stats.wilcoxon, over targets × seeds and over per-target
-means); the regret of (a) against (e); (b) − (a) by size, classes and domain. Written to --out:
-results.csv (one row per run), validation.csv; the plot to --plot.
+Printed: mean ± std over targets × seeds per arm; paired differences (b) − (a), (b') − (a),
+(c) − (a), (b) − (c) with Wilcoxon signed-rank p-values (scipy.stats.wilcoxon; over targets ×
+seeds, and over per-target means since seeds of one target are not independent); the regret of
+(a) and (d) against (e); (b) − (a) and (b') − (a) by size, classes and domain. Written to --out:
+runs.csv (one row per fine-tuning run), results.csv (one row per arm, target and seed),
+validation.csv, gnn_rankings.csv; the plot to --plot.
 """
 
 from __future__ import annotations
@@ -49,12 +54,17 @@ DOMAINS = ("original", "rotated", "inverted", "noisy", "blurred", "shifted")
 #: per domain: 4 and 8 classes × 5 and 20 images per class; the label division cycles a, b, c
 #: over the domains so that the label sets differ
 SIZES = ((4, 5), (8, 5), (4, 20), (8, 20))
-#: the oracle fine-tunes every model on these (one per domain and size, 12 of the 24)
-ORACLE_SIZES = ((4, 5), (8, 20))
-LR_GRID = (0.001, 0.003, 0.01, 0.03)
+#: the oracle fine-tunes every model on one target per domain: 4 classes × 5 images in the
+#: first three domains, 8 classes × 20 images in the others
+ORACLE_SIZES = {**{d: (4, 5) for d in DOMAINS[:3]}, **{d: (8, 20) for d in DOMAINS[3:]}}
+#: inner validation: the targets with this size (one per domain)
+VALIDATION_SIZE = (8, 20)
+LR_GRID = (0.0003, 0.001, 0.003, 0.01)
 TRADEOFF_GRID = (1.0, 10.0, 100.0)
-ARMS = {"a": "ft-predicted", "b": "bt-predicted", "c": "bt-logme", "d": "ft-random",
-        "e": "ft-oracle"}
+#: the reference's λ, run beside the validated one as arm (b') (same learning rate)
+REFERENCE_TRADEOFF = 100.0
+ARMS = {"a": "ft-predicted", "b": "bt-predicted", "b'": "bt-predicted-λ100", "c": "bt-logme",
+        "d": "ft-random", "e": "ft-oracle"}
 
 
 def targets() -> list[str]:
@@ -67,7 +77,8 @@ def targets() -> list[str]:
 
 
 def oracle_targets() -> list[str]:
-    return [t for t in targets() if tuple(int(v) for v in _size(t)) in ORACLE_SIZES]
+    return [t for t in targets()
+            if tuple(int(v) for v in _size(t)) == ORACLE_SIZES[t.split("_")[0]]]
 
 
 def _size(target: str) -> tuple[str, str]:
@@ -170,7 +181,8 @@ def validate(tops: dict, n_jobs: int) -> tuple[dict, pd.DataFrame]:
     Args:
         tops: target -> gnn ranking (seed 0), best first.
     """
-    val_targets = [t for t in tops if _size(t)[1] == "20"]
+    val_targets = [t for t in tops
+                   if tuple(int(v) for v in _size(t)) == VALIDATION_SIZE] or list(tops)[:1]
     jobs = []
     for t in val_targets:
         s, teachers = tops[t][0], tops[t][:3]
@@ -196,7 +208,8 @@ def build_jobs(target_list, seeds, gnn: pd.DataFrame, logme: pd.DataFrame, model
     jobs: dict[tuple, dict] = {}
 
     def add(j):
-        key = (j["target"], j["seed"], j["method"], j["student"], j["teachers"])
+        key = (j["target"], j["seed"], j["method"], j["student"], j["teachers"], j["lr"],
+               j["tradeoff"])
         jobs.setdefault(key, {**j, "arm": ""})
 
     for t in target_list:
@@ -207,6 +220,9 @@ def build_jobs(target_list, seeds, gnn: pd.DataFrame, logme: pd.DataFrame, model
             add(job(t, s, "finetune", by_gnn[0], lr=ft["lr"]))
             add(job(t, s, "btuning", by_gnn[0], by_gnn[:3], lr=bt["lr"],
                     tradeoff=bt["tradeoff"]))
+            if bt["tradeoff"] != REFERENCE_TRADEOFF:
+                add(job(t, s, "btuning", by_gnn[0], by_gnn[:3], lr=bt["lr"],
+                        tradeoff=REFERENCE_TRADEOFF))
             add(job(t, s, "btuning", by_logme[0], by_logme[:3], lr=bt["lr"],
                     tradeoff=bt["tradeoff"]))
             add(job(t, s, "finetune", models[int(rng.integers(len(models)))], lr=ft["lr"]))
@@ -217,11 +233,12 @@ def build_jobs(target_list, seeds, gnn: pd.DataFrame, logme: pd.DataFrame, model
 
 
 def assign_arms(results: pd.DataFrame, target_list, seeds, gnn, logme, models,
-                oracle) -> pd.DataFrame:
+                oracle, chosen: dict) -> pd.DataFrame:
     """One row per (arm, target, seed), looked up in the results of the unique runs."""
     ft = results[results["method"] == "finetune"].set_index(["target", "seed", "student"])
     bt = results[results["method"] == "btuning"].set_index(["target", "seed", "student",
-                                                            "teachers"])
+                                                            "teachers", "tradeoff"])
+    lam = chosen["btuning"]["tradeoff"]
     rows = []
     for t in target_list:
         by_logme = ranked(logme[logme["dataset"] == t], "value", models)
@@ -233,15 +250,18 @@ def assign_arms(results: pd.DataFrame, target_list, seeds, gnn, logme, models,
             by_gnn = ranked(gnn[(gnn["dataset"] == t) & (gnn["seed"] == s)], "predicted", models)
             rng = np.random.default_rng([s, *t.encode()])
             random_model = models[int(rng.integers(len(models)))]
-            picks = {"a": ("ft", by_gnn[0], None), "b": ("bt", by_gnn[0], by_gnn[:3]),
-                     "c": ("bt", by_logme[0], by_logme[:3]), "d": ("ft", random_model, None)}
+            picks = {"a": ("ft", by_gnn[0], None, 0.0),
+                     "b": ("bt", by_gnn[0], by_gnn[:3], lam),
+                     "b'": ("bt", by_gnn[0], by_gnn[:3], REFERENCE_TRADEOFF),
+                     "c": ("bt", by_logme[0], by_logme[:3], lam),
+                     "d": ("ft", random_model, None, 0.0)}
             if best is not None:
-                picks["e"] = ("ft", best, None)
-            for arm, (kind, student, teachers) in picks.items():
+                picks["e"] = ("ft", best, None, 0.0)
+            for arm, (kind, student, teachers, tradeoff) in picks.items():
                 if kind == "ft":
                     acc = ft.loc[(t, s, student), "accuracy"]
                 else:
-                    acc = bt.loc[(t, s, student, ",".join(teachers)), "accuracy"]
+                    acc = bt.loc[(t, s, student, ",".join(teachers), tradeoff), "accuracy"]
                 rows.append({"arm": arm, "name": ARMS[arm], "target": t, "seed": s,
                              "student": student, "teachers": ",".join(teachers or []),
                              "accuracy": float(acc)})
@@ -255,46 +275,42 @@ def assign_arms(results: pd.DataFrame, target_list, seeds, gnn, logme, models,
 def report(arms: pd.DataFrame, oracle: list[str]) -> str:
     lines = []
     wide = arms.pivot_table(index=["target", "seed"], columns="arm", values="accuracy")
-    lines.append("arm                  targets  mean ± std (targets × seeds)   on oracle targets")
+    lines.append("arm                      targets  mean ± std (targets × seeds)   on the oracle "
+                 "targets")
     for arm, name in ARMS.items():
         if arm not in wide:
             continue
         col = wide[arm].dropna()
         sub = wide.loc[wide.index.get_level_values(0).isin(oracle), arm].dropna()
-        lines.append(f"({arm}) {name:<15} {col.index.get_level_values(0).nunique():>7}  "
+        lines.append(f"({arm}) {name:<19} {col.index.get_level_values(0).nunique():>7}  "
                      f"{col.mean():.4f} ± {col.std(ddof=1):.4f} (n={len(col)})"
                      f"         {sub.mean():.4f} ± {sub.std(ddof=1):.4f}")
-    diff = (wide["b"] - wide["a"]).dropna()
-    per_target = diff.groupby(level=0).mean()
     lines.append("")
-    lines.append(f"(b) − (a): {diff.mean():+.4f} ± {diff.std(ddof=1):.4f} over {len(diff)} "
-                 f"target×seed pairs; wins/ties/losses {int((diff > 0).sum())}/"
-                 f"{int((diff == 0).sum())}/{int((diff < 0).sum())}; Wilcoxon p = "
-                 f"{_wilcoxon(diff):.3g}")
-    lines.append(f"           per-target means: {per_target.mean():+.4f} over "
-                 f"{len(per_target)} targets; Wilcoxon p = {_wilcoxon(per_target):.3g}")
-    diff_c = (wide["c"] - wide["a"]).dropna()
-    lines.append(f"(c) − (a): {diff_c.mean():+.4f} ± {diff_c.std(ddof=1):.4f}; Wilcoxon p = "
-                 f"{_wilcoxon(diff_c):.3g}")
-    diff_bc = (wide["b"] - wide["c"]).dropna()
-    lines.append(f"(b) − (c): {diff_bc.mean():+.4f} ± {diff_bc.std(ddof=1):.4f}; Wilcoxon p = "
-                 f"{_wilcoxon(diff_bc):.3g}")
+    for left, right in (("b", "a"), ("b'", "a"), ("c", "a"), ("b", "c")):
+        diff = (wide[left] - wide[right]).dropna()
+        per_target = diff.groupby(level=0).mean()
+        lines.append(f"({left}) − ({right}): {diff.mean():+.4f} ± {diff.std(ddof=1):.4f} over "
+                     f"{len(diff)} target×seed pairs; wins/ties/losses {int((diff > 0).sum())}/"
+                     f"{int((diff == 0).sum())}/{int((diff < 0).sum())}; Wilcoxon p = "
+                     f"{_wilcoxon(diff):.3g}; over {len(per_target)} per-target means "
+                     f"{per_target.mean():+.4f}, p = {_wilcoxon(per_target):.3g}")
     if "e" in wide:
-        regret = (wide["e"] - wide["a"]).dropna()
-        regret_d = (wide["e"] - wide["d"]).dropna()
-        lines.append(f"regret (e) − (a): {regret.mean():.4f} ± {regret.std(ddof=1):.4f} over "
-                     f"{len(regret)} oracle target×seed pairs (random model: "
-                     f"{regret_d.mean():.4f} ± {regret_d.std(ddof=1):.4f})")
-    lines.append("")
-    lines.append("(b) − (a) by group (mean ± std over targets × seeds, n):")
+        for arm in ("a", "d"):
+            regret = (wide["e"] - wide[arm]).dropna()
+            lines.append(f"regret (e) − ({arm}): {regret.mean():.4f} ± {regret.std(ddof=1):.4f} "
+                         f"over {len(regret)} oracle target×seed pairs")
     meta = arms.drop_duplicates("target").set_index("target")[
         ["samples_per_class", "num_classes", "domain"]]
-    frame = diff.rename("diff").reset_index().join(meta, on="target")
-    for col in ("samples_per_class", "num_classes", "domain"):
-        for value, part in frame.groupby(col):
-            lines.append(f"  {col}={value}: {part['diff'].mean():+.4f} ± "
-                         f"{part['diff'].std(ddof=1):.4f} (n={len(part)}, wins/losses "
-                         f"{int((part['diff'] > 0).sum())}/{int((part['diff'] < 0).sum())})")
+    for left in ("b", "b'"):
+        lines.append("")
+        lines.append(f"({left}) − (a) by group (mean ± std over targets × seeds):")
+        diff = (wide[left] - wide["a"]).dropna()
+        frame = diff.rename("diff").reset_index().join(meta, on="target")
+        for col in ("samples_per_class", "num_classes", "domain"):
+            for value, part in frame.groupby(col):
+                lines.append(f"  {col}={value}: {part['diff'].mean():+.4f} ± "
+                             f"{part['diff'].std(ddof=1):.4f} (n={len(part)}, wins/losses "
+                             f"{int((part['diff'] > 0).sum())}/{int((part['diff'] < 0).sum())})")
     return "\n".join(lines)
 
 
@@ -394,7 +410,7 @@ def main() -> None:
     jobs = build_jobs(target_list, seeds, gnn, logme, models, chosen, oracle)
     results = run_all(jobs, args.jobs, desc="fine-tuning runs")
     t_runs = time.perf_counter() - tic
-    arms = assign_arms(results, target_list, seeds, gnn, logme, models, oracle)
+    arms = assign_arms(results, target_list, seeds, gnn, logme, models, oracle, chosen)
     args.out.mkdir(parents=True, exist_ok=True)
     results.to_csv(args.out / "runs.csv", index=False)
     arms.to_csv(args.out / "results.csv", index=False)
