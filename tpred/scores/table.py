@@ -19,16 +19,15 @@ Files written next to `out_csv` (for `scores.csv`):
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import importlib.util
 import logging
 import os
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from tpred.parallel import BACKENDS as BACKENDS  # re-exported: the choices of `backend`
+from tpred.parallel import check_options, run_tasks
 from tpred.scores.registry import compute_pair, get_metric
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 COLUMNS = ["model", "dataset", "metric", "value"]
 ERROR_COLUMNS = ["model", "dataset", "metric", "reason"]
 COMPONENT_COLUMNS = ["model", "dataset", "metric", "component", "value"]
-BACKENDS = ("loky", "dask", "ray")
 
 Arrays = tuple[Any, Any] | tuple[Any, Any, Any]  # (features [N, D], labels [N], probs [N, Cs])
 
@@ -108,6 +108,7 @@ def components_path(out_csv: str | os.PathLike) -> Path:
 # ------------------------------------------------------------------------------- public API
 def score_directory(features_dir: str | os.PathLike, out_csv: str | os.PathLike,
                     metrics: Sequence[str] | str, *, jobs: int = 1, backend: str = "loky",
+                    address: str | None = None, retries: int = 2,
                     random_state: int | None = 0, progress: bool = True) -> pd.DataFrame:
     """Score every `features_dir/<model>/<dataset>.npz` with every metric; write `out_csv`.
 
@@ -122,9 +123,14 @@ def score_directory(features_dir: str | os.PathLike, out_csv: str | os.PathLike,
         features_dir: the folder of model folders.
         out_csv: scores file, long form `model,dataset,metric,value`.
         metrics: registry names (`get_metric`), or one comma-separated string.
-        jobs: parallel workers (joblib `n_jobs`; -1 = all cores).
-        backend: `"loky"` (local processes), `"dask"` (the active dask.distributed client, or
-            one started on the scheduler the dask config names, or a local cluster) or `"ray"`.
+        jobs: local workers (-1 = all cores): loky processes, or the size of the local Dask/Ray
+            cluster started when no cluster is given.
+        backend: `"loky"` (local processes), `"dask"` or `"ray"`: one task per pair, run by
+            `tpred.parallel.run_tasks` (see there for how a cluster is found). On a cluster every
+            worker must be able to read `features_dir`.
+        address: the Dask scheduler (`tcp://host:8786` or a scheduler file) or Ray cluster.
+        retries: extra attempts of a pair whose task failed on Dask or Ray (a lost worker, an
+            unexpected exception); a pair that still fails is an error row, retried by a rerun.
         random_state: seed given to every random metric on every pair (NLEEP, NCTI).
         progress: show a tqdm progress bar (one step per pair).
 
@@ -133,12 +139,12 @@ def score_directory(features_dir: str | os.PathLike, out_csv: str | os.PathLike,
         run's `ScoreSummary` in `.attrs["summary"]`.
 
     Raises:
-        ValueError: `features_dir` missing or without any `.npz`, an unknown metric or backend, a
-            bad `jobs`, or an existing `out_csv`/components file that is not a scores table.
+        ValueError: `features_dir` missing or without any `.npz`, an unknown metric, bad
+            execution options (`tpred.parallel.check_options`), an unreachable cluster, or an
+            existing `out_csv`/components file that is not a scores table.
     """
     names = _resolve_metrics(metrics)
-    _check_jobs(jobs)
-    _check_backend(backend)
+    check_options(backend, jobs, address, retries)
     features_dir, out_csv = Path(features_dir), Path(out_csv)
     pairs = _discover(features_dir)
     existing = _read_table(out_csv, COLUMNS)
@@ -160,8 +166,8 @@ def score_directory(features_dir: str | os.PathLike, out_csv: str | os.PathLike,
             def keep(res: _Results) -> None:
                 values_out.write(res.values)
                 comps_out.write(res.components)
-            _execute(tasks, jobs=jobs, backend=backend, random_state=random_state,
-                     progress=progress, on_result=keep, into=results)
+            _execute(tasks, jobs=jobs, backend=backend, address=address, retries=retries,
+                     random_state=random_state, progress=progress, on_result=keep, into=results)
     finally:  # even when interrupted: the errors seen so far, never a stale list
         _write_csv(err_csv, results.errors, ERROR_COLUMNS)
 
@@ -191,7 +197,8 @@ def score_directory(features_dir: str | os.PathLike, out_csv: str | os.PathLike,
 
 
 def score_arrays(pairs: Mapping[tuple[str, str], Arrays], metrics: Sequence[str] | str, *,
-                 jobs: int = 1, backend: str = "loky", random_state: int | None = 0,
+                 jobs: int = 1, backend: str = "loky", address: str | None = None,
+                 retries: int = 2, random_state: int | None = 0,
                  progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score pairs held in memory: `{(model, dataset): (features, labels[, probs])}`.
 
@@ -209,8 +216,7 @@ def score_arrays(pairs: Mapping[tuple[str, str], Arrays], metrics: Sequence[str]
             a 2- or 3-tuple.
     """
     names = _resolve_metrics(metrics)
-    _check_jobs(jobs)
-    _check_backend(backend)
+    check_options(backend, jobs, address, retries)
     tasks = []
     for (model, dataset), arrays in pairs.items():
         if not isinstance(arrays, tuple) or len(arrays) not in (2, 3):
@@ -222,8 +228,8 @@ def score_arrays(pairs: Mapping[tuple[str, str], Arrays], metrics: Sequence[str]
                              f"(features, labels[, probs]), got {type(arrays).__name__}")
         source = (*arrays, None) if len(arrays) == 2 else arrays
         tasks.append(_Task(str(model), str(dataset), source, names))
-    results = _execute(tasks, jobs=jobs, backend=backend, random_state=random_state,
-                       progress=progress, on_result=None)
+    results = _execute(tasks, jobs=jobs, backend=backend, address=address, retries=retries,
+                       random_state=random_state, progress=progress, on_result=None)
     combined, combine_errors = _combine(_frame(results.components, COMPONENT_COLUMNS), names)
     scores = _sorted(_frame(results.values + combined, COLUMNS))
     errors = _sorted(_frame(results.errors + combine_errors, ERROR_COLUMNS))
@@ -243,23 +249,6 @@ def _resolve_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
     for name in names:
         get_metric(name)  # raises, listing the valid names
     return names
-
-
-def _check_jobs(jobs: int) -> None:
-    if isinstance(jobs, bool) or not isinstance(jobs, int | np.integer) or not (
-            jobs >= 1 or jobs == -1):
-        raise ValueError(f"jobs must be a positive int or -1 (all cores), got {jobs!r}")
-
-
-def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"Could not resolve backend {backend!r} among choices "
-                         f"{{{', '.join(BACKENDS)}}}")
-    needed = {"dask": ("distributed", 'pip install "dask[distributed]"'),
-              "ray": ("ray", 'pip install "ray[default]"')}
-    if backend in needed and importlib.util.find_spec(needed[backend][0]) is None:
-        raise ValueError(f"backend {backend!r} needs the {needed[backend][0]!r} package, which is "
-                         f"not installed ({needed[backend][1]}); or use backend 'loky'")
 
 
 def _discover(features_dir: Path) -> dict[tuple[str, str], Path]:
@@ -390,69 +379,27 @@ def _score_task(task: _Task, random_state: int | None) -> _Results:
     return out
 
 
-def _execute(tasks: list[_Task], *, jobs: int, backend: str, random_state: int | None,
-             progress: bool, on_result: Callable[[_Results], None] | None,
+def _execute(tasks: list[_Task], *, jobs: int, backend: str, address: str | None,
+             retries: int, random_state: int | None, progress: bool,
+             on_result: Callable[[_Results], None] | None,
              into: _Results | None = None) -> _Results:
-    """Run `_score_task` over `tasks` with joblib, collecting into `into` (kept if interrupted);
-    `on_result` sees each pair's results as they arrive."""
-    from tqdm.auto import tqdm
-
+    """Run `_score_task` over `tasks` with `tpred.parallel.run_tasks`, collecting into `into`
+    (kept if interrupted); `on_result` sees each pair's results as they arrive. A task that
+    failed on the engine (after its retries) becomes one error row per pending metric."""
     total = _Results([], [], []) if into is None else into
-    if not tasks:
-        return total
-    with _parallel_backend(backend, jobs), \
-            tqdm(total=len(tasks), unit="pair", desc="scoring", disable=not progress) as bar:
-        for res in _imap(tasks, random_state, jobs):
-            total.values.extend(res.values)
-            total.components.extend(res.components)
-            total.errors.extend(res.errors)
-            if on_result is not None:
-                on_result(res)
-            bar.update()
+    work = partial(_score_task, random_state=random_state)
+    for outcome in run_tasks(work, tasks, backend=backend, jobs=jobs, address=address,
+                             retries=retries, progress=progress, desc="scoring"):
+        task = outcome.task
+        res = outcome.result if outcome.ok else _Results([], [], [
+            (task.model, task.dataset, n, f"task failed on backend {backend!r}: {outcome.error}")
+            for n in task.metrics])
+        total.values.extend(res.values)
+        total.components.extend(res.components)
+        total.errors.extend(res.errors)
+        if on_result is not None:
+            on_result(res)
     return total
-
-
-def _imap(tasks: list[_Task], random_state: int | None, jobs: int) -> Iterator[_Results]:
-    """Results as they finish where the backend can stream them; else in chunks, in order."""
-    from joblib import Parallel, delayed
-    from joblib.parallel import get_active_backend
-
-    backend, _ = get_active_backend()
-    if jobs == 1 or getattr(backend, "supports_return_generator", False):
-        yield from Parallel(n_jobs=jobs, return_as="generator_unordered")(
-            delayed(_score_task)(t, random_state) for t in tasks)
-        return
-    chunk = 4 * (jobs if jobs > 0 else os.cpu_count() or 1)
-    for start in range(0, len(tasks), chunk):
-        yield from Parallel(n_jobs=jobs)(delayed(_score_task)(t, random_state)
-                                         for t in tasks[start:start + chunk])
-
-
-@contextlib.contextmanager
-def _parallel_backend(backend: str, jobs: int) -> Iterator[None]:
-    """joblib's backend for the run; dask and ray are set up only when asked for."""
-    from joblib import parallel_config
-
-    if backend == "dask":
-        from distributed import Client, get_client
-
-        try:
-            client, own = get_client(), False
-        except ValueError:  # no client yet: the configured scheduler, or a local cluster
-            client, own = Client(), True
-        try:
-            with parallel_config(backend="dask", n_jobs=jobs):
-                yield
-        finally:
-            if own:
-                client.close()
-        return
-    if backend == "ray":
-        from ray.util.joblib import register_ray
-
-        register_ray()
-    with parallel_config(backend=backend, n_jobs=jobs):
-        yield
 
 
 # ------------------------------------------------------------------------------- combine steps
