@@ -321,33 +321,36 @@ def _wilcoxon(diff: pd.Series) -> float:
 
 
 def plot(arms: pd.DataFrame, path: Path) -> None:
+    """Left: every arm's mean ± std. Right: per target, B-Tuning against fine-tuning."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     wide = arms.pivot_table(index=["target", "seed"], columns="arm", values="accuracy")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
     present = [a for a in ARMS if a in wide]
-    means = [wide[a].mean() for a in present]
-    stds = [wide[a].std(ddof=1) for a in present]
-    left.bar(range(len(present)), means, yerr=stds, capsize=4, color="#7aa6c2")
+    left.bar(range(len(present)), [wide[a].mean() for a in present],
+             yerr=[wide[a].std(ddof=1) for a in present], capsize=4, color="#7aa6c2")
     left.set_xticks(range(len(present)),
-                    [f"({a}) {ARMS[a]}\nn={wide[a].notna().sum()}" for a in present], fontsize=8)
+                    [f"({a})\n{ARMS[a]}\nn={wide[a].notna().sum()}" for a in present],
+                    fontsize=7)
     left.set_ylabel("test accuracy after full fine-tuning")
     left.set_ylim(0, 1)
     left.set_title("arms: mean ± std over targets × seeds", fontsize=9)
     per_target = arms.groupby(["target", "arm"])["accuracy"].mean().unstack()
-    meta = arms.drop_duplicates("target").set_index("target")
-    for spc, marker in ((5, "o"), (20, "s")):
-        part = per_target[meta.loc[per_target.index, "samples_per_class"] == spc]
-        right.scatter(part["a"], part["b"], marker=marker, label=f"{spc} images per class")
-    lo = float(np.nanmin(per_target[["a", "b"]].to_numpy())) - 0.02
+    spc = arms.drop_duplicates("target").set_index("target")["samples_per_class"]
+    for arm, colour in (("b", "tab:blue"), ("b'", "tab:red")):
+        for size, marker in ((5, "o"), (20, "s")):
+            part = per_target[spc.reindex(per_target.index).to_numpy() == size]
+            right.scatter(part["a"], part[arm], marker=marker, color=colour, alpha=0.75,
+                          label=f"({arm}) {ARMS[arm]}, {size} images per class")
+    lo = float(np.nanmin(per_target[["a", "b", "b'"]].to_numpy())) - 0.02
     right.plot([lo, 1], [lo, 1], color="grey", lw=0.8)
     right.set_xlabel("(a) fine-tune the gnn's top-1")
-    right.set_ylabel("(b) B-Tuning, gnn top-1 + top-3 teachers")
+    right.set_ylabel("B-Tuning: gnn's top-1 with the top-3 as teachers")
     right.set_title("per target (mean over seeds); above the line: B-Tuning better", fontsize=9)
-    right.legend(fontsize=8)
+    right.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -365,7 +368,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_tuning")
     parser.add_argument("--plot", type=Path, default=ROOT / "bench" / "results" /
                         "bench_tuning.png")
+    parser.add_argument("--replot", type=Path, default=None,
+                        help="only print the report and redraw the plot from a results.csv")
     args = parser.parse_args()
+    if args.replot is not None:
+        arms = pd.read_csv(args.replot, keep_default_na=False, na_values=[""])
+        oracle = sorted(set(arms.loc[arms["arm"] == "e", "target"]))
+        print(report(arms, oracle))
+        plot(arms, args.plot)
+        return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     start = time.perf_counter()
     target_list = args.targets or (["noisy_4a_5", "shifted_8c_20"] if args.quick else targets())
