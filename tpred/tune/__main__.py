@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = write_outputs(done, cfg, args.out)
     res = done.result
     print(f"{cfg.method}: student {done.student} on {done.dataset} "
-          f"({len(done.target.data.y_train)} training images, {len(res.classes)} classes)")
+          f"({len(done.target.data.train)} training items, {len(res.classes)} classes)")
     if res.teachers is not None:
         print("teachers: " + ", ".join(f"{n} (LogME {s:.3f}, pi {p:.3f})" for n, s, p in
                                        zip(res.teachers.names, res.teachers.scores,
