@@ -165,3 +165,38 @@ def test_tuned_weights_load_into_the_students_network_and_a_new_head(zoo_and_run
     head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
     # fine-tuned: the backbone moved away from the pre-trained weights
     assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def _image_folder(zoo_root, dataset, folder):
+    """The target's images as PNG files in ImageFolder layout (train/ and test/)."""
+    from PIL import Image
+
+    from tpred.zoo.targets import CLASS_NAMES
+
+    data = tpred.zoo.hub.target_data(dataset, zoo_root)
+    for part, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+        for i, (image, label) in enumerate(zip(x, y, strict=True)):
+            path = folder / part / CLASS_NAMES[int(label)] / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pixels = np.round(image[0].numpy() * 255).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(path)
+    return data
+
+
+def test_a_new_dataset_from_an_image_folder(zoo_and_run, tmp_path, capsys):
+    zoo_root, run = zoo_and_run
+    data = _image_folder(zoo_root, HELD_OUT, tmp_path / "my-digits")
+    out = tmp_path / "out"
+    base = ["--run", str(run), "--dataset", "my-digits", "--data", str(tmp_path / "my-digits"),
+            "--out", str(out), *FAST]
+    # an image folder does not say its domain, which the run's dataset features need
+    assert main(base) == 2
+    assert "need column(s) ['domain']" in capsys.readouterr().err
+    row = tmp_path / "row.csv"
+    row.write_text("dataset,domain,num_classes,samples_per_class,train_size,labels\n"
+                   f"my-digits,original,2,5,10,\"{data.metadata['labels']}\"\n")
+    assert main([*base, "--datasets", str(row)]) == 0
+    report = json.loads((out / "tune.json").read_text())
+    assert report["data"] == str(tmp_path / "my-digits") and report["train_size"] == 10
+    assert report["classes"] == data.metadata["labels"].split(", ")
+    assert report["test_size"] == len(data.y_test) and 0.4 < report["test_accuracy"] <= 1

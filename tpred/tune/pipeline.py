@@ -151,6 +151,12 @@ def rank(run, dataset: str, target: Target, *, method: str | None = None,
         return run.recommend(dataset, k=0, scores=scores, method=method)
     if datasets is not None:
         return run.recommend(dataset, k=0, datasets=datasets, scores=scores, method=method)
+    needed = run.config.dataset_features.columns
+    if missing := [c for c in needed if c not in target.metadata]:
+        raise ValueError(f"new dataset {dataset!r}: the run's dataset features need column(s) "
+                         f"{missing}, which cannot be measured from the data source "
+                         f"{target.source!r} (measured: {sorted(target.metadata)}); give the "
+                         f"dataset's row with --datasets CSV")
     return run.recommend(pd.Series(target.metadata), k=0, scores=scores, method=method)
 
 

@@ -335,6 +335,17 @@ def _identity(item: torch.Tensor) -> torch.Tensor:
     return item
 
 
+def _digit_tensor(item: Any) -> torch.Tensor:
+    """A digits model's preprocessing: a float image [1, 8, 8] as is; a PIL image (e.g. an
+    image folder's PNG) to grey, resized to 8×8 (bilinear), scaled to [0, 1]."""
+    if isinstance(item, torch.Tensor):
+        return item
+    from PIL import Image
+
+    grey = item.convert("L").resize((8, 8), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)[None]
+
+
 def _stack(samples: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(samples)
 
@@ -357,8 +368,9 @@ def _extract_loader(ref: str, options: Any) -> Any:
             net = make_network(spec.family, spec.size, len(spec.classes)).eval()
     return HookedModel(net, head="head" if options.layer is None else None, layer=options.layer,
                        spec=f"{PREFIX}{ref}", library="tpred.zoo", modality="image",
-                       transform=_identity, collate=_stack,
-                       preprocessing="none: float images [1, 8, 8] in [0, 1]",
+                       transform=_digit_tensor, collate=_stack,
+                       preprocessing="float images [1, 8, 8] in [0, 1] as they are; PIL "
+                                     "images to grey, resized to 8x8 (bilinear), / 255",
                        architecture=type(net).__name__, architecture_family=net.family,
                        pretrained=options.pretrained,
                        source_labels=[CLASS_NAMES[c] for c in spec.classes],
