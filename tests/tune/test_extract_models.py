@@ -114,3 +114,15 @@ def test_any_loaded_model_with_a_detected_head_can_be_tuned(small_digits_zoo):
 
     with pytest.raises(ValueError, match="no detectable classifier head"):
         split_head(module)
+
+
+def test_a_loaded_student_without_a_detectable_head_is_an_error(small_digits_zoo):
+    headless = HookedModel(nn.Sequential(nn.Flatten(), nn.Linear(64, 4), nn.ReLU()),
+                           head="auto", spec="custom:headless", library="custom",
+                           modality="image", transform=lambda t: t, collate=torch.stack,
+                           preprocessing="none", architecture="Sequential",
+                           architecture_family="mlp", pretrained=None)
+    x = torch.zeros(6, 1, 8, 8)
+    data = TuneData(x, np.array([0, 1] * 3), x, np.array([0, 1] * 3))
+    with pytest.raises(ValueError, match="custom:headless: no classifier head detected"):
+        tune(headless, data, TuneConfig(method="finetune", steps=1))
