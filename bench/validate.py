@@ -31,7 +31,7 @@ from tpred.data.zoo import Zoo
 from tpred.errors import UndefinedMetricWarning
 from tpred.evaluation.metrics import summarize
 from tpred.evaluation.protocols import make_splits
-from tpred.evaluation.run import build_predictor
+from tpred.models import make_predictor
 from tpred.train import REPO_ROOT, load_config
 
 METRICS = ["spearman", "weighted_tau", "top1_regret", "rmse"]
@@ -82,7 +82,7 @@ def main() -> None:
         izoo = inner_zoo(zoo, split.train)
         frames, start = [], time.perf_counter()
         for inner in make_splits(inner_protocol, izoo, args.inner_seed, cfg.protocol):
-            predictor = build_predictor(method, cfg, seed).fit(izoo, inner.train)
+            predictor = make_predictor(method, cfg, seed).fit(izoo, inner.train)
             frames.append(inner.test.assign(true=izoo.accuracy(inner.test),
                                             predicted=predictor.predict(inner.test)))
         with warnings.catch_warnings():

@@ -126,7 +126,8 @@ def test_build_graph_rejects_bad_inputs(tiny):
                     dataset_index=pd.Index(["d0", "d1", "d0"]))
     with pytest.raises(ValueError, match=r"unknown score metric\(s\) \['zz'\]"):
         build_graph(tiny, train, mx, dx, score_metrics=["zz"], **ids)
-    with pytest.raises(ValueError, match=r"names dataset 'd1', which is not in dataset_index"):
+    with pytest.raises(ValueError, match=r"build_graph\(train_pairs\), column 'dataset': "
+                                         r"dataset 'd1' is not in dataset_index"):
         build_graph(tiny, train, mx, dx[:1], model_index=tiny.model_ids,
                     dataset_index=pd.Index(["d0"]))
     with pytest.raises(ValueError, match=r"duplicate pair \['m0', 'd0'\]"):

@@ -51,6 +51,7 @@ from tpred.checkpoint import (
     load_checkpoint,
 )
 from tpred.config import NodeFeatureConfig, TrainConfig
+from tpred.data.ids import check_known_ids
 from tpred.data.tables import (
     RECORD_COLUMNS,
     SCORE_COLUMNS,
@@ -269,12 +270,7 @@ class Run:
         frame, lines, where = _long_table(pairs, "pairs")
         require_columns(frame, PAIR, where, "pairs (model,dataset)")
         frame = frame[PAIR]
-        for col, ids in (("model", ext.zoo.model_ids), ("dataset", ext.zoo.dataset_ids)):
-            if (bad := ~frame[col].isin(ids).to_numpy()).any():
-                i = int(np.flatnonzero(bad)[0])
-                raise ValueError(f"{where}, line {lines[i]}, column {col!r}: {col} "
-                                 f"{frame[col].iloc[i]!r} is neither a {col} of the run nor a new "
-                                 f"one ({int(bad.sum())} such row(s))")
+        _check_known_ids(frame, where, lines, ext.zoo.model_ids, ext.zoo.dataset_ids)
         check_duplicates(frame, PAIR, where, lines)
         return frame.reset_index(drop=True)
 
@@ -476,12 +472,8 @@ def _metadata(source: Source, id_col: str, old: pd.DataFrame, features: NodeFeat
 
 def _check_known_ids(df: pd.DataFrame, where: str, lines: np.ndarray, model_ids: pd.Index,
                      dataset_ids: pd.Index) -> None:
-    for col, ids in (("model", model_ids), ("dataset", dataset_ids)):
-        if (bad := ~df[col].isin(ids).to_numpy()).any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{where}, line {lines[i]}, column {col!r}: {col} "
-                             f"{df[col].iloc[i]!r} is neither a {col} of the run nor a new "
-                             f"{col} ({int(bad.sum())} such row(s))")
+    check_known_ids(df, {"model": model_ids, "dataset": dataset_ids}, where, lines=lines,
+                    problem="is neither a {kind} of the run nor a new one")
 
 
 def _check_not_in(df: pd.DataFrame, key: list[str], old: pd.DataFrame, where: str,

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 import tpred
 from tpred.config import TrainConfig
 from tpred.data.zoo import PAIR, Zoo
-from tpred.models import Predictor
+from tpred.models import Predictor, is_seeded, make_predictor
 
 log = logging.getLogger(__name__)
 
@@ -196,13 +196,6 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
 
 
 # ---------------------------------------------------------------------------------- fitting
-def is_seeded(method: str, cfg: TrainConfig) -> bool:
-    """Whether `method`'s predictor takes a seed (so that seeds give different members)."""
-    from tpred.evaluation.run import build_predictor
-
-    return hasattr(build_predictor(method, cfg, 0), "seed")
-
-
 def ensemble_size(method: str, cfg: TrainConfig, seeds: Sequence[int]) -> int:
     """Members of `method`'s ensemble: seeds × gnn networks for a seeded method, else 1."""
     if not is_seeded(method, cfg):
@@ -213,12 +206,10 @@ def ensemble_size(method: str, cfg: TrainConfig, seeds: Sequence[int]) -> int:
 def fit_members(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame, *,
                 seeds: Sequence[int] | None = None) -> list[Predictor]:
     """`method` fitted on `train_pairs`: one predictor per seed if it is seeded, else one."""
-    from tpred.evaluation.run import build_predictor
-
     seeds = list(cfg.seeds if seeds is None else seeds)
     if not is_seeded(method, cfg):
         seeds = seeds[:1]
-    return [build_predictor(method, cfg, s).fit(zoo, train_pairs) for s in seeds]
+    return [make_predictor(method, cfg, s).fit(zoo, train_pairs) for s in seeds]
 
 
 def fit_all(zoo: Zoo, cfg: TrainConfig, methods: Sequence[str],
@@ -227,7 +218,7 @@ def fit_all(zoo: Zoo, cfg: TrainConfig, methods: Sequence[str],
     """Every method fitted on `train_pairs` (default: all known records) for every seed.
 
     Each member is fitted exactly as `tpred.evaluation.run.evaluate` fits a split's predictor
-    (`build_predictor(method, cfg, seed).fit(zoo, train_pairs)`), so a member of seed s
+    (`make_predictor(method, cfg, seed).fit(zoo, train_pairs)`), so a member of seed s
     predicts what the protocol's predictor of seed s predicts for the same training pairs.
     """
     pairs = zoo.known_pairs() if train_pairs is None else train_pairs[PAIR].reset_index(drop=True)

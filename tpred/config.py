@@ -92,7 +92,7 @@ class TextConfig:
 
 @dataclass(frozen=True)
 class GNNConfig:
-    """Hyper-parameters of the `gnn` predictor (see tpred/models/gnn.py)."""
+    """Hyper-parameters of the `gnn` predictor (see tpred/models/gnn/)."""
 
     conv: ConvName = "gatv2"
     hidden_channels: int = 64

@@ -13,6 +13,8 @@ Node types `model` and `dataset`, with the node features of each as `x` (rows in
   Present only when at least one metric is used.
 - `REV_RECORD`, `REV_SCORE`: the reverse edges (`ToUndirected`) for message passing into the
   models, with the same `edge_attr` and without `edge_label` (as PyG's `hetero_link_pred.py`).
+  Reverse edge i is forward edge i flipped, so one set of positions selects both
+  (`message_graph`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import pandas as pd
 import torch
 import torch_geometric.transforms as T
 from torch_geometric.data import HeteroData
+
+from tpred.data.ids import check_known_ids
 
 if TYPE_CHECKING:
     from tpred.data.zoo import Zoo
@@ -157,12 +161,24 @@ def build_graph(zoo: Zoo, train_pairs: pd.DataFrame, model_x: np.ndarray,
 def _positions(pairs: pd.DataFrame, model_index: pd.Index, dataset_index: pd.Index,
                what: str) -> tuple[np.ndarray, np.ndarray]:
     """Node numbers of the pairs' ids [P] each; ValueError naming the first unknown id."""
-    out = []
-    for col, index in (("model", model_index), ("dataset", dataset_index)):
-        pos = index.get_indexer(pairs[col].to_numpy())
-        if (bad := pos < 0).any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"build_graph: {what} names {col} {pairs[col].iloc[i]!r}, which is "
-                             f"not in {col}_index ({int(bad.sum())} such pair(s))")
-        out.append(pos.astype(np.int64))
-    return out[0], out[1]
+    check_known_ids(pairs, {"model": model_index, "dataset": dataset_index},
+                    f"build_graph({what})", problem="is not in {kind}_index")
+    return (model_index.get_indexer(pairs["model"].to_numpy()).astype(np.int64),
+            dataset_index.get_indexer(pairs["dataset"].to_numpy()).astype(np.int64))
+
+
+def message_graph(data: HeteroData, keep: torch.Tensor, edge_attr: torch.Tensor) -> HeteroData:
+    """`build_graph`'s graph with only the record edges `keep`, in both directions.
+
+    A predictor that must not see a pair's own record while predicting it passes messages over
+    a subset of the training records; the subset keeps `ToUndirected`'s pairing of each record
+    edge with its reverse (PyG's `edge_subgraph`), and both directions carry `edge_attr` (the
+    predictor's own edge features, e.g. accuracies relative to a baseline). Nodes and score edges
+    are unchanged; `data` is not modified.
+
+    Shapes: keep [E_msg] int64 positions of `RECORD` edges; edge_attr [E_msg, D_e].
+    """
+    sub = data.edge_subgraph({RECORD: keep, REV_RECORD: keep})
+    sub[RECORD].edge_attr = edge_attr
+    sub[REV_RECORD].edge_attr = edge_attr
+    return sub

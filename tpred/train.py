@@ -27,8 +27,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tpred.config import TrainConfig, valid_keys
+
+if TYPE_CHECKING:
+    from tpred.data.zoo import Zoo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
@@ -84,14 +88,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     out_dir = resolve_output(cfg)
-    save_run(result, zoo, out_dir, checkpoint=not args.no_checkpoint, plots=not args.no_plots,
-             progress=not args.quiet)
+    save_run(result, out_dir, plots=not args.no_plots)
+    if not args.no_checkpoint:
+        fit_final(zoo, cfg, sorted(result.predictions["method"].unique()), out_dir,
+                  progress=not args.quiet)
     print(format_table(result.results))
     print("\nruntime (fit + predict, all splits): "
           + ", ".join(f"{k} {v:.1f}s" for k, v in result.runtime_s.items())
           + f"; total {time.perf_counter() - start:.1f}s")
     print(f"results in {out_dir}")
     return 0
+
+
+def fit_final(zoo: Zoo, cfg: TrainConfig, methods: Sequence[str], out_dir: Path, *,
+              progress: bool = True) -> Path:
+    """Fit every method on all known records (once per seed for seeded methods), calibrate
+    their std on validation datasets carved from those records, and write the checkpoint.
+
+    This is the most expensive step of a run after the evaluation itself: every method is
+    fitted again, on every record, and the seeded ones calibrated with one more fit per seed.
+
+    Returns:
+        The checkpoint's path (`out_dir/checkpoint.pkl`).
+    """
+    from tpred.checkpoint import CHECKPOINT_NAME, calibrate_all, fit_all, save_checkpoint
+
+    fitted = fit_all(zoo, cfg, methods, progress=progress)
+    calibration = calibrate_all(zoo, cfg, methods, progress=progress)
+    return save_checkpoint(Path(out_dir) / CHECKPOINT_NAME, cfg, zoo, fitted, calibration)
 
 
 def resolve_output(cfg: TrainConfig) -> Path:

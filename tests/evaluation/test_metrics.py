@@ -224,7 +224,7 @@ def test_paper_matrices_round_trip_long_frames():
     np.testing.assert_array_equal(p, np.where(known, true, pred))
     with pytest.raises(ValueError, match="exactly once; 1 missing"):
         paper_matrices(grid[~flat].iloc[1:], grid[flat], models, datasets)
-    with pytest.raises(ValueError, match="not in the given models x datasets"):
+    with pytest.raises(ValueError, match="model .m4. is not in the given models"):
         paper_matrices(grid[~flat], grid[flat], models[:4], datasets)
 
 

@@ -13,9 +13,11 @@ import torch
 from tpred.config import GNNConfig, NodeFeatureConfig, TextConfig, TrainConfig
 from tpred.data.zoo import Zoo
 from tpred.errors import NotFittedError
-from tpred.models import gnn, make_predictor
+from tpred.models import make_predictor
 from tpred.models.additive import AdditivePredictor
-from tpred.models.gnn import EdgeConv, GNNPredictor, fit_baseline
+from tpred.models.gnn import EdgeConv, GNNPredictor, baseline, batch, trainer
+from tpred.models.gnn.baseline import fit_baseline
+from tpred.models.neighbours import neighbour_mean
 from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, HashEncoder, toy_zoo
 
 #: small and fast, for tests of structure (a toy fit takes well under a second)
@@ -155,9 +157,23 @@ def test_fit_baseline_recovers_an_exactly_additive_table():
     assert empty(np.array([1]), np.array([2])) == pytest.approx(0.4)
 
 
+def test_fit_baseline_without_a_prior_is_the_additive_predictor(zoo):
+    """The gnn's baseline and `additive` share one implementation: equal to the last bit."""
+    train, test = _split(zoo, seed=2)
+    src = zoo.model_ids.get_indexer(train["model"])
+    dst = zoo.dataset_ids.get_indexer(train["dataset"])
+    base = fit_baseline(src, dst, zoo.accuracy(train), zoo.num_models, zoo.num_datasets,
+                        fallback_mu=0.0)
+    expected = AdditivePredictor().fit(zoo, train)
+    for pairs in (train, test):
+        got = base(zoo.model_ids.get_indexer(pairs["model"]),
+                   zoo.dataset_ids.get_indexer(pairs["dataset"]))
+        np.testing.assert_array_equal(got, expected.predict(pairs))
+
+
 def test_fit_baseline_shrinks_dataset_effects_toward_a_ridge_prior_on_features(monkeypatch):
-    monkeypatch.setattr(gnn, "PRIOR_RIDGE", 0.5)
-    monkeypatch.setattr(gnn, "PRIOR_STRENGTH", 2.0)
+    monkeypatch.setattr(baseline, "PRIOR_RIDGE", 0.5)
+    monkeypatch.setattr(baseline, "PRIOR_STRENGTH", 2.0)
     # one model; datasets d0, d1, d2 with one record each, d3 cold (no record)
     src, dst = np.zeros(3, dtype=int), np.array([0, 1, 2])
     acc = np.array([0.2, 0.5, 0.5])
@@ -175,43 +191,19 @@ def test_fit_baseline_shrinks_dataset_effects_toward_a_ridge_prior_on_features(m
 
 
 # ------------------------------------------------------------------- neighbour residuals
-def test_neighbour_mean_by_hand(monkeypatch):
-    monkeypatch.setattr(gnn, "NEIGHBOUR_SHRINK", 1.0)
-    sim = np.array([[0.9, 0.5, -0.2, 0.8],
-                    [0.1, 0.3, 0.2, -np.inf]])                 # -inf: the node itself
-    values = np.array([[0.10, -0.20, 0.40, np.nan],              # NaN: no record
-                       [0.30, 0.60, -0.10, 0.50]])
-    out = gnn._neighbour_mean(sim, values, k=2)
-    # row 0: the 2 most similar with a value are 0.9 (0.10) and 0.5 (-0.20)
-    # row 1: 0.3 (0.60) and 0.2 (-0.10); the node itself is never picked
-    np.testing.assert_allclose(out, [(0.9 * 0.10 + 0.5 * -0.20) / (1.4 + 1.0),
-                                     (0.3 * 0.60 + 0.2 * -0.10) / (0.5 + 1.0)])
-    # negative similarity weighs 0, and a row without any value gives 0
-    np.testing.assert_allclose(
-        gnn._neighbour_mean(np.array([[-0.5, -0.1]]), np.array([[0.3, 0.2]]), k=2), [0.0])
-    np.testing.assert_allclose(
-        gnn._neighbour_mean(np.array([[0.5, 0.1]]), np.full((1, 2), np.nan), k=5), [0.0])
-
-
-def test_neighbour_similarity_is_cosine_and_never_the_node_itself():
-    x = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
-    sim = gnn._neighbour_similarity(x)
-    assert np.isneginf(np.diag(sim)).all()
-    assert sim[0, 1] == pytest.approx(1 / np.sqrt(2)) and sim[0, 2] == pytest.approx(0.0)
-    assert gnn._neighbour_similarity(np.zeros((3, 0))) is None
-
-
 def test_fit_gate_is_least_squares_of_the_residual_on_the_neighbour_terms(monkeypatch):
-    monkeypatch.setattr(gnn, "GATE_RIDGE", 0.0)
+    monkeypatch.setattr(trainer, "GATE_RIDGE", 0.0)
     rng = np.random.default_rng(0)
     near = rng.normal(size=(50, 2))
     base = rng.normal(size=50)
     y = base + near @ np.array([0.7, -0.3])                  # exactly base + near @ gate
     pair_x = torch.tensor(np.concatenate([rng.normal(size=(50, 3)), near], 1),
                           dtype=torch.float32)
-    batch = (None,) * 5 + (pair_x, torch.tensor(base, dtype=torch.float32),
-                           torch.tensor(y, dtype=torch.float32))
-    np.testing.assert_allclose(gnn._fit_gate([batch, batch]).numpy(), [0.7, -0.3], atol=1e-5)
+    one = batch.GNNBatch(graph=None, src=torch.zeros(50, dtype=torch.long),
+                         dst=torch.zeros(50, dtype=torch.long), pair_x=pair_x,
+                         base=torch.tensor(base, dtype=torch.float32),
+                         y=torch.tensor(y, dtype=torch.float32))
+    np.testing.assert_allclose(trainer.fit_gate([one, one]).numpy(), [0.7, -0.3], atol=1e-5)
 
 
 def test_neighbour_terms_use_message_edges_of_similar_nodes_only(zoo):
@@ -220,17 +212,17 @@ def test_neighbour_terms_use_message_edges_of_similar_nodes_only(zoo):
     msg = np.arange(len(g.rec_acc))[1:]                      # edge 0 is the queried pair
     m, d = g.rec_src[:1], g.rec_dst[:1]
     resid = np.linspace(-0.1, 0.1, len(msg))
-    near = model._neighbour_terms(g, g.rec_src[msg], g.rec_dst[msg], resid, m, d)
+    near = batch.neighbour_terms(g, g.rec_src[msg], g.rec_dst[msg], resid, m, d, 10)
     table = np.full((len(g.model_index), len(g.dataset_index)), np.nan)
     table[g.rec_src[msg], g.rec_dst[msg]] = resid
     assert np.isnan(table[m[0], d[0]])                       # its own record is not an input
-    k = model.config.neighbors
+    shrink = batch.NEIGHBOUR_SHRINK
     np.testing.assert_allclose(near[0], [
-        gnn._neighbour_mean(g.similarity["dataset"][d], table[m], k)[0],
-        gnn._neighbour_mean(g.similarity["model"][m], table[:, d].T, k)[0]])
+        neighbour_mean(g.similarity["dataset"][d], table[m], 10, shrink=shrink)[0],
+        neighbour_mean(g.similarity["model"][m], table[:, d].T, 10, shrink=shrink)[0]])
     assert (near != 0).all()
-    model.config = replace(model.config, neighbors=0)          # off: all zeros
-    assert (model._neighbour_terms(g, g.rec_src[msg], g.rec_dst[msg], resid, m, d) == 0).all()
+    off = batch.neighbour_terms(g, g.rec_src[msg], g.rec_dst[msg], resid, m, d, 0)
+    assert (off == 0).all()                                  # k = 0: all zeros
 
 
 # ---------------------------------------------------------------------- ensemble and std

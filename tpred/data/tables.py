@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from tpred.config import NodeFeatureConfig, ZooConfig
+from tpred.data.ids import check_known_ids
 from tpred.data.zoo import Zoo
 
 __all__ = ["check_columns", "load_zoo", "read_datasets", "read_models", "read_records",
@@ -221,20 +222,9 @@ def parse_accuracy(raw: pd.Series, path: Path, lines: np.ndarray, columns: np.nd
 def _check_ids(df: pd.DataFrame, path: Path, lines: np.ndarray, model_ids: pd.Index,
                dataset_ids: pd.Index, *, drop_unknown: bool) -> np.ndarray:
     """Mask of rows whose ids are known; raise for the first unknown one unless dropping."""
-    keep = np.ones(len(df), dtype=bool)
-    for key, ids in (("model", model_ids), ("dataset", dataset_ids)):
-        unknown = ~df[key].isin(ids).to_numpy()
-        if unknown.any() and not drop_unknown:
-            i = _first(unknown)
-            table = "models.csv" if key == "model" else "datasets.csv"
-            raise ValueError(f"{path}, line {lines[i]}, column {key!r}: {key} "
-                             f"{df[key].iloc[i]!r} is not in {table} ({int(unknown.sum())} "
-                             f"such row(s); drop_unknown=True drops them with a warning)")
-        keep &= ~unknown
-    if not keep.all():
-        warnings.warn(f"{path}: dropped {int((~keep).sum())} row(s) naming a model or dataset "
-                      f"absent from models.csv/datasets.csv", stacklevel=3)
-    return keep
+    return check_known_ids(df, {"model": model_ids, "dataset": dataset_ids}, str(path),
+                           problem="is not in {kind}s.csv", lines=lines, drop=drop_unknown,
+                           hint="; drop_unknown=True drops them with a warning", stacklevel=3)
 
 
 def check_duplicates(df: pd.DataFrame, key: list[str], path: Path | str,
@@ -354,16 +344,10 @@ def _read_wide(frame: pd.DataFrame, lines: np.ndarray, path: Path, model_ids: pd
                              f"twice (also column {seen[names[col]]!r}): duplicate pairs")
         seen[names[col]] = col
     models = frame[id_header].astype(str)
-    bad_rows = ~models.isin(model_ids).to_numpy()
-    if bad_rows.any() and not drop_unknown:
-        i = _first(bad_rows)
-        raise ValueError(f"{path}, line {lines[i]}, column {id_header!r}: model "
-                         f"{models.iloc[i]!r} is not in models.csv ({int(bad_rows.sum())} such "
-                         f"row(s); drop_unknown=True drops them with a warning)")
-    if bad_rows.any():
-        warnings.warn(f"{path}: dropped {int(bad_rows.sum())} row(s) naming a model absent from "
-                      f"models.csv", stacklevel=3)
-    keep = ~bad_rows
+    keep = check_known_ids(pd.DataFrame({id_header: models}), {id_header: model_ids}, str(path),
+                           problem="is not in models.csv", lines=lines, kinds={id_header: "model"},
+                           drop=drop_unknown, stacklevel=3,
+                           hint="; drop_unknown=True drops them with a warning")
     frame, lines, models = frame[keep], lines[keep], models[keep]
     check_duplicates(pd.DataFrame({"model": models}), ["model"], path, lines)
     values = frame[columns].astype(str).to_numpy()                          # [M, D] text

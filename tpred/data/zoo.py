@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from tpred.data.ids import check_known_ids
+
 PAIR = ["model", "dataset"]
 
 
@@ -179,11 +181,8 @@ def _id_frame(frame: pd.DataFrame | None, id_col: str, used: pd.Series) -> pd.Da
 
 def _check_pairs(df: pd.DataFrame, model_ids: pd.Index, dataset_ids: pd.Index, what: str,
                  extra: Sequence[str] = ()) -> None:
-    for col, ids in (("model", model_ids), ("dataset", dataset_ids)):
-        if (unknown := ~df[col].isin(ids)).any():
-            i = int(np.flatnonzero(unknown)[0])
-            raise ValueError(f"{what}, row {i}: {col} {df[col].iloc[i]!r} is not in the {col}s "
-                             f"table ({int(unknown.sum())} such row(s))")
+    check_known_ids(df, {"model": model_ids, "dataset": dataset_ids}, what,
+                    lines=np.arange(len(df)), line_word="row")
     key = PAIR + list(extra)
     if (dup := df.duplicated(key)).any():
         i = int(np.flatnonzero(dup)[0])

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from tpred.data.ids import check_known_ids
 from tpred.errors import UndefinedMetricWarning
 
 #: per-dataset metrics, in `per_dataset_metrics`' column order
@@ -230,12 +231,10 @@ def paper_matrices(test: pd.DataFrame, train: pd.DataFrame, models: Sequence[str
     known = np.zeros(shape, dtype=bool)
     seen = np.zeros(shape, dtype=int)
     for frame, is_known in ((train, True), (test, False)):
+        check_known_ids(frame, {"model": rows, "dataset": cols}, "paper_matrices",
+                        problem="is not in the given {kind}s")
         r = rows.get_indexer(frame["model"])
         c = cols.get_indexer(frame["dataset"])
-        if (bad := (r < 0) | (c < 0)).any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"paper_matrices: pair {frame[['model', 'dataset']].iloc[i].tolist()} "
-                             f"is not in the given models x datasets")
         np.add.at(seen, (r, c), 1)
         true[r, c] = frame["true"].to_numpy(dtype=np.float64)
         value = frame["true" if is_known else "predicted"].to_numpy(dtype=np.float64)

@@ -1,4 +1,4 @@
-"""Writing a run: metrics.json/csv, predictions, plots, checkpoint; the printed table."""
+"""Writing a run's evaluation: metrics.json/csv, predictions, plots; the printed table."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from tpred.checkpoint import CHECKPOINT_NAME, calibrate_all, fit_all, save_checkpoint
-from tpred.data.zoo import Zoo
 from tpred.evaluation.run import RunResult
 
 log = logging.getLogger(__name__)
@@ -21,9 +19,8 @@ METRIC_ORDER = ("avg_pearson", "bucket_0_10", "bucket_10_30", "bucket_30_50", "b
                 "weighted_tau", "top1_regret", "rmse", "mae", "global_pearson")
 
 
-def save_run(result: RunResult, zoo: Zoo, out_dir: Path, *, checkpoint: bool = True,
-             plots: bool = True, progress: bool = True) -> Path:
-    """Write every output of a run into `out_dir` (created)."""
+def save_run(result: RunResult, out_dir: Path, *, plots: bool = True) -> Path:
+    """Write the evaluation's outputs into `out_dir` (created); the checkpoint is not one."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = _ordered(result.results)
@@ -40,11 +37,6 @@ def save_run(result: RunResult, zoo: Zoo, out_dir: Path, *, checkpoint: bool = T
     if plots:
         from tpred.evaluation.plots import plot_run
         plot_run(result, out_dir / "plots")
-    if checkpoint:
-        methods = sorted(result.predictions["method"].unique())
-        fitted = fit_all(zoo, result.config, methods, progress=progress)  # every seed
-        calibration = calibrate_all(zoo, result.config, methods, progress=progress)
-        save_checkpoint(out_dir / CHECKPOINT_NAME, result.config, zoo, fitted, calibration)
     return out_dir
 
 

@@ -17,7 +17,7 @@ from tpred.data.zoo import Zoo
 from tpred.errors import UndefinedMetricWarning
 from tpred.evaluation.metrics import paper_matrices, paper_metrics, summarize
 from tpred.evaluation.protocols import Split, expand_protocols, make_splits
-from tpred.models import Predictor, make_predictor
+from tpred.models import make_predictor
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,6 @@ def expand_methods(methods: tuple[str, ...] | list[str], zoo: Zoo,
                                  f"table; it has {zoo.score_metrics}")
             out.append(name)
     return list(dict.fromkeys(out))
-
-
-def build_predictor(name: str, cfg: TrainConfig, seed: int) -> Predictor:
-    """An unfitted predictor; a predictor with a `seed` hyper-parameter gets the run's seed."""
-    predictor = make_predictor(name, cfg)
-    if hasattr(predictor, "seed"):
-        predictor.seed = seed
-    return predictor
 
 
 @dataclass
@@ -96,7 +88,7 @@ def evaluate(zoo: Zoo, cfg: TrainConfig, *, progress: bool = True) -> RunResult:
             preds = []
             for split in splits:
                 start = time.perf_counter()
-                predictor = build_predictor(method, cfg, seed).fit(zoo, split.train)
+                predictor = make_predictor(method, cfg, seed).fit(zoo, split.train)
                 predicted = np.asarray(predictor.predict(split.test), dtype=np.float64)
                 runtime[method] += time.perf_counter() - start
                 preds.append(split.test.assign(

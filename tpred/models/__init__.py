@@ -2,6 +2,6 @@
 
 # each module registers its predictor(s) in PREDICTORS on import
 from tpred.models import additive, gnn, knn, lr, mf, score_only  # noqa: F401
-from tpred.models.base import PREDICTORS, Predictor, make_predictor, register
+from tpred.models.base import PREDICTORS, Predictor, is_seeded, make_predictor, register
 
-__all__ = ["PREDICTORS", "Predictor", "make_predictor", "register"]
+__all__ = ["PREDICTORS", "Predictor", "is_seeded", "make_predictor", "register"]

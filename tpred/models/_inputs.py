@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics.pairwise import cosine_similarity as _cosine
 
 from tpred.config import NodeFeatureConfig, TextConfig
+from tpred.data.ids import check_known_ids
 
 if TYPE_CHECKING:
     from tpred.config import TrainConfig
@@ -44,12 +44,9 @@ def _load_encoder(text: TextConfig):
 
 def check_ids_in_zoo(pairs: pd.DataFrame, zoo: Zoo, caller: str) -> None:
     """Raise ValueError naming the first id of `pairs` that `zoo` does not describe."""
-    for col, ids in (("model", zoo.model_ids), ("dataset", zoo.dataset_ids)):
-        if (unknown := ~pairs[col].isin(ids)).any():
-            first = pairs[col].to_numpy()[np.flatnonzero(unknown.to_numpy())[0]]
-            raise ValueError(f"{caller}: {col} {first!r} is not in the zoo's {col}s table "
-                             f"({int(unknown.sum())} pair(s)); pass predict(pairs, zoo=...) with "
-                             f"a zoo that describes it")
+    check_known_ids(pairs, {"model": zoo.model_ids, "dataset": zoo.dataset_ids}, caller,
+                    problem="is not in the zoo's {kind}s table",
+                    hint="; pass predict(pairs, zoo=...) with a zoo that describes it")
 
 
 class NodeFeatures:
@@ -103,39 +100,3 @@ def dataset_zscores(zoo: Zoo, pairs: pd.DataFrame, metrics: Sequence[str]) -> np
     from tpred.graph import standardize_scores  # the one implementation (graph edges use it)
 
     return standardize_scores(zoo, pairs, metrics)
-
-
-def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of rows; a zero row is similar to nothing (0).
-
-    Shapes: a [Q, F], b [N, F] -> [Q, N].
-    """
-    if a.shape[1] == 0:
-        return np.zeros((len(a), len(b)))
-    return _cosine(a, b)
-
-
-def neighbour_mean(sim: np.ndarray, values: np.ndarray, k: int, *, shrink: float = 0.0
-                   ) -> np.ndarray:
-    """Per row, the max(sim, 0)-weighted mean of `values` over its k most similar non-NaN
-    entries: sum(w v) / (sum(w) + shrink); 0 where the denominator is 0.
-
-    The k are taken in decreasing similarity, ties by position (as a stable sort would).
-    Hand-written because scikit-learn's neighbour models cannot skip the NaN (unknown) entries
-    per row. Used by `knn` (shrink 0) and the gnn's neighbour terms.
-
-    Shapes: sim, values [P, N] -> [P].
-    """
-    out = np.zeros(len(sim))
-    k = min(k, sim.shape[1])
-    if k == 0:
-        return out
-    masked = np.where(np.isnan(values), -np.inf, sim)                     # [P, N]
-    top = np.argpartition(-masked, k - 1, axis=1)[:, :k]                  # [P, k]
-    # argpartition leaves the k unordered: order them as a stable descending sort would
-    top = np.take_along_axis(
-        top, np.lexsort((top, -np.take_along_axis(masked, top, axis=1)), axis=-1), axis=1)
-    weight = np.maximum(np.take_along_axis(masked, top, axis=1), 0.0)     # [P, k]
-    value = np.nan_to_num(np.take_along_axis(values, top, axis=1))        # [P, k]
-    total = weight.sum(1) + shrink
-    return np.divide((weight * value).sum(1), total, out=out, where=total > 0)

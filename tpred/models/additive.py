@@ -26,16 +26,12 @@ class AdditivePredictor:
 
     def fit(self, zoo: Zoo, train_pairs: pd.DataFrame) -> AdditivePredictor:
         acc = zoo.accuracy(train_pairs)                                   # [P]
-        model = train_pairs["model"].to_numpy()
-        dataset = train_pairs["dataset"].to_numpy()
-        self.mu_ = float(acc.mean())
-        self.dataset_effect_ = pd.Series(0.0, index=pd.unique(dataset))
-        self.model_effect_ = pd.Series(0.0, index=pd.unique(model))
-        for _ in range(self.num_iters):
-            resid = acc - self.mu_ - self.dataset_effect_[dataset].to_numpy()
-            self.model_effect_ = pd.Series(resid).groupby(model).mean()
-            resid = acc - self.mu_ - self.model_effect_[model].to_numpy()
-            self.dataset_effect_ = pd.Series(resid).groupby(dataset).mean()
+        src, models = pd.factorize(train_pairs["model"].to_numpy())
+        dst, datasets = pd.factorize(train_pairs["dataset"].to_numpy())
+        self.mu_, model_effect, dataset_effect = additive_effects(
+            src, dst, acc, len(models), len(datasets), num_iters=self.num_iters)
+        self.model_effect_ = pd.Series(model_effect, index=pd.Index(models, name="model"))
+        self.dataset_effect_ = pd.Series(dataset_effect, index=pd.Index(datasets, name="dataset"))
         return self
 
     def predict(self, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
@@ -45,6 +41,30 @@ class AdditivePredictor:
         m = self.model_effect_.reindex(pairs["model"].to_numpy()).fillna(0.0).to_numpy()
         d = self.dataset_effect_.reindex(pairs["dataset"].to_numpy()).fillna(0.0).to_numpy()
         return self.mu_ + m + d                                           # [P]
+
+
+def additive_effects(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: int,
+                     num_datasets: int, *, num_iters: int = 20
+                     ) -> tuple[float, np.ndarray, np.ndarray]:
+    """mu, model effects and dataset effects of acc ≈ mu + model[src] + dataset[dst].
+
+    mu is the mean accuracy; the effects are fitted by alternating least squares (each sweep:
+    every model's effect is the mean of its residual given the dataset effects, then the same
+    for datasets), starting from zero dataset effects. A node without pairs has effect 0. The
+    one implementation of the additive model: `AdditivePredictor` and the gnn's baseline
+    (`tpred.models.gnn.baseline`) both call it.
+
+    Shapes: src, dst, acc [P] (node numbers and accuracies) -> float, [num_models],
+        [num_datasets].
+    """
+    deg_m = np.maximum(np.bincount(src, minlength=num_models), 1)
+    deg_d = np.maximum(np.bincount(dst, minlength=num_datasets), 1)
+    mu = float(acc.mean())
+    model, dataset = np.zeros(num_models), np.zeros(num_datasets)
+    for _ in range(num_iters):
+        model = np.bincount(src, acc - mu - dataset[dst], num_models) / deg_m
+        dataset = np.bincount(dst, acc - mu - model[src], num_datasets) / deg_d
+    return mu, model, dataset
 
 
 @register("additive")

@@ -46,8 +46,14 @@ def register(name: str) -> Callable[[Callable[[TrainConfig], Predictor]],
     return deco
 
 
-def make_predictor(name: str, cfg: TrainConfig) -> Predictor:
+def make_predictor(name: str, cfg: TrainConfig, seed: int | None = None) -> Predictor:
     """An unfitted predictor by name; `score:<metric>` is the raw score `<metric>`.
+
+    Args:
+        name: a name of `PREDICTORS` or `score:<metric>`.
+        cfg: the run's config (predictor settings).
+        seed: given to a predictor with a `seed` hyper-parameter (the gnn); None keeps its
+            default. Deterministic predictors have none.
 
     Raises:
         ValueError: the name is not registered (the message lists the valid ones).
@@ -58,4 +64,12 @@ def make_predictor(name: str, cfg: TrainConfig) -> Predictor:
     if name not in PREDICTORS:
         raise ValueError(f"Could not resolve predictor {name!r} among choices "
                          f"{sorted(PREDICTORS) + ['score', 'score:<metric>']}")
-    return PREDICTORS[name](cfg)
+    predictor = PREDICTORS[name](cfg)
+    if seed is not None and hasattr(predictor, "seed"):
+        predictor.seed = seed
+    return predictor
+
+
+def is_seeded(name: str, cfg: TrainConfig) -> bool:
+    """Whether predictor `name` takes a seed (so that seeds give different fits)."""
+    return hasattr(make_predictor(name, cfg), "seed")

@@ -14,14 +14,18 @@ from tpred.models._inputs import (
     NO_FEATURES,
     NodeFeatures,
     check_ids_in_zoo,
-    cosine_similarity,
     dataset_zscores,
     encoder_for,
-    neighbour_mean,
     resolve_metrics,
 )
 from tpred.models.additive import AdditivePredictor
 from tpred.models.base import register
+from tpred.models.neighbours import (
+    cosine_similarity,
+    neighbour_mean,
+    neighbour_residuals,
+    residual_table,
+)
 
 
 class KNNPredictor:
@@ -77,8 +81,8 @@ class KNNPredictor:
         rows, self.model_ids_ = pd.factorize(train_pairs["model"].to_numpy())
         cols, self.dataset_ids_ = pd.factorize(train_pairs["dataset"].to_numpy())
         self.model_ids_, self.dataset_ids_ = pd.Index(self.model_ids_), pd.Index(self.dataset_ids_)
-        self.residual_ = np.full((len(self.model_ids_), len(self.dataset_ids_)), np.nan)
-        self.residual_[rows, cols] = resid                                # [M, D] NaN: no record
+        self.residual_ = residual_table(rows, cols, resid, len(self.model_ids_),
+                                        len(self.dataset_ids_))           # [M, D] NaN: no record
         self.model_inputs_ = NodeFeatures(self.model_features, self.encoder).fit(
             zoo.models, self.model_ids_)
         self.dataset_inputs_ = NodeFeatures(self.dataset_features, self.encoder).fit(
@@ -119,12 +123,10 @@ class KNNPredictor:
         b_d = np.where(pos_d >= 0, effect_d[pos_d],
                        self._neighbour_mean(sim_d, np.broadcast_to(effect_d, sim_d.shape)))
 
-        interaction = np.zeros(len(pairs))                                # [P]
-        seen = pos_m >= 0  # residuals of m on datasets like d
-        interaction[seen] = self._neighbour_mean(sim_d[seen], self.residual_[pos_m[seen]])
-        new_on_seen = ~seen & (pos_d >= 0)  # residuals on d of models like m
-        interaction[new_on_seen] = self._neighbour_mean(
-            sim_m[new_on_seen], self.residual_[:, pos_d[new_on_seen]].T)
+        # residuals of m on datasets like d; for a new model, on d of models like m
+        near = neighbour_residuals(self.residual_, pos_m, np.where(pos_m >= 0, -1, pos_d),
+                                   sim_d, sim_m, self.n_neighbors)        # [P, 2]
+        interaction = np.where(pos_m >= 0, near[:, 0], near[:, 1])        # [P]
         return add.mu_ + b_m + b_d + interaction                          # [P]
 
     def _neighbour_mean(self, sim: np.ndarray, values: np.ndarray) -> np.ndarray:

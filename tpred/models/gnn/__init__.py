@@ -1,0 +1,33 @@
+"""`gnn`: a heterogeneous graph network over the model–dataset graph (SCG4Trf, improved).
+
+The parts, one file each:
+
+- `conv.py`: `EdgeConv`, GAT / GATv2 / GraphSAGE message passing whose messages carry edge
+  features (PyG's attention layers use them in the logits only);
+- `network.py`: `GNNNet`, per-type input projection, `HeteroConv` layers of `EdgeConv` over the
+  records and score edges (both directions), the skip-combination of every layer's output, and
+  an MLP decoder on [z_model ‖ z_dataset ‖ pair inputs];
+- `baseline.py`: the additive baseline the decoder predicts a residual over (mu + model effect +
+  dataset effect on the message edges, each effect shrunk toward a prior regressed on node
+  features, so a cold node gets a level from its metadata);
+- `batch.py`: `RecordGraph` (the `HeteroData` of `tpred.graph.build_graph` and what batches
+  reuse) and `GNNBatch`, one forward pass's input: the message graph and, per queried pair,
+  [scores ‖ baseline terms ‖ neighbour residuals] (`tpred.models.neighbours`, shared with
+  `knn`), the baseline prediction and the target;
+- `trainer.py`: `train_network` (Adam on MSE, moving-average weights, early stopping on a
+  validation split of the training records) and the per-epoch split of the other records into
+  message and supervised edges that mimics every protocol;
+- `predictor.py`: `GNNPredictor` (fit, predict, embed), registered as `gnn`.
+
+The output is base + near · gate + decoder (residual mode, the default): an untrained network is
+the additive baseline plus a least-squares blend of the neighbour residuals, and training learns
+the rest. How each design was chosen (inner validation on training pairs only) is recorded in
+`bench/README.md`.
+"""
+
+from tpred.models.gnn.batch import GNNBatch, RecordGraph, make_batch
+from tpred.models.gnn.conv import EdgeConv
+from tpred.models.gnn.network import GNNNet
+from tpred.models.gnn.predictor import GNNPredictor
+
+__all__ = ["EdgeConv", "GNNBatch", "GNNNet", "GNNPredictor", "RecordGraph", "make_batch"]

@@ -1,0 +1,87 @@
+"""`GNNNet`: per-type input projection, heterogeneous message passing, skip-combination, decoder.
+
+Encoder: each node type's features are projected to `hidden_channels` (a type without features
+gets a learned constant), then `num_layers` `HeteroConv` layers of `EdgeConv` run over every edge
+type of the message graph (records and scores, both directions); the projection and every
+layer's output are concatenated (SCG4Trf's skip-combination). Decoder: an MLP on [z_model ‖
+z_dataset ‖ pair inputs]. In residual mode the output is base + near · gate + MLP, with the MLP's
+last layer starting at zero, so an untrained network is the additive baseline plus a linear
+blend of the neighbour residuals; otherwise it is a sigmoid of the MLP.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+from torch_geometric.nn import HeteroConv
+
+from tpred.config import GNNConfig
+from tpred.graph import DATASET, MODEL
+from tpred.models.gnn.batch import NUM_NEIGHBOUR_TERMS, GNNBatch
+from tpred.models.gnn.conv import EdgeConv
+
+
+class GNNNet(nn.Module):
+    """Encoder (projection, message passing, skip-concatenation) and MLP decoder.
+
+    Args:
+        num_features: input features per node type (0 allowed).
+        edge_dims: edge feature width per edge type used for message passing.
+        num_pair_features: decoder inputs per pair besides the two embeddings (the last
+            `NUM_NEIGHBOUR_TERMS` of them are the neighbour residuals the gate weighs).
+        config: hidden size, layers, heads, conv, dropout, residual.
+    """
+
+    def __init__(self, num_features: dict[str, int], edge_dims: dict[tuple[str, str, str], int],
+                 num_pair_features: int, config: GNNConfig) -> None:
+        super().__init__()
+        hidden, self.dropout, self.residual = (config.hidden_channels, config.dropout,
+                                               config.residual)
+        self.proj = nn.ModuleDict({t: nn.Linear(f, hidden) for t, f in num_features.items()
+                                   if f > 0})
+        self.const = nn.ParameterDict({t: nn.Parameter(torch.zeros(1, hidden))
+                                       for t, f in num_features.items() if f == 0})
+        self.convs = nn.ModuleList(
+            HeteroConv({et: EdgeConv(hidden, hidden, edge_dim=d, heads=config.heads,
+                                     kind=config.conv, dropout=config.dropout)
+                        for et, d in edge_dims.items()}, aggr="sum")
+            for _ in range(config.num_layers))
+        width = hidden * (config.num_layers + 1)
+        self.decoder = nn.Sequential(nn.Linear(2 * width + num_pair_features, hidden), nn.ReLU(),
+                                     nn.Dropout(config.dropout), nn.Linear(hidden, 1))
+        #: weights of the neighbour residual terms in the output (residual mode)
+        self.neighbour_gate = nn.Parameter(torch.zeros(NUM_NEIGHBOUR_TERMS))
+        if config.residual:  # start exactly at the additive baseline
+            nn.init.zeros_(self.decoder[-1].weight)
+            nn.init.zeros_(self.decoder[-1].bias)
+
+    def encode(self, graph: HeteroData) -> dict[str, Tensor]:
+        """Node embeddings [N_t, hidden * (num_layers + 1)] per type of the message graph."""
+        h = {}
+        for t, x in graph.x_dict.items():
+            if t in self.proj:
+                h[t] = self.proj[t](F.dropout(x, self.dropout, self.training))
+            else:
+                h[t] = self.const[t].expand(len(x), -1)
+        layers = [h]
+        edge_index, edge_attr = graph.edge_index_dict, graph.edge_attr_dict
+        for conv in self.convs:
+            out = conv(h, edge_index, edge_attr_dict=edge_attr)
+            h = {t: F.dropout(F.elu(out[t]), self.dropout, self.training) for t in h}
+            layers.append(h)
+        return {t: torch.cat([layer[t] for layer in layers], dim=-1) for t in h}
+
+    def decode(self, z: dict[str, Tensor], src: Tensor, dst: Tensor, pair_x: Tensor) -> Tensor:
+        """Raw decoder output [P] for pairs (src model, dst dataset)."""
+        inp = torch.cat([z[MODEL][src], z[DATASET][dst], pair_x], dim=-1)      # [P, 2Z + K]
+        return self.decoder(inp).squeeze(-1)
+
+    def forward(self, batch: GNNBatch) -> Tensor:
+        """Predicted accuracies of the batch's pairs [P] (unclipped in residual mode)."""
+        z = self.encode(batch.graph)
+        out = self.decode(z, batch.src, batch.dst, batch.pair_x)              # [P]
+        if not self.residual:
+            return torch.sigmoid(out)
+        return batch.base + batch.near @ self.neighbour_gate + out

@@ -1,0 +1,264 @@
+"""`GNNPredictor`: featurizers, graph, an ensemble of trained networks; fit, predict, embed."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from tpred.config import GNNConfig, NodeFeatureConfig
+from tpred.errors import NotFittedError
+from tpred.graph import (
+    DATASET,
+    MODEL,
+    RECORD,
+    REV_RECORD,
+    REV_SCORE,
+    SCORE,
+    build_graph,
+    score_features,
+    standardize_scores,
+)
+from tpred.models._inputs import NodeFeatures, check_ids_in_zoo, encoder_for, resolve_metrics
+from tpred.models.base import register
+from tpred.models.gnn.baseline import NUM_BASELINE_TERMS
+from tpred.models.gnn.batch import NUM_NEIGHBOUR_TERMS, RecordGraph, make_batch
+from tpred.models.gnn.network import GNNNet
+from tpred.models.gnn.trainer import (
+    draw_message_split,
+    member_seed,
+    torch_context,
+    train_network,
+    validation_split,
+)
+from tpred.models.neighbours import self_excluded_similarity
+
+if TYPE_CHECKING:
+    from tpred.config import TrainConfig
+    from tpred.data.zoo import Zoo
+
+PAIR = ["model", "dataset"]
+
+
+class GNNPredictor:
+    """`gnn`: a graph network over the model–dataset graph, residual over an additive baseline.
+
+    The decoder predicts the residual over an additive baseline (`baseline.fit_baseline`, with
+    a feature prior for cold nodes) fitted on the message edges, plus a learned blend of the
+    neighbour residuals (`batch.neighbour_terms`); see `tpred.models.gnn` for the parts.
+
+    Args:
+        config: hyper-parameters (`GNNConfig`).
+        model_features, dataset_features: node features per type (featurizers fitted on the
+            nodes of the training pairs only).
+        encoder: text encoder for text columns (None when there are none).
+        score_metrics: metrics used as score edges and decoder inputs; None uses every metric of
+            the zoo; ignored when `config.use_scores` is False.
+        seed: seeds the validation split, the edge splits, the initialisation and dropout;
+            ensemble member k uses a seed derived from (seed, k).
+
+    Attributes (after fit): `members_` (state dicts), `model_features_`, `dataset_features_`
+        (fitted), `model_x_`, `dataset_x_` (features of the fitted zoo's nodes), `metrics_`,
+        `zoo_` (metadata and scores; its records are read only through `train_pairs_`),
+        `train_pairs_`, `epochs_` (best epoch per member).
+    """
+
+    def __init__(self, config: GNNConfig | None = None,
+                 model_features: NodeFeatureConfig | None = None,
+                 dataset_features: NodeFeatureConfig | None = None, encoder=None,
+                 score_metrics: Sequence[str] | None = None, seed: int = 0) -> None:
+        self.config = config if config is not None else GNNConfig()
+        self.model_features = model_features if model_features is not None \
+            else NodeFeatureConfig()
+        self.dataset_features = dataset_features if dataset_features is not None \
+            else NodeFeatureConfig()
+        self.encoder = encoder
+        self.score_metrics = score_metrics
+        self.seed = seed
+
+    # ------------------------------------------------------------------------------- fit
+    def fit(self, zoo: Zoo, train_pairs: pd.DataFrame) -> GNNPredictor:
+        """Fit featurizers (training nodes only), then `config.ensemble` networks.
+
+        Raises:
+            ValueError: no training pairs, a training pair without a record, or an unknown
+                score metric.
+        """
+        if len(train_pairs) == 0:
+            raise ValueError("GNNPredictor.fit: train_pairs is empty")
+        train_pairs = train_pairs[PAIR].reset_index(drop=True)
+        zoo.accuracy(train_pairs)  # raises, naming the pair, when one has no record
+        cfg = self.config
+        self.metrics_ = (resolve_metrics(zoo, self.score_metrics, "GNNPredictor")
+                         if cfg.use_scores else [])
+        models = pd.unique(train_pairs["model"])
+        datasets = pd.unique(train_pairs["dataset"])
+        self.model_features_ = NodeFeatures(self.model_features, self.encoder).fit(zoo.models,
+                                                                                   models)
+        self.dataset_features_ = NodeFeatures(self.dataset_features, self.encoder).fit(
+            zoo.datasets, datasets)
+        self.zoo_, self.train_pairs_ = zoo, train_pairs
+        self.model_x_, self.dataset_x_ = self._features(zoo)
+        self.center_ = {  # node features are centred on the training nodes for similarities
+            MODEL: self.model_x_[zoo.model_ids.get_indexer(models)].mean(0),
+            DATASET: self.dataset_x_[zoo.dataset_ids.get_indexer(datasets)].mean(0)}
+        graph = self._graph(zoo, train_pairs, self.model_x_, self.dataset_x_)
+        self.num_features_ = {t: int(graph.data[t].x.shape[1]) for t in (MODEL, DATASET)}
+        self.members_, self.epochs_ = [], []
+        with torch_context(cfg.num_threads):
+            for k in range(cfg.ensemble):
+                state, epoch = self._fit_member(graph, member_seed(self.seed, k))
+                self.members_.append(state)
+                self.epochs_.append(epoch)
+        return self
+
+    def _fit_member(self, g: RecordGraph, seed: int) -> tuple[dict[str, Tensor], int]:
+        """One network: validation split, epoch draws, `train_network`."""
+        cfg = self.config
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        net = self._net()
+        is_val = validation_split(g.rec_dst, cfg.val_fraction, rng)
+        fit_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+        pair_scores = self._pair_scores(self.zoo_, g)                          # [E, 2S]
+        batch = functools.partial(make_batch, g, pair_scores=pair_scores,
+                                  neighbors=cfg.neighbors)
+        val_batch = batch(fit_idx, target=val_idx) if len(val_idx) else None
+
+        def draw():
+            msg, sup = draw_message_split(g.rec_src, g.rec_dst, fit_idx, len(g.model_index),
+                                          len(g.dataset_index), rng)
+            return batch(msg, target=sup)
+
+        return train_network(net, draw, val_batch, cfg)
+
+    # ---------------------------------------------------------------------------- predict
+    def predict(self, pairs: pd.DataFrame, zoo: Zoo | None = None, *,
+                return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Predicted accuracies in [0, 1] [P] (the mean over ensemble members).
+
+        Args:
+            pairs: columns `model, dataset`.
+            zoo: None predicts in the fitted zoo with the training records as message edges.
+                A zoo (e.g. the fitted zoo plus new models/datasets) is used inductively: its
+                nodes go through the fitted featurizers, its scores become score edges and its
+                records message edges. Either way the records of `pairs` themselves are left
+                out of the message edges: a pair's accuracy is never the input of its own
+                prediction (so ask for the unknown pairs; asking for every pair at once predicts
+                every pair as if nothing were known).
+            return_std: also return the standard deviation across ensemble members [P]
+                (zeros for a single member).
+
+        Raises:
+            NotFittedError: before `fit`.
+            ValueError: a pair naming an id the zoo does not describe.
+        """
+        if not hasattr(self, "members_"):
+            raise NotFittedError("GNNPredictor is not fitted; call fit(zoo, train_pairs)")
+        pairs = pairs[PAIR].reset_index(drop=True)
+        if zoo is None:
+            zoo, known = self.zoo_, self.train_pairs_
+        else:
+            if unknown := sorted(set(self.metrics_) - set(zoo.score_metrics)):
+                raise ValueError(f"GNNPredictor.predict: the zoo lacks score metric(s) {unknown} "
+                                 f"the predictor was fitted with ({self.metrics_})")
+            known = zoo.known_pairs()
+        check_ids_in_zoo(pairs, zoo, "GNNPredictor.predict")
+        model_x, dataset_x = ((self.model_x_, self.dataset_x_) if zoo is self.zoo_
+                              else self._features(zoo))
+        own = pd.MultiIndex.from_frame(known).isin(pd.MultiIndex.from_frame(pairs))
+        g = self._graph(zoo, known[~own].reset_index(drop=True), model_x, dataset_x)
+        src = g.model_index.get_indexer(pairs["model"].to_numpy())
+        dst = g.dataset_index.get_indexer(pairs["dataset"].to_numpy())
+        scores = score_features(standardize_scores(zoo, pairs, self.metrics_))  # [P, 2S]
+        preds = []
+        with torch_context(self.config.num_threads), torch.no_grad():
+            batch = make_batch(g, np.arange(len(g.rec_acc)), scores,
+                               neighbors=self.config.neighbors, query=(src, dst))
+            net = self._net()
+            for state in self.members_:
+                net.load_state_dict(state)
+                net.eval()
+                preds.append(net(batch).numpy().astype(np.float64))
+        stacked = np.clip(np.stack(preds), 0.0, 1.0)                          # [K, P]
+        mean = stacked.mean(axis=0)
+        if return_std:
+            return mean, stacked.std(axis=0)
+        return mean
+
+    def embed(self, zoo: Zoo | None = None, *, member: int = 0
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Node embeddings (the skip-combined encoder output the decoder reads).
+
+        Args:
+            zoo: None embeds the fitted zoo with its training records as message edges; a zoo
+                (e.g. with new nodes) is embedded inductively with all its records as edges.
+            member: which ensemble member's network.
+
+        Shapes: -> models [M, Z], datasets [D, Z] (Z = hidden_channels · (num_layers + 1)).
+        """
+        if not hasattr(self, "members_"):
+            raise NotFittedError("GNNPredictor is not fitted; call fit(zoo, train_pairs)")
+        if zoo is None:
+            zoo, known, (model_x, dataset_x) = self.zoo_, self.train_pairs_, (self.model_x_,
+                                                                             self.dataset_x_)
+        else:
+            known, (model_x, dataset_x) = zoo.known_pairs(), self._features(zoo)
+        g = self._graph(zoo, known.reset_index(drop=True), model_x, dataset_x)
+        one = np.zeros(1, dtype=np.int64)
+        scores = np.zeros((1, 2 * len(self.metrics_)))
+        batch = make_batch(g, np.arange(len(g.rec_acc)), scores, neighbors=self.config.neighbors,
+                           query=(one, one))
+        with torch_context(self.config.num_threads), torch.no_grad():
+            net = self._net()
+            net.load_state_dict(self.members_[member])
+            net.eval()
+            z = net.encode(batch.graph)
+        return (pd.DataFrame(z[MODEL].numpy(), index=pd.Index(zoo.model_ids, name="model")),
+                pd.DataFrame(z[DATASET].numpy(),
+                             index=pd.Index(zoo.dataset_ids, name="dataset")))
+
+    def predict_std(self, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
+        """Standard deviation of the members' predictions [P] (0 for `ensemble=1`)."""
+        return self.predict(pairs, zoo, return_std=True)[1]
+
+    # ---------------------------------------------------------------------------- helpers
+    def _net(self) -> GNNNet:
+        s2 = 2 * len(self.metrics_)
+        edge_dims: dict[tuple[str, str, str], int] = {RECORD: 2, REV_RECORD: 2}
+        if self.metrics_:
+            edge_dims.update({SCORE: s2, REV_SCORE: s2})
+        return GNNNet(self.num_features_, edge_dims,
+                      s2 + NUM_BASELINE_TERMS + NUM_NEIGHBOUR_TERMS, self.config)
+
+    def _features(self, zoo: Zoo) -> tuple[np.ndarray, np.ndarray]:
+        """Every node of `zoo` through the fitted featurizers: [num_models, F_m], [.., F_d]."""
+        return (self.model_features_.transform(zoo.models, zoo.model_ids),
+                self.dataset_features_.transform(zoo.datasets, zoo.dataset_ids))
+
+    def _graph(self, zoo: Zoo, edge_pairs: pd.DataFrame, model_x: np.ndarray,
+               dataset_x: np.ndarray) -> RecordGraph:
+        """`zoo`'s graph with `edge_pairs` as records (`build_graph`) and its similarities."""
+        data = build_graph(zoo, edge_pairs, model_x, dataset_x, model_index=zoo.model_ids,
+                           dataset_index=zoo.dataset_ids, score_metrics=self.metrics_)
+        x = {MODEL: np.asarray(model_x, np.float64), DATASET: np.asarray(dataset_x, np.float64)}
+        gram = {t: (v @ v.T if v.shape[1] else None) for t, v in x.items()}
+        similarity = {t: self_excluded_similarity(v - self.center_[t]) for t, v in x.items()}
+        return RecordGraph(data, zoo.model_ids, zoo.dataset_ids, gram, similarity)
+
+    def _pair_scores(self, zoo: Zoo, g: RecordGraph) -> np.ndarray:
+        """Decoder score inputs of every record edge of `g` [E, 2S]."""
+        pairs = pd.DataFrame({"model": g.model_index[g.rec_src],
+                              "dataset": g.dataset_index[g.rec_dst]})
+        return score_features(standardize_scores(zoo, pairs, self.metrics_))
+
+
+@register("gnn")
+def _make_gnn(cfg: TrainConfig) -> GNNPredictor:
+    return GNNPredictor(cfg.gnn, cfg.model_features, cfg.dataset_features,
+                        encoder=encoder_for(cfg), score_metrics=cfg.score_metrics)

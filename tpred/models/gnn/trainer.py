@@ -1,0 +1,169 @@
+"""Training one gnn network: edge splits that mimic the protocols, EMA weights, early stopping.
+
+`train_network` is the loop; it asks a `draw` callable for each epoch's batch, so the way batches
+are made (full graph here) can change without touching it. Per member (`GNNPredictor`):
+
+- a validation split (`validation_split`, `val_fraction` of the training records) is never a
+  message edge while training and decides early stopping; test pairs are never edges at all;
+- the rest is re-split every epoch into message and supervised edges, disjoint
+  (`draw_message_split`, as PyG's link prediction with `disjoint_train_ratio`), so a pair's own
+  accuracy is never the input when it is the target. Each dataset draws its own supervised share
+  q ~ U(0, 1), so the network sees datasets with every number of known models, cold ones
+  included; each model loses all its message edges with probability `MODEL_COLD_PROB`;
+- the weights validated and kept are an exponential moving average of the trained ones.
+
+Deterministic on CPU: `torch_context` makes a private torch RNG state, deterministic algorithms
+and a fixed thread count (one by default: the graphs are small, and a second thread costs more
+in synchronisation than it saves, badly so on a busy machine).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tpred.config import GNNConfig
+from tpred.models.gnn.batch import NUM_NEIGHBOUR_TERMS, GNNBatch
+from tpred.models.gnn.network import GNNNet
+
+#: per epoch, the probability that a model's records are all supervised (none a message edge),
+#: so that the network also learns cold models
+MODEL_COLD_PROB = 0.1
+#: decay of the exponential moving average of the weights that is validated and kept (single
+#: fits were unstable from seed to seed; the average is as good as an ensemble of three)
+EMA_DECAY = 0.97
+#: the neighbour terms' output weights start at a least-squares fit (`fit_gate`) over this
+#: many training draws, with this ridge (relative to the number of pairs)
+GATE_FIT_DRAWS = 5
+GATE_RIDGE = 1e-3
+#: share of the validation records that are whole datasets (cold) rather than single records
+VAL_COLD_SHARE = 0.0
+#: a validation loss must fall by more than this to count as an improvement
+MIN_IMPROVEMENT = 1e-7
+
+
+def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch | None,
+                  config: GNNConfig) -> tuple[dict[str, Tensor], int]:
+    """Train `net` on `draw()`'s batches (MSE, Adam); return the kept weights and their epoch.
+
+    The neighbour gate starts at `fit_gate` over `GATE_FIT_DRAWS` draws (residual mode with
+    neighbours). Each epoch trains on one fresh batch and updates the moving average of the
+    weights; the average is scored on `val_batch`, and training stops after `config.patience`
+    epochs without improvement. Without a validation batch the average after `max_epochs`
+    epochs is kept.
+
+    Returns:
+        (state dict of the kept averaged network, its 1-based epoch).
+    """
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.residual and config.neighbors:
+        with torch.no_grad():
+            net.neighbour_gate.copy_(fit_gate([draw() for _ in range(GATE_FIT_DRAWS)]))
+    avg = copy.deepcopy(net)  # exponential moving average of the weights: validated, kept
+    best, best_loss, best_epoch, bad = None, np.inf, 0, 0
+    for epoch in range(config.max_epochs):
+        batch = draw()
+        net.train()
+        opt.zero_grad()
+        loss = F.mse_loss(net(batch), batch.y)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for a, p in zip(avg.parameters(), net.parameters(), strict=True):
+                a.lerp_(p, 1.0 - EMA_DECAY)
+        if val_batch is None:
+            continue
+        avg.eval()
+        with torch.no_grad():
+            val_loss = float(F.mse_loss(avg(val_batch), val_batch.y))
+        if val_loss < best_loss - MIN_IMPROVEMENT:
+            best_loss, best_epoch, bad = val_loss, epoch + 1, 0
+            best = copy.deepcopy(avg.state_dict())
+        else:
+            bad += 1
+            if bad >= config.patience:
+                break
+    if best is None:
+        best, best_epoch = copy.deepcopy(avg.state_dict()), config.max_epochs
+    return best, best_epoch
+
+
+def fit_gate(batches: list[GNNBatch]) -> Tensor:
+    """Least-squares weights of the neighbour terms for the residual y − base [NUM_NEIGHBOUR_TERMS].
+
+    Stacked over training draws, with ridge `GATE_RIDGE` × pairs; the network then starts at
+    base + near @ gate, the best linear blend of the baseline and the neighbour residuals,
+    instead of a fixed guess (the gate then trains with the rest).
+    """
+    near = torch.cat([b.near for b in batches]).double()                   # [P, 2]
+    resid = torch.cat([b.y - b.base for b in batches]).double()            # [P]
+    gram = near.T @ near + GATE_RIDGE * len(near) * torch.eye(NUM_NEIGHBOUR_TERMS,
+                                                              dtype=torch.float64)
+    return torch.linalg.solve(gram, near.T @ resid).float()
+
+
+def draw_message_split(rec_src: np.ndarray, rec_dst: np.ndarray, fit_idx: np.ndarray,
+                       num_models: int, num_datasets: int, rng: np.random.Generator
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's split of the record edges `fit_idx` into (message, supervised), disjoint.
+
+    Each dataset draws its supervised share q ~ U(0, 1); each model is cold (all its edges
+    supervised) with probability `MODEL_COLD_PROB`; at least one edge is supervised.
+
+    Shapes: rec_src, rec_dst [E]; fit_idx [F] -> two position arrays partitioning fit_idx.
+    """
+    q = rng.random(num_datasets)                                  # supervised share per dataset
+    cold_model = rng.random(num_models) < MODEL_COLD_PROB
+    sup = (rng.random(len(fit_idx)) < q[rec_dst[fit_idx]]) | cold_model[rec_src[fit_idx]]
+    if not sup.any():
+        sup[rng.integers(len(fit_idx))] = True
+    return fit_idx[~sup], fit_idx[sup]
+
+
+def validation_split(dst: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Validation mask over record edges [E]: about `fraction` of them, none if too few remain.
+
+    `VAL_COLD_SHARE` of the validation records are every record of whole datasets (so early
+    stopping also sees cold datasets), the rest single records drawn at random.
+    """
+    num_edges = len(dst)
+    num_val = int(round(fraction * num_edges))
+    is_val = np.zeros(num_edges, dtype=bool)
+    if num_val == 0 or num_edges - num_val < 2:
+        return is_val
+    if target := int(round(VAL_COLD_SHARE * num_val)):
+        for d in rng.permutation(np.unique(dst)):
+            if is_val.sum() >= target:
+                break
+            is_val[dst == d] = True
+    rest = np.flatnonzero(~is_val)
+    missing = max(num_val - int(is_val.sum()), 0)
+    is_val[rng.permutation(rest)[:missing]] = True
+    if (~is_val).sum() < 2:  # whole datasets overshot: keep at least two records to fit
+        is_val[np.flatnonzero(is_val)[:2]] = False
+    return is_val
+
+
+def member_seed(seed: int, k: int) -> int:
+    """Seed of ensemble member k (member 0 of seed s differs from member 1 of seed s − 1)."""
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+@contextmanager
+def torch_context(num_threads: int | None) -> Iterator[None]:
+    """Deterministic CPU algorithms, the given thread count and a private global RNG state."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.use_deterministic_algorithms(True)
+        torch.set_num_threads(num_threads or 1)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(deterministic)
+            torch.set_num_threads(threads)

@@ -1,0 +1,105 @@
+"""Neighbour residuals shared by `knn` and the gnn's neighbour terms.
+
+Both correct an additive baseline by what similar nodes deviate from it: for a pair (m, d), the
+similarity-weighted residual of model m on the datasets most like d, and of the models most like
+m on dataset d. Only the similarities and the residual table differ between the two (`knn`
+averages feature and score cosines over training nodes; the gnn uses feature cosines over every
+node and the residuals of the current message edges).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics.pairwise import cosine_similarity as _cosine
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of rows; a zero row is similar to nothing (0).
+
+    Shapes: a [Q, F], b [N, F] -> [Q, N].
+    """
+    if a.shape[1] == 0:
+        return np.zeros((len(a), len(b)))
+    return _cosine(a, b)
+
+
+def self_excluded_similarity(x: np.ndarray) -> np.ndarray | None:
+    """Cosine similarity of the rows of `x` with the diagonal at -inf (None: no features).
+
+    The -inf keeps a node from ever being its own neighbour in `neighbour_mean`.
+
+    Shapes: x [N, F] -> [N, N].
+    """
+    if x.shape[1] == 0:
+        return None
+    sim = cosine_similarity(x, x)
+    np.fill_diagonal(sim, -np.inf)
+    return sim
+
+
+def neighbour_mean(sim: np.ndarray, values: np.ndarray, k: int, *, shrink: float = 0.0
+                   ) -> np.ndarray:
+    """Per row, the max(sim, 0)-weighted mean of `values` over its k most similar non-NaN
+    entries: sum(w v) / (sum(w) + shrink); 0 where the denominator is 0.
+
+    The k are taken in decreasing similarity, ties by position (as a stable sort would).
+    Hand-written because scikit-learn's neighbour models cannot skip the NaN (unknown) entries
+    per row. Each row is computed on its own (no value depends on another row).
+
+    Shapes: sim, values [P, N] -> [P].
+    """
+    out = np.zeros(len(sim))
+    k = min(k, sim.shape[1])
+    if k == 0:
+        return out
+    masked = np.where(np.isnan(values), -np.inf, sim)                     # [P, N]
+    top = np.argpartition(-masked, k - 1, axis=1)[:, :k]                  # [P, k]
+    # argpartition leaves the k unordered: order them as a stable descending sort would
+    top = np.take_along_axis(
+        top, np.lexsort((top, -np.take_along_axis(masked, top, axis=1)), axis=-1), axis=1)
+    weight = np.maximum(np.take_along_axis(masked, top, axis=1), 0.0)     # [P, k]
+    value = np.nan_to_num(np.take_along_axis(values, top, axis=1))        # [P, k]
+    total = weight.sum(1) + shrink
+    return np.divide((weight * value).sum(1), total, out=out, where=total > 0)
+
+
+def residual_table(src: np.ndarray, dst: np.ndarray, residual: np.ndarray, num_models: int,
+                   num_datasets: int) -> np.ndarray:
+    """Residuals of known pairs as a models × datasets table, NaN where no pair is known.
+
+    Shapes: src, dst, residual [E] -> [num_models, num_datasets].
+    """
+    table = np.full((num_models, num_datasets), np.nan)
+    table[src, dst] = residual
+    return table
+
+
+def neighbour_residuals(table: np.ndarray, model_pos: np.ndarray, dataset_pos: np.ndarray,
+                        dataset_sim: np.ndarray | None, model_sim: np.ndarray | None, k: int,
+                        *, shrink: float = 0.0) -> np.ndarray:
+    """The two neighbour residuals of each pair (m, d).
+
+    Column 0: `neighbour_mean` of row m of `table` (m's residuals on every dataset) weighted by
+    d's similarity to those datasets, i.e. m's residual on the k datasets most like d where m has
+    one. Column 1: the same over the models most like m that have a residual on d. A column is 0
+    where its position is -1 (a node without a row/column in `table`) or its similarity is None.
+
+    Args:
+        table: residuals [M, D], NaN where unknown (`residual_table`).
+        model_pos, dataset_pos: each pair's row and column in `table` [P] (-1: none).
+        dataset_sim: each pair's dataset's similarity to the table's datasets [P, D].
+        model_sim: each pair's model's similarity to the table's models [P, M].
+        k, shrink: as in `neighbour_mean`.
+
+    Shapes: -> [P, 2].
+    """
+    out = np.zeros((len(model_pos), 2))
+    if dataset_sim is not None:
+        rows = model_pos >= 0
+        out[rows, 0] = neighbour_mean(dataset_sim[rows], table[model_pos[rows]], k,
+                                      shrink=shrink)
+    if model_sim is not None:
+        rows = dataset_pos >= 0
+        out[rows, 1] = neighbour_mean(model_sim[rows], table[:, dataset_pos[rows]].T, k,
+                                      shrink=shrink)
+    return out
