@@ -66,7 +66,7 @@ def child(zoo_dir: Path, method: str, seed: int) -> dict:
     from tpred.errors import UndefinedMetricWarning
     from tpred.evaluation.metrics import summarize
     from tpred.evaluation.protocols import make_splits
-    from tpred.evaluation.run import build_predictor
+    from tpred.models import make_predictor
 
     cfg = TrainConfig.from_yaml(zoo_dir / "config.yaml")
     zoo = load_zoo(cfg.data, model_features=cfg.model_features,
@@ -74,7 +74,7 @@ def child(zoo_dir: Path, method: str, seed: int) -> dict:
     split = make_splits("cold-dataset", zoo, seed, cfg.protocol)[0]
     rss_loaded = _peak_rss_mb()
     start = time.perf_counter()
-    predictor = build_predictor(method, cfg, seed).fit(zoo, split.train)
+    predictor = make_predictor(method, cfg, seed).fit(zoo, split.train)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     predicted = np.asarray(predictor.predict(split.test), dtype=np.float64)
