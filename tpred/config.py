@@ -175,7 +175,7 @@ class TrainConfig:
     model_features: NodeFeatureConfig = field(default_factory=NodeFeatureConfig)
     dataset_features: NodeFeatureConfig = field(default_factory=NodeFeatureConfig)
     text: TextConfig = field(default_factory=TextConfig)
-    methods: tuple[str, ...] = ("additive", "lr", "mf", "knn", "score", "gnn")
+    methods: tuple[str, ...] = ("additive", "zmean", "lr", "mf", "knn", "score", "gnn")
     protocols: tuple[ProtocolName, ...] = ("cold-dataset", "random")
     seeds: tuple[int, ...] = (0, 1, 2)
     score_metrics: tuple[str, ...] | None = None
