@@ -9,3 +9,7 @@ class NotFittedError(ValueError, AttributeError):
 
 class UndefinedMetricWarning(UserWarning):
     """A metric is undefined for a group (one element, a constant column): the value is NaN."""
+
+
+class UntrustedFileError(ValueError):
+    """A file would run code when read (a pickle) and the caller did not pass `trust=True`."""
