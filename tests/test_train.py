@@ -75,7 +75,7 @@ def test_outputs_are_written_beside_the_metrics(tiny_run):
     assert not cold.duplicated(["seed", "model", "dataset"]).any()
     flat = pd.read_csv(tiny_run / "metrics.csv")
     assert len(flat) == len(json.loads((tiny_run / "metrics.json").read_text())["results"])
-    assert (tiny_run / "checkpoint.pkl").stat().st_size > 0
+    assert (tiny_run / "checkpoint" / "manifest.json").stat().st_size > 0
     assert sorted(p.name for p in (tiny_run / "plots").glob("*.png")) == [
         "pred_vs_true_cold-dataset.png", "pred_vs_true_random-0.4.png",
         "spearman_cold-dataset.png", "spearman_random-0.4.png"]
@@ -96,7 +96,7 @@ def test_set_overrides_config_entries(tiny_config, tmp_path):
     rows = pd.read_csv(out / "tiny" / "metrics.csv")
     assert set(rows["method"]) == {"additive"} and set(rows["protocol"]) == {"cold-dataset"}
     assert (rows["n"] == 1).all()
-    assert not (out / "tiny" / "checkpoint.pkl").exists()
+    assert not (out / "tiny" / "checkpoint").exists()
 
 
 def test_fit_only_writes_the_checkpoint_without_evaluating(tiny_config, tmp_path):

@@ -51,9 +51,11 @@ import numpy as np
 import pandas as pd
 
 from tpred.checkpoint import (
+    CHECKPOINT_NAME,
     Calibration,
     ensemble_predict,
     load_checkpoint,
+    save_checkpoint,
 )
 from tpred.config import NodeFeatureConfig, TrainConfig
 from tpred.data.ids import check_known_ids
@@ -84,15 +86,26 @@ PREDICTION_COLUMNS = ["model", "dataset", "predicted", "std"]
 RANKING_COLUMNS = ["dataset", "rank", "model", "predicted", "std", "known"]
 
 
-def load(path: str | Path) -> Run:
-    """Load a run folder (or its `checkpoint.pkl`) written by `python -m tpred.train`.
+def load(path: str | Path, *, trust: bool = False, progress: bool = False) -> Run:
+    """Load a run folder (or its `checkpoint/` folder) written by `python -m tpred.train`.
+
+    Reading a checkpoint folder runs no code from its files (`tpred.checkpoint`). An old
+    checkpoint (`checkpoint.pkl`, a pickle) runs whatever code it holds when unpickled, so it
+    is loaded only with `trust=True`, for a file you made or trust.
+
+    Args:
+        path: the run folder, its `checkpoint/` folder, or an old `checkpoint.pkl`.
+        trust: allow unpickling an old pickle checkpoint.
+        progress: a progress bar while the fitted methods are re-derived.
 
     Raises:
+        UntrustedFileError: (a ValueError) a pickle checkpoint without `trust=True`.
         ValueError: no checkpoint there, or not a tpred checkpoint.
     """
-    payload = load_checkpoint(Path(path))
+    payload = load_checkpoint(Path(path), trust=trust, progress=progress)
+    folder = payload["path"].parent
     return Run(payload["config"], payload["zoo"], payload["ensembles"],
-               payload.get("calibration", {}), path=payload["path"].parent)
+               payload.get("calibration", {}), path=folder)
 
 
 @dataclass(frozen=True, eq=False)
@@ -163,6 +176,18 @@ class Run:
     def __repr__(self) -> str:
         return (f"Run(path={str(self.path)!r}, methods={self.methods}, seeds="
                 f"{list(self.config.seeds)}, zoo={self.zoo!r})")
+
+    def save(self, path: str | Path) -> Path:
+        """Write the run's checkpoint (the safe folder format of `tpred.checkpoint`).
+
+        Args:
+            path: a run folder (the checkpoint goes to `<path>/checkpoint/`).
+
+        Returns:
+            The checkpoint folder.
+        """
+        return save_checkpoint(Path(path) / CHECKPOINT_NAME, self.config, self.zoo,
+                               self.ensembles, self.calibration)
 
     @property
     def methods(self) -> list[str]:

@@ -14,3 +14,7 @@ class UndefinedMetricWarning(UserWarning):
 class SaturatedScoreWarning(UserWarning):
     """A score's value is fixed by the shapes of its inputs, not by their content (H-score with
     at least as many feature dimensions as samples is C − 1): it ranks nothing."""
+
+
+class UntrustedFileError(ValueError):
+    """A file would run code when read (a pickle) and the caller did not pass `trust=True`."""

@@ -39,7 +39,7 @@ def _fit_run(zoo_root, out, held_out=()):
     zoo = Zoo.from_frames(zoo.models, keep(zoo.datasets.reset_index()), keep(zoo.records),
                           keep(zoo.scores))
     out.mkdir(parents=True)
-    save_checkpoint(out / "checkpoint.pkl", cfg, zoo, fit_all(zoo, cfg, ["gnn"], progress=False))
+    save_checkpoint(out / "checkpoint", cfg, zoo, fit_all(zoo, cfg, ["gnn"], progress=False))
     return out
 
 

@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True,
-                        help="run folder of `python -m tpred.train` (holds checkpoint.pkl)")
+                        help="run folder of `python -m tpred.train` (holds checkpoint/)")
+    parser.add_argument("--trust", action="store_true",
+                        help="allow an old pickle checkpoint (checkpoint.pkl): unpickling runs "
+                             "the code it holds, so only for a file you made or trust")
     parser.add_argument("--dataset", required=True,
                         help="dataset id: one of the run's, or a new one (then give --data)")
     parser.add_argument("--data", default=None,
@@ -99,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          lr=args.lr, optimizer=args.optimizer, tradeoff=args.tradeoff,
                          temperature=args.temperature, eval_every=args.eval_every,
                          seed=args.seed)
-        run = tpred.load(args.run)
+        run = tpred.load(args.run, trust=args.trust)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             done = tune_from_run(run, args.dataset, data=args.data, num_teachers=args.teachers,
