@@ -81,7 +81,7 @@ def test_a_blank_number_becomes_the_median_of_the_training_nodes(run, zoo, new_d
 
 
 def test_cli_prints_the_imputation_once(run, new_datasets, tmp_path, capsys):
-    save_checkpoint(tmp_path / "checkpoint.pkl", run.config, run.zoo, run.ensembles)
+    save_checkpoint(tmp_path / "checkpoint", run.config, run.zoo, run.ensembles)
     path = tmp_path / "new.csv"
     new_datasets.to_csv(path, index=False)
     assert predict_main(["--run", str(tmp_path), "--datasets", str(path), "--method", "lr",

@@ -105,14 +105,14 @@ def test_fit_only_writes_the_checkpoint_without_evaluating(tiny_config, tmp_path
     out = tmp_path / "fit"
     assert main(["--config", str(tiny_config), "--quiet", "--fit-only", "--set",
                  f"output_dir={out}", "--set", "methods=[zmean, knn]"]) == 0
-    assert sorted(p.name for p in (out / "tiny").iterdir()) == ["checkpoint.pkl", "config.yaml"]
+    assert sorted(p.name for p in (out / "tiny").iterdir()) == ["checkpoint", "config.yaml"]
     run = tpred.load(out / "tiny")
     assert run.methods == ["knn", "zmean"]
     # protocols: [] in the config does the same
     again = tmp_path / "empty"
     assert main(["--config", str(tiny_config), "--quiet", "--set", "protocols=[]", "--set",
                  f"output_dir={again}", "--set", "methods=[zmean]"]) == 0
-    assert (again / "tiny" / "checkpoint.pkl").is_file()
+    assert (again / "tiny" / "checkpoint").is_dir()
 
 
 def test_fit_only_without_checkpoint_is_an_error(tiny_config, capsys):

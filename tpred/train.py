@@ -16,7 +16,7 @@ seeds) and writes to <output_dir>/<name>/:
   config.yaml      the configuration actually used
 
 With --fit-only (or `protocols: []` in the config) nothing is evaluated: every method is fitted
-on all records and only checkpoint.pkl and config.yaml are written, e.g. to predict for new
+on all records and only checkpoint/ and config.yaml are written, e.g. to predict for new
 datasets with `python -m tpred.predict`.
 
 Metrics: pearson, spearman, kendall, weighted_tau, top1_regret (per held-out dataset, then
