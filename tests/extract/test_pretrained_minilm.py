@@ -3,8 +3,9 @@ against the same architecture with random weights, on templated sentences whose 
 use topic words no training sentence uses: a linear probe on real features generalises to the
 unseen words, one on random features can only memorise the training tokens.
 
-LogME on the training split alone is not checked here: on such small, templated data it can
-favour the random features (they separate the memorised training tokens well)."""
+LogME (training split only) is not asserted: on small templated data it can favour random
+features, which separate the memorised training tokens well. On this set it measured 1.35 for
+the real features and 0.52-0.56 for random weights of seeds 0-2."""
 
 from __future__ import annotations
 
