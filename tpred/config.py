@@ -109,6 +109,9 @@ class GNNConfig:
     ensemble: int = 1
     neighbors: int = 10
     num_threads: int | None = None
+    #: targets per training step on mini-batches with sampled neighbourhoods
+    #: (tpred/models/gnn/minibatch.py); None: full batch unless the graph is large
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         _check_choice(self, "conv", ConvName)
@@ -120,6 +123,8 @@ class GNNConfig:
             raise ValueError(f"GNNConfig.ensemble must be >= 1, got {self.ensemble}")
         if self.neighbors < 0:
             raise ValueError(f"GNNConfig.neighbors must be >= 0, got {self.neighbors}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"GNNConfig.batch_size must be >= 1 or None, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
