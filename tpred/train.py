@@ -7,15 +7,18 @@ seeds) and writes to <output_dir>/<name>/:
   metrics.json     {"config": {...}, "results": [{"method", "protocol", "metric", "mean", "std",
                    "n"}, ...], "runtime_s": {method: seconds}}
   metrics.csv      the same results, flat; metrics_per_seed.csv: one value per seed
-  predictions.csv  method, protocol, seed, fold, model, dataset, true, predicted
+  predictions.csv  method, protocol, seed, fold, model, dataset, true, predicted; appended as
+                   each method and seed is scored (predictions.parquet with --predictions
+                   parquet; with --no-plots no more than one method and seed is held in memory)
   plots/           predicted vs true per method; per-dataset Spearman per method
-  checkpoint.pkl   every method fitted on all known records once per seed (the ensemble behind
-                   the std of a prediction), with fitted featurizers, the std calibration and
-                   the config (read by `python -m tpred.predict` and `tpred.load`)
+  checkpoint/      every method fitted on all known records once per seed (the ensemble behind
+                   the std of a prediction): the config, the zoo's tables, the std calibration
+                   and the gnn's weights, in files that run no code when read (JSON, CSV,
+                   safetensors; read by `python -m tpred.predict` and `tpred.load`)
   config.yaml      the configuration actually used
 
 With --fit-only (or `protocols: []` in the config) nothing is evaluated: every method is fitted
-on all records and only checkpoint.pkl and config.yaml are written, e.g. to predict for new
+on all records and only checkpoint/ and config.yaml are written, e.g. to predict for new
 datasets with `python -m tpred.predict`.
 
 Metrics: pearson, spearman, kendall, weighted_tau, top1_regret (per held-out dataset, then
@@ -60,7 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "without evaluation (the same as `protocols: []` in the config)")
     parser.add_argument("--no-checkpoint", action="store_true",
                         help="skip fitting the final models on all records and saving them")
-    parser.add_argument("--no-plots", action="store_true", help="skip writing plots")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="skip writing plots (then no prediction is held in memory beyond "
+                             "one method and seed: they stream to the predictions file)")
+    parser.add_argument("--predictions", choices=("csv", "parquet"), default="csv",
+                        help="format of the predictions file, written as each method and seed "
+                             "is scored: predictions.csv (default) or predictions.parquet "
+                             "(needs pyarrow)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -104,14 +113,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fitted {', '.join(methods)} on all {len(zoo.records)} records (no evaluation) "
               f"in {time.perf_counter() - start:.1f}s; checkpoint {path}")
         return 0
+    from tpred.evaluation.sink import PredictionsWriter
+
     try:
-        result = evaluate(zoo, cfg, progress=not args.quiet)
-    except ValueError as err:
+        methods = sorted(expand_methods(cfg.methods, zoo, cfg.score_metrics))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with PredictionsWriter(out_dir / f"predictions.{args.predictions}") as sink:
+            result = evaluate(zoo, cfg, progress=not args.quiet, sink=sink,
+                              keep_predictions=not args.no_plots)
+    except (ValueError, ImportError) as err:
         parser.error(str(err))
     save_run(result, out_dir, plots=not args.no_plots)
     if not args.no_checkpoint:
-        fit_final(zoo, cfg, sorted(result.predictions["method"].unique()), out_dir,
-                  progress=not args.quiet)
+        fit_final(zoo, cfg, methods, out_dir, progress=not args.quiet)
     print(format_table(result.results))
     print("\nruntime (fit + predict, all splits): "
           + ", ".join(f"{k} {v:.1f}s" for k, v in result.runtime_s.items())
@@ -129,7 +143,7 @@ def fit_final(zoo: Zoo, cfg: TrainConfig, methods: Sequence[str], out_dir: Path,
     fitted again, on every record, and the seeded ones calibrated with one more fit per seed.
 
     Returns:
-        The checkpoint's path (`out_dir/checkpoint.pkl`).
+        The checkpoint's path (`out_dir/checkpoint/`).
     """
     from tpred.checkpoint import CHECKPOINT_NAME, calibrate_all, fit_all, save_checkpoint
 

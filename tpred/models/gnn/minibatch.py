@@ -282,20 +282,19 @@ def _sampled_graph(g: LargeGraph, allowed: np.ndarray, resid_all: np.ndarray, mu
 
 # ------------------------------------------------------------------------------ drivers
 def fit_large(predictor, zoo, train_pairs: pd.DataFrame) -> None:
-    """Fit `predictor.config.ensemble` networks on mini-batches; sets `members_`, `epochs_`
-    (steps here) and `minibatch_` on `predictor` (a `GNNPredictor` whose featurizers, node
-    features and centres are fitted)."""
+    """Fit `predictor.config.ensemble` networks on mini-batches; sets `members_` and `epochs_`
+    (steps here) on `predictor` (a `GNNPredictor` whose featurizers, node features, centres and
+    `num_features_` are fitted by `_prepare`)."""
     cfg = predictor.config
     data = build_graph(zoo, train_pairs, predictor.model_x_, predictor.dataset_x_,
                        model_index=zoo.model_ids, dataset_index=zoo.dataset_ids,
                        score_metrics=predictor.metrics_)
     g = make_large_graph(data, predictor.model_x_, predictor.dataset_x_, predictor.center_)
-    predictor.num_features_ = {t: int(data[t].x.shape[1]) for t in (MODEL, DATASET)}
     pairs = pd.DataFrame({"model": zoo.model_ids[g.rec_src],
                           "dataset": zoo.dataset_ids[g.rec_dst]})
     pair_scores = score_features(standardize_scores(zoo, pairs, predictor.metrics_))  # [E, 2S]
     batch_size = cfg.batch_size or DEFAULT_BATCH_SIZE
-    predictor.members_, predictor.epochs_, predictor.minibatch_ = [], [], True
+    predictor.members_, predictor.epochs_ = [], []
     with torch_context(cfg.num_threads):
         for k in range(cfg.ensemble):
             seed = member_seed(predictor.seed, k)
