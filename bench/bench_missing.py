@@ -55,7 +55,8 @@ def blank_metadata(table: pd.DataFrame, columns: list[str], share: float,
     for col in columns:
         mask = rng.random(len(out)) < share
         if mask.any():
-            out[col] = out[col].astype(object if out[col].dtype == object else np.float64)
+            numeric = pd.api.types.is_numeric_dtype(out[col])
+            out[col] = out[col].astype(np.float64 if numeric else object)
             out.loc[mask, col] = np.nan
     return out
 
