@@ -118,7 +118,8 @@ def condition_label(blank: float, missing: float) -> str:
 
 def markdown(summary: pd.DataFrame, name: str, seeds: list[int]) -> str:
     """One table: methods as rows, conditions as columns, `Spearman / RMSE`."""
-    conditions = list(dict.fromkeys(zip(summary["blank"], summary["missing_scores"])))
+    conditions = list(dict.fromkeys(zip(summary["blank"], summary["missing_scores"],
+                                        strict=True)))
     methods = list(dict.fromkeys(m for m in summary["method"] if not m.startswith("best score")))
     if any(summary["method"].str.startswith("best score")):
         methods.append("best score")
