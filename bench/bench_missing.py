@@ -12,8 +12,8 @@ from the complete zoo:
   datasets) blanked with probability b (0, 0.2, 0.5); the featurizers impute them (median plus a
   missing indicator; a `missing` category). Text columns are left whole.
 - `scores -s`: each row of the scores table (one pair, one metric) deleted with probability s
-  (0.5, 0.9; and 1.0 = no scores at all, the reference "without scores"). DomainNet-270 has no
-  scores table, so it gets the blank conditions only.
+  (0.5, 0.9; and 1.0 = no scores at all: the baselines other than the gnn, the reference
+  "without scores"). DomainNet-270 has no scores table, so it gets the blank conditions only.
 
 The masks are drawn per seed (`np.random.default_rng(seed)`), and each seed is one run of the
 cold-dataset protocol (its folds drawn with the same seed). Figures: mean ± std over seeds of
@@ -83,8 +83,9 @@ def run_condition(zoo: Zoo, cfg, blank: float, missing_scores: float, seeds: lis
     for seed in seeds:
         c = cfg.override(f"seeds=[{seed}]")
         degraded = degrade(zoo, c, blank, missing_scores, seed)
-        if missing_scores >= 1.0:  # no scores at all: the methods run without them
-            c = c.override("methods=[" + ",".join(m for m in c.methods if m != "score") + "]")
+        if missing_scores >= 1.0:  # no scores at all: the reference baselines, without the gnn
+            c = c.override("methods=[" + ",".join(m for m in c.methods
+                                                  if m not in ("score", "gnn")) + "]")
         result = evaluate(degraded, c, progress=False)
         for method, error in result.errors.items():
             print(f"  FAILED {method} (blank {blank}, scores -{missing_scores}, seed {seed}): "
@@ -194,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             frames.append(run_condition(zoo, cfg, blank, missing, args.seeds))
             print(f"{name}: {condition_label(blank, missing)} done in "
                   f"{time.perf_counter() - t:.0f} s", flush=True)
+            if args.out:  # what is done so far, in case the run is stopped
+                args.out.mkdir(parents=True, exist_ok=True)
+                pd.concat(frames, ignore_index=True).to_csv(
+                    args.out / f"per_seed_{name}.partial.csv", index=False)
         per_seed = pd.concat(frames, ignore_index=True).assign(benchmark=name)
         summary = summarise(per_seed).assign(benchmark=name)
         block = markdown(summary, name, args.seeds)
