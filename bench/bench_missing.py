@@ -173,11 +173,24 @@ def main(argv: list[str] | None = None) -> int:
                         choices=list(BENCHMARKS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--folds", type=int, default=5, help="cold-dataset folds (default 5)")
+    parser.add_argument("--blanks", type=float, nargs="*", default=list(BLANKS),
+                        help="shares of blank metadata cells (default 0 0.2 0.5)")
+    parser.add_argument("--missing-scores", type=float, nargs="*", default=list(MISSING_SCORES),
+                        help="shares of deleted score rows (default 0.5 0.9 1.0)")
+    parser.add_argument("--combine", type=Path, nargs="+", default=None,
+                        help="only print the tables of per_seed CSV files written before")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="config override for every benchmark")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for per_seed.csv, summary.csv and results.md")
     args = parser.parse_args(argv)
+    if args.combine:
+        per_seed = pd.concat([pd.read_csv(f) for f in args.combine], ignore_index=True)
+        for name, part in per_seed.groupby("benchmark", sort=False):
+            seeds = sorted(part["seed"].unique().tolist())
+            summary = summarise(part)
+            print(markdown(summary, name, seeds) + "\n\n" + (verdict(summary) or "") + "\n")
+        return 0
     texts, per_seed_all, summary_all = [], [], []
     for name in args.benchmarks:
         start = time.perf_counter()
@@ -186,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                            *args.overrides])
         zoo = load_zoo(cfg.data, REPO_ROOT, model_features=cfg.model_features,
                        dataset_features=cfg.dataset_features)
-        conditions = [(b, 0.0) for b in BLANKS]
+        conditions = [(b, 0.0) for b in args.blanks]
         if zoo.score_metrics:
-            conditions += [(0.0, s) for s in MISSING_SCORES]
+            conditions += [(0.0, s) for s in args.missing_scores]
         frames = []
         for blank, missing in conditions:
             t = time.perf_counter()
@@ -197,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{time.perf_counter() - t:.0f} s", flush=True)
             if args.out:  # what is done so far, in case the run is stopped
                 args.out.mkdir(parents=True, exist_ok=True)
-                pd.concat(frames, ignore_index=True).to_csv(
+                pd.concat(frames, ignore_index=True).assign(benchmark=name).to_csv(
                     args.out / f"per_seed_{name}.partial.csv", index=False)
         per_seed = pd.concat(frames, ignore_index=True).assign(benchmark=name)
         summary = summarise(per_seed).assign(benchmark=name)
