@@ -7,7 +7,9 @@ seeds) and writes to <output_dir>/<name>/:
   metrics.json     {"config": {...}, "results": [{"method", "protocol", "metric", "mean", "std",
                    "n"}, ...], "runtime_s": {method: seconds}}
   metrics.csv      the same results, flat; metrics_per_seed.csv: one value per seed
-  predictions.csv  method, protocol, seed, fold, model, dataset, true, predicted
+  predictions.csv  method, protocol, seed, fold, model, dataset, true, predicted; appended as
+                   each method and seed is scored (predictions.parquet with --predictions
+                   parquet; with --no-plots no more than one method and seed is held in memory)
   plots/           predicted vs true per method; per-dataset Spearman per method
   checkpoint/      every method fitted on all known records once per seed (the ensemble behind
                    the std of a prediction): the config, the zoo's tables, the std calibration
@@ -70,7 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the run folder <output_dir>/<name> first if an earlier run "
                              "wrote it (without it, a folder holding files is refused)")
-    parser.add_argument("--no-plots", action="store_true", help="skip writing plots")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="skip writing plots (then no prediction is held in memory beyond "
+                             "one method and seed: they stream to the predictions file)")
+    parser.add_argument("--predictions", choices=("csv", "parquet"), default="csv",
+                        help="format of the predictions file, written as each method and seed "
+                             "is scored: predictions.csv (default) or predictions.parquet "
+                             "(needs pyarrow)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -119,16 +127,21 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"in {time.perf_counter() - start:.1f}s; checkpoint {path}")
         _print_failures(failed, "fitting on all records")
         return 0
+    from tpred.evaluation.sink import PredictionsWriter
+
     try:
-        result = evaluate(zoo, cfg, progress=not args.quiet)
-    except ValueError as err:
+        methods = sorted(expand_methods(cfg.methods, zoo, cfg.score_metrics))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with PredictionsWriter(out_dir / f"predictions.{args.predictions}") as sink:
+            result = evaluate(zoo, cfg, progress=not args.quiet, sink=sink,
+                              keep_predictions=not args.no_plots)
+    except (ValueError, ImportError) as err:
         parser.error(str(err))
     save_run(result, out_dir, plots=not args.no_plots)
     failed: dict[str, str] = {}
     if not args.no_checkpoint:
-        ok = [m for m in dict.fromkeys(result.predictions["method"]) if m not in result.errors]
-        if ok:
-            failed = fit_final(zoo, cfg, sorted(ok), out_dir, progress=not args.quiet)[1]
+        if ok := [m for m in methods if m not in result.errors]:
+            failed = fit_final(zoo, cfg, ok, out_dir, progress=not args.quiet)[1]
     print(format_table(result.results))
     _print_failures(failed, "fitting on all records (left out of the checkpoint)")
     print("\nruntime (fit + predict, all splits): "

@@ -10,8 +10,12 @@ from pathlib import Path
 import pandas as pd
 
 from tpred.evaluation.run import RunResult
+from tpred.evaluation.sink import PredictionsWriter
 
 log = logging.getLogger(__name__)
+
+#: rows of predictions.csv formatted at a time
+PREDICTION_CHUNK = 100_000
 
 #: order of metrics in tables and files
 METRIC_ORDER = ("avg_pearson", "bucket_0_10", "bucket_10_30", "bucket_30_50", "bucket_50_70",
@@ -35,9 +39,12 @@ def save_run(result: RunResult, out_dir: Path, *, plots: bool = True) -> Path:
     (out_dir / "metrics.json").write_text(json.dumps(payload, indent=1, allow_nan=False))
     results.to_csv(out_dir / "metrics.csv", index=False)
     result.per_seed.to_csv(out_dir / "metrics_per_seed.csv", index=False)
-    result.predictions.to_csv(out_dir / "predictions.csv", index=False)
+    if result.predictions_path is None:  # else evaluate streamed them there
+        with PredictionsWriter(out_dir / "predictions.csv") as writer:
+            for lo in range(0, len(result.predictions), PREDICTION_CHUNK):
+                writer.write(result.predictions.iloc[lo:lo + PREDICTION_CHUNK])
     result.config.to_yaml(out_dir / "config.yaml")
-    if plots:
+    if plots and len(result.predictions):
         from tpred.evaluation.plots import plot_run
         plot_run(result, out_dir / "plots")
     return out_dir

@@ -7,6 +7,7 @@ import time
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from tpred.data.zoo import Zoo
 from tpred.errors import UndefinedMetricWarning
 from tpred.evaluation.metrics import paper_matrices, paper_metrics, summarize
 from tpred.evaluation.protocols import Split, expand_protocols, make_splits
+from tpred.evaluation.sink import PREDICTION_COLUMNS, PredictionsWriter
 from tpred.models import make_predictor
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class RunResult:
             for `score:<m>` when some pairs lack `m`); a failed method has one row per protocol
             with metric `error`, NaN figures and its error message in `error`.
         runtime_s: seconds spent fitting and predicting, per method, summed over splits.
+        predictions_path: the file the predictions were streamed to (`evaluate`'s `sink`),
+            else None.
         errors: method -> where and why it failed (`protocol seed s fold f: Type: message`).
     """
 
@@ -68,15 +72,22 @@ class RunResult:
     per_seed: pd.DataFrame
     results: pd.DataFrame
     runtime_s: dict[str, float] = field(default_factory=dict)
+    predictions_path: Path | None = None
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def evaluate(zoo: Zoo, cfg: TrainConfig, *, progress: bool = True) -> RunResult:
+def evaluate(zoo: Zoo, cfg: TrainConfig, *, progress: bool = True,
+             sink: PredictionsWriter | None = None, keep_predictions: bool = True) -> RunResult:
     """Fit and evaluate every method of `cfg` under every protocol and seed of `cfg`.
 
     Every split's predictor is fitted on the split's training pairs only; metrics are computed
     per (method, protocol, seed) over the union of that seed's folds (for `cold-model`, each
     dataset then has every model predicted, each from the fold that held it out).
+
+    Predictions stream: only the held-out records of one (method, protocol, seed) are in memory
+    at a time (never an M x D matrix, except the paper protocol's small one); each such frame
+    goes to `sink` as soon as it is scored, and is kept for `RunResult.predictions` only with
+    `keep_predictions` (else that frame is empty, with the columns).
 
     Raises:
         ValueError: no protocols, an unknown protocol or method, a zoo too small for a protocol.
@@ -115,15 +126,18 @@ def evaluate(zoo: Zoo, cfg: TrainConfig, *, progress: bool = True) -> RunResult:
                 log.warning("method %s failed (%s); the other methods go on", method,
                             errors[method])
                 continue
-            frame = pd.concat(preds, ignore_index=True)
-            frames.append(frame)
+            frame = pd.concat(preds, ignore_index=True)[PREDICTION_COLUMNS]
+            del preds
+            if sink is not None:
+                sink.write(frame)
+            if keep_predictions:
+                frames.append(frame)
             covered = int(np.isfinite(frame["predicted"].to_numpy()).sum())
             for metric, value in _score_seed(zoo, protocol, splits, frame, method).items():
                 rows.append({"method": method, "protocol": protocol, "seed": seed,
                              "metric": metric, "value": value, "pairs": covered})
-    columns = ["method", "protocol", "seed", "fold", "model", "dataset", "true", "predicted"]
-    predictions = (pd.concat(frames, ignore_index=True)[columns] if frames
-                   else pd.DataFrame(columns=columns))
+    predictions = (pd.concat(frames, ignore_index=True) if frames
+                   else pd.DataFrame(columns=PREDICTION_COLUMNS))
     per_seed = pd.DataFrame(rows, columns=["method", "protocol", "seed", "metric", "value",
                                            "pairs"])
     results = aggregate(per_seed)
@@ -132,7 +146,8 @@ def evaluate(zoo: Zoo, cfg: TrainConfig, *, progress: bool = True) -> RunResult:
                                 "std": np.nan, "n": 0, "pairs": 0, "error": e}
                                for m, e in errors.items() for p in protocols])
         results = pd.concat([results.assign(error=""), failed], ignore_index=True)
-    return RunResult(cfg, predictions, per_seed, results, dict(runtime), errors)
+    return RunResult(cfg, predictions, per_seed, results, dict(runtime),
+                     sink.path if sink is not None else None, errors)
 
 
 def _score_seed(zoo: Zoo, protocol: str, splits: list[Split], frame: pd.DataFrame,
