@@ -18,6 +18,8 @@ import yaml
 
 ProtocolName = Literal["paper", "random", "cold-dataset", "cold-model", "leave-domain-out"]
 ConvName = Literal["gat", "gatv2", "sage"]
+#: similarities of the gnn's neighbour terms (tpred/models/gnn/batch.py)
+KernelName = Literal["features", "scores", "features+scores"]
 RecordsFormat = Literal["auto", "long", "wide"]
 
 
@@ -108,6 +110,10 @@ class GNNConfig:
     residual: bool = True
     ensemble: int = 1
     neighbors: int = 10
+    neighbor_kernels: tuple[KernelName, ...] = ("features",)
+    zmean_term: bool = False
+    score_edges: bool = True
+    ema_decay: float = 0.97
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -120,6 +126,11 @@ class GNNConfig:
             raise ValueError(f"GNNConfig.ensemble must be >= 1, got {self.ensemble}")
         if self.neighbors < 0:
             raise ValueError(f"GNNConfig.neighbors must be >= 0, got {self.neighbors}")
+        if bad := [k for k in self.neighbor_kernels if k not in get_args(KernelName)]:
+            raise ValueError(f"GNNConfig.neighbor_kernels must be among "
+                             f"{list(get_args(KernelName))}, got {bad}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"GNNConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,8 @@ def test_fit_gate_is_least_squares_of_the_residual_on_the_neighbour_terms(monkey
     one = batch.GNNBatch(graph=None, src=torch.zeros(50, dtype=torch.long),
                          dst=torch.zeros(50, dtype=torch.long), pair_x=pair_x,
                          base=torch.tensor(base, dtype=torch.float32),
-                         y=torch.tensor(y, dtype=torch.float32))
+                         y=torch.tensor(y, dtype=torch.float32), num_gated=2)
+    np.testing.assert_allclose(one.gated.numpy(), near.astype(np.float32))
     np.testing.assert_allclose(trainer.fit_gate([one, one]).numpy(), [0.7, -0.3], atol=1e-5)
 
 
@@ -212,16 +213,17 @@ def test_neighbour_terms_use_message_edges_of_similar_nodes_only(zoo):
     msg = np.arange(len(g.rec_acc))[1:]                      # edge 0 is the queried pair
     m, d = g.rec_src[:1], g.rec_dst[:1]
     resid = np.linspace(-0.1, 0.1, len(msg))
-    near = batch.neighbour_terms(g, g.rec_src[msg], g.rec_dst[msg], resid, m, d, 10)
+    kernel = g.kernels[0]                                    # default: features only
+    near = batch.neighbour_terms(g, kernel, g.rec_src[msg], g.rec_dst[msg], resid, m, d, 10)
     table = np.full((len(g.model_index), len(g.dataset_index)), np.nan)
     table[g.rec_src[msg], g.rec_dst[msg]] = resid
     assert np.isnan(table[m[0], d[0]])                       # its own record is not an input
     shrink = batch.NEIGHBOUR_SHRINK
     np.testing.assert_allclose(near[0], [
-        neighbour_mean(g.similarity["dataset"][d], table[m], 10, shrink=shrink)[0],
-        neighbour_mean(g.similarity["model"][m], table[:, d].T, 10, shrink=shrink)[0]])
+        neighbour_mean(kernel.dataset_sim[d], table[m], 10, shrink=shrink)[0],
+        neighbour_mean(kernel.model_sim[m], table[:, d].T, 10, shrink=shrink)[0]])
     assert (near != 0).all()
-    off = batch.neighbour_terms(g, g.rec_src[msg], g.rec_dst[msg], resid, m, d, 0)
+    off = batch.neighbour_terms(g, kernel, g.rec_src[msg], g.rec_dst[msg], resid, m, d, 0)
     assert (off == 0).all()                                  # k = 0: all zeros
 
 
