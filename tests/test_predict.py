@@ -86,7 +86,8 @@ def fold_run(zoo, tmp_path_factory):
     methods = sorted(result.predictions["method"].unique())
     ensembles = fit_all(zoo, cfg, methods, split.train, progress=False)
     folder = tmp_path_factory.mktemp("fold_run")
-    save_checkpoint(folder / "checkpoint.pkl", cfg, _without(zoo, held), ensembles)
+    save_checkpoint(folder / "checkpoint", cfg, _without(zoo, held), ensembles,
+                    train_pairs=split.train)
     expected = result.predictions[result.predictions["fold"] == 1]
     return folder, held, expected, methods
 
@@ -163,28 +164,20 @@ def test_baselines_fitted_without_the_held_out_datasets_equal_the_protocol(fold_
 # ----------------------------------------------------------------------- checkpoint
 def test_checkpoint_round_trip_keeps_config_zoo_ensembles_and_calibration(run, tmp_path,
                                                                           new_zoo):
-    path = save_checkpoint(tmp_path / "checkpoint.pkl", run.config, run.zoo, run.ensembles,
-                           run.calibration)
+    path = run.save(tmp_path)
+    assert path == tmp_path / "checkpoint"
     loaded = tpred.load(tmp_path)
     assert loaded.path == tmp_path and loaded.config == run.config
     assert loaded.methods == run.methods and len(loaded.ensembles["gnn"]) == 2
     assert loaded.calibration == run.calibration
-    pd.testing.assert_frame_equal(loaded.zoo.records, run.zoo.records)
+    for table in ("models", "datasets", "records", "scores"):
+        pd.testing.assert_frame_equal(getattr(loaded.zoo, table), getattr(run.zoo, table))
     new = new_zoo.datasets.reset_index()
     scores = _scores_for(run.zoo, new_zoo)
-    for method in run.methods:
+    for method in run.methods:  # predictions after loading equal those before saving, exactly
         pd.testing.assert_frame_equal(loaded.predict(datasets=new, scores=scores, method=method),
                                       run.predict(datasets=new, scores=scores, method=method))
-    assert load_checkpoint(path)["format"] == 3
-
-
-def test_an_older_format_is_refused_with_a_retrain_hint(run, tmp_path):
-    joblib.dump({"format": 2, "tpred_version": "0.1.0", "config": run.config.to_dict(),
-                 "zoo": run.zoo, "ensembles": {}, "calibration": {}},
-                tmp_path / "checkpoint.pkl")
-    with pytest.raises(ValueError, match=r"of format \[3\] \(found 2; a checkpoint of an older "
-                                         r"tpred must be retrained"):
-        tpred.load(tmp_path)
+    assert load_checkpoint(path)["format"] == 4
 
 
 def test_load_rejects_missing_unreadable_and_foreign_files(tmp_path):
@@ -192,11 +185,11 @@ def test_load_rejects_missing_unreadable_and_foreign_files(tmp_path):
         tpred.load(tmp_path)
     (tmp_path / "checkpoint.pkl").write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match=r"checkpoint.pkl: not a readable checkpoint"):
-        tpred.load(tmp_path)
+        tpred.load(tmp_path, trust=True)
     joblib.dump({"format": 99}, tmp_path / "checkpoint.pkl")
     with pytest.raises(ValueError, match=r"not a tpred checkpoint of format \[3\] "
                                          r"\(found 99; "):
-        load_checkpoint(tmp_path / "checkpoint.pkl")
+        load_checkpoint(tmp_path / "checkpoint.pkl", trust=True)
 
 
 def test_fit_all_fits_seeded_methods_once_per_seed_and_others_once(run):
@@ -431,8 +424,8 @@ def test_bad_metadata_values_name_line_and_column(run, new_zoo):
     bad = new_zoo.datasets.reset_index().astype({"num_classes": object})
     bad.loc[1, "num_classes"] = "many"
     with pytest.raises(ValueError, match=r"datasets DataFrame, line 3, column 'num_classes': a "
-                                         r"numeric feature column must hold finite numbers, got "
-                                         r"'many'"):
+                                         r"numeric feature column must hold finite numbers "
+                                         r"\(or blanks\), got 'many'"):
         run.extend(datasets=bad)
 
 

@@ -75,7 +75,7 @@ def test_outputs_are_written_beside_the_metrics(tiny_run):
     assert not cold.duplicated(["seed", "model", "dataset"]).any()
     flat = pd.read_csv(tiny_run / "metrics.csv")
     assert len(flat) == len(json.loads((tiny_run / "metrics.json").read_text())["results"])
-    assert (tiny_run / "checkpoint.pkl").stat().st_size > 0
+    assert (tiny_run / "checkpoint" / "manifest.json").stat().st_size > 0
     assert sorted(p.name for p in (tiny_run / "plots").glob("*.png")) == [
         "pred_vs_true_cold-dataset.png", "pred_vs_true_random-0.4.png",
         "spearman_cold-dataset.png", "spearman_random-0.4.png"]
@@ -96,7 +96,7 @@ def test_set_overrides_config_entries(tiny_config, tmp_path):
     rows = pd.read_csv(out / "tiny" / "metrics.csv")
     assert set(rows["method"]) == {"additive"} and set(rows["protocol"]) == {"cold-dataset"}
     assert (rows["n"] == 1).all()
-    assert not (out / "tiny" / "checkpoint.pkl").exists()
+    assert not (out / "tiny" / "checkpoint").exists()
 
 
 def test_fit_only_writes_the_checkpoint_without_evaluating(tiny_config, tmp_path):
@@ -105,14 +105,14 @@ def test_fit_only_writes_the_checkpoint_without_evaluating(tiny_config, tmp_path
     out = tmp_path / "fit"
     assert main(["--config", str(tiny_config), "--quiet", "--fit-only", "--set",
                  f"output_dir={out}", "--set", "methods=[zmean, knn]"]) == 0
-    assert sorted(p.name for p in (out / "tiny").iterdir()) == ["checkpoint.pkl", "config.yaml"]
+    assert sorted(p.name for p in (out / "tiny").iterdir()) == ["checkpoint", "config.yaml"]
     run = tpred.load(out / "tiny")
     assert run.methods == ["knn", "zmean"]
     # protocols: [] in the config does the same
     again = tmp_path / "empty"
     assert main(["--config", str(tiny_config), "--quiet", "--set", "protocols=[]", "--set",
                  f"output_dir={again}", "--set", "methods=[zmean]"]) == 0
-    assert (again / "tiny" / "checkpoint.pkl").is_file()
+    assert (again / "tiny" / "checkpoint").is_dir()
 
 
 def test_fit_only_without_checkpoint_is_an_error(tiny_config, capsys):
@@ -159,7 +159,7 @@ def test_set_without_equals_sign_is_an_error():
 
 
 def test_invalid_value_is_checked_by_the_dataclass():
-    with pytest.raises(ValueError, match="protocols must be among"):
+    with pytest.raises(ValueError, match=r"protocols\[0\] must be one of"):
         TrainConfig().override("protocols=[nope]")
 
 

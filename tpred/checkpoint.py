@@ -1,11 +1,31 @@
 """Checkpoints of a run: every method fitted on all known records for every seed, as an ensemble.
 
-A checkpoint is one joblib pickle of a dict (format 3):
+A checkpoint is a folder (`<run>/checkpoint/`, format 4) whose files run no code when read:
 
-    {"format": 3, "tpred_version": str, "config": TrainConfig.to_dict(), "zoo": Zoo,
-     "seeds": [int, ...],
-     "ensembles": {method: [fitted predictor, one per seed]},
-     "calibration": {method: Calibration}}
+    manifest.json        format, tpred version, the config (`TrainConfig.to_dict()`), seeds, the
+                         members of each method (seed; where its learned state is), the std
+                         calibrations, the tables' dtypes, `check_atol`
+    zoo/models.csv, zoo/datasets.csv, zoo/records.csv, zoo/scores.csv
+                         the zoo the members were fitted on, exactly (`write_table`)
+    train_pairs.csv      the pairs they were fitted on, in fitting order
+    check_pairs.csv      up to `NUM_CHECK_PAIRS` known pairs
+    weights.safetensors  what training learned that cannot be re-derived cheaply (the gnn's
+                         networks: `<method>/<member>/<k>.<parameter>`), and every member's
+                         predictions of the check pairs (`check/<method>/<member>`, float64)
+
+Nothing is unpickled: loading re-derives each member from the config and the tables. A member
+with learned state (`learned_state()` / `restore(zoo, train_pairs, state)`: the gnn) gets its
+featurizers and graph re-derived and its networks' weights from safetensors; every other method
+(additive, lr, mf, knn, zmean, score: deterministic, and cheap next to the gnn's training) is
+fitted again exactly as `fit_all` fitted it. Then each member must predict the check pairs as it
+did when saved (within `CHECK_ATOL`): a version of tpred that would re-derive another model
+refuses the checkpoint instead of predicting something else.
+
+Format 3 (tpred before safe checkpoints) is one joblib pickle (`checkpoint.pkl`) of
+`{"format": 3, "tpred_version", "config", "zoo", "seeds", "ensembles", "calibration"}`.
+Unpickling runs whatever code the file holds, so it is loaded only with `trust=True`
+(`--trust`); `tpred.load(old, trust=True).save(folder)` rewrites it as format 4. Formats 1 and 2
+are refused (their gnn networks lack the neighbour-residual inputs; retrain).
 
 A method whose predictor has a `seed` hyper-parameter (the gnn) is fitted once per seed of
 `cfg.seeds`; the members' predictions give a mean and a standard deviation per pair (for a gnn
@@ -19,36 +39,50 @@ rest, and fits σ = sqrt((scale · std)² + floor²) so that |truth − mean| �
 validation pairs (a normal distribution's share within ±1 σ) and ≤ 2σ on as near 95.45 % as
 the form allows (`fit_calibration`); predictions then report σ. Validation datasets are held
 out with all their records, as a new dataset arrives in use (the cold-dataset protocol).
-
-Formats 1 and 2 are refused: their gnn networks lack the neighbour-residual inputs (format 3),
-so they cannot predict with this version; retrain. Predictors are plain picklable objects (the
-gnn keeps its networks' state and fitted featurizers; text encoders drop their weights when
-pickled and reload them lazily).
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
 import pandas as pd
+import torch
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 import tpred
 from tpred.config import TrainConfig
 from tpred.data.zoo import PAIR, Zoo
+from tpred.errors import UntrustedFileError
 from tpred.models import Predictor, is_seeded, make_predictor
 
 log = logging.getLogger(__name__)
 
-FORMAT = 3
-READABLE_FORMATS = (3,)
-CHECKPOINT_NAME = "checkpoint.pkl"
+FORMAT = 4
+#: formats of the old pickle checkpoints still read (with trust=True)
+PICKLE_FORMATS = (3,)
+#: the checkpoint folder in a run folder, and the old pickle file
+CHECKPOINT_NAME = "checkpoint"
+PICKLE_NAME = "checkpoint.pkl"
+MANIFEST = "manifest.json"
+WEIGHTS_FILE = "weights.safetensors"
+#: known pairs whose predictions a checkpoint keeps, to check its members when loaded
+NUM_CHECK_PAIRS = 64
+#: a re-derived member may predict a check pair this far from the saved prediction (float32
+#: networks on another CPU differ in the last bits; a changed model differs by far more)
+CHECK_ATOL = 1e-5
 #: share of a normal distribution within ±1 and ±2 standard deviations
 NORMAL_COVERAGE = {1: 0.6826894921370859, 2: 0.9544997361036416}
 #: quantiles of the validation |error| tried as the calibration's std floor (`fit_calibration`)
@@ -272,43 +306,342 @@ def ensemble_predict(members: Sequence[Predictor], pairs: pd.DataFrame,
 
 
 # ------------------------------------------------------------------------------ save / load
-def save_checkpoint(path: Path, cfg: TrainConfig, zoo: Zoo,
+def save_checkpoint(path: str | Path, cfg: TrainConfig, zoo: Zoo,
                     ensembles: dict[str, list[Predictor]],
-                    calibration: dict[str, Calibration] | None = None) -> Path:
-    """Write a format-3 checkpoint (see the module docstring) and return its path."""
-    payload = {"format": FORMAT, "tpred_version": tpred.__version__, "config": cfg.to_dict(),
-               "zoo": zoo, "seeds": list(cfg.seeds),
-               "ensembles": {m: list(p) for m, p in ensembles.items()},
-               "calibration": dict(calibration or {})}
-    joblib.dump(payload, path)
-    return Path(path)
+                    calibration: dict[str, Calibration] | None = None, *,
+                    train_pairs: pd.DataFrame | None = None) -> Path:
+    """Write a checkpoint folder (format 4, see the module docstring) and return its path.
 
-
-def load_checkpoint(path: Path | str) -> dict:
-    """Read a checkpoint (a file, or a run folder holding `checkpoint.pkl`).
-
-    Returns:
-        The payload with `config` as a TrainConfig, `ensembles` and `calibration`.
+    Args:
+        path: the folder to write (replaced atomically if it exists); by convention
+            `<run>/checkpoint`.
+        cfg: the run's config; every member must be `make_predictor(method, cfg, seed)` fitted
+            on (`zoo`, `train_pairs`): that is how `load_checkpoint` re-derives it.
+        zoo: the zoo the members were fitted on.
+        ensembles: method -> fitted members (one per seed for a seeded method).
+        calibration: method -> std calibration.
+        train_pairs: the pairs the members were fitted on, in fitting order (default: every
+            known pair of `zoo`, as `fit_all` fits).
 
     Raises:
-        ValueError: the file is missing, unreadable, or not a tpred checkpoint of a known format.
+        ValueError: a member that `make_predictor(method, cfg, seed)` would not build, or a
+            training pair without a record.
+    """
+    path = Path(path)
+    pairs = (zoo.known_pairs() if train_pairs is None
+             else train_pairs[PAIR].reset_index(drop=True))
+    zoo.accuracy(pairs)  # raises, naming the pair, when one has no record
+    check_pairs = _check_pairs(zoo)
+    tensors: dict[str, torch.Tensor] = {}
+    methods: dict[str, Any] = {}
+    for method, members in ensembles.items():
+        entries = []
+        for i, member in enumerate(members):
+            seed = getattr(member, "seed", None)
+            expected = type(make_predictor(method, cfg, seed))
+            if type(member) is not expected:
+                raise ValueError(f"save_checkpoint: member {i} of {method!r} is a "
+                                 f"{type(member).__name__}, but make_predictor({method!r}, cfg) "
+                                 f"builds a {expected.__name__}; a checkpoint re-derives its "
+                                 f"members from the config")
+            entry: dict[str, Any] = {"seed": seed, "state": None}
+            if hasattr(member, "learned_state"):
+                entry["state"] = f"{method}/{i}/"
+                tensors.update({entry["state"] + k: v for k, v in
+                                member.learned_state().items()})
+            entries.append(entry)
+            tensors[f"check/{method}/{i}"] = torch.from_numpy(np.asarray(
+                member.predict(check_pairs, zoo), dtype=np.float64).copy())
+        methods[method] = entries
+    manifest = {
+        "format": FORMAT, "tpred_version": tpred.__version__, "config": cfg.to_dict(),
+        "seeds": [int(s) for s in cfg.seeds], "methods": methods,
+        "calibration": {m: _calibration_to_dict(c) for m, c in (calibration or {}).items()},
+        "tables": {}, "train_pairs": "train_pairs.csv", "check_pairs": "check_pairs.csv",
+        "weights": WEIGHTS_FILE, "check_atol": CHECK_ATOL}
+    tmp = Path(tempfile.mkdtemp(dir=path.parent if path.parent.exists() else None,
+                                prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        (tmp / "zoo").mkdir()
+        for name, frame, index in (("models", zoo.models, "model"),
+                                   ("datasets", zoo.datasets, "dataset"),
+                                   ("records", zoo.records, None),
+                                   ("scores", zoo.scores, None)):
+            manifest["tables"][name] = write_table(
+                frame.reset_index() if index else frame, tmp / "zoo" / f"{name}.csv")
+        write_table(pairs, tmp / "train_pairs.csv")
+        write_table(check_pairs, tmp / "check_pairs.csv")
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": str(FORMAT)})
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            old = path.with_name(f".{path.name}.{os.getpid()}.old")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return path
+
+
+def load_checkpoint(path: Path | str, *, trust: bool = False, progress: bool = False) -> dict:
+    """Read a checkpoint: a run folder, its `checkpoint/` folder, or an old `checkpoint.pkl`.
+
+    A checkpoint folder runs no code from the files (see the module docstring): the zoo comes
+    from its CSV tables, the settings from JSON, the networks' weights from safetensors, and
+    every member is re-derived (`restore`, or `fit` for the deterministic methods); then the
+    members' predictions of the saved check pairs must equal those written at saving.
+
+    Args:
+        path: run folder, checkpoint folder, or a pickle checkpoint file (format 3).
+        trust: allow unpickling an old checkpoint (`--trust`): unpickling runs whatever code
+            the file holds, so only for a file you made or trust.
+        progress: a progress bar over the members re-derived.
+
+    Returns:
+        `{"format", "tpred_version", "config": TrainConfig, "zoo": Zoo, "seeds",
+        "ensembles": {method: [predictor, ...]}, "calibration": {method: Calibration},
+        "path": the checkpoint's path}`.
+
+    Raises:
+        UntrustedFileError: a pickle checkpoint without `trust`.
+        ValueError: nothing loadable there, a damaged or foreign checkpoint, a format this
+            version cannot read, or members whose predictions differ from the saved ones.
+    """
+    path = resolve_checkpoint(path)
+    if path.is_file():
+        return _load_pickle(path, trust=trust)
+    manifest = _read_manifest(path)
+    cfg = TrainConfig.from_dict(manifest["config"], where=str(path / MANIFEST))
+    tables = {name: read_table(path / "zoo" / f"{name}.csv", schema)
+              for name, schema in manifest["tables"].items()}
+    try:
+        zoo = Zoo.from_frames(tables["models"], tables["datasets"], tables["records"],
+                              tables["scores"])
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"{path}/zoo: not the tables of a zoo ({err})") from None
+    train_pairs = read_table(path / manifest["train_pairs"])
+    check_pairs = read_table(path / manifest["check_pairs"])
+    weights = _read_weights(path / manifest["weights"])
+    ensembles: dict[str, list[Predictor]] = {}
+    todo = [(m, i, e) for m, entries in manifest["methods"].items()
+            for i, e in enumerate(entries)]
+    for method, i, entry in tqdm(todo, desc="re-derive fitted methods", disable=not progress):
+        member = make_predictor(method, cfg, entry["seed"])
+        if entry["state"] is None:
+            member.fit(zoo, train_pairs)
+        else:
+            prefix = entry["state"]
+            state = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+            if not state or not hasattr(member, "restore"):
+                raise ValueError(f"{path}: method {method!r} member {i}: no learned state in "
+                                 f"{manifest['weights']} to restore it from")
+            member.restore(zoo, train_pairs, state)
+        want = weights.get(f"check/{method}/{i}")
+        got = np.asarray(member.predict(check_pairs, zoo), dtype=np.float64)
+        if want is None or want.shape != got.shape:
+            raise ValueError(f"{path}: method {method!r} member {i}: no saved check "
+                             f"predictions of its {len(check_pairs)} check pairs")
+        if (diff := float(np.max(np.abs(got - want.numpy()), initial=0.0))) \
+                > manifest["check_atol"] or not np.isfinite(diff):
+            raise ValueError(
+                f"{path}: method {method!r} member {i} re-derived with tpred "
+                f"{tpred.__version__} predicts up to {diff:.3g} away from what it predicted "
+                f"when saved (tpred {manifest['tpred_version']}); the code it is re-derived "
+                f"with has changed, so retrain the run with `python -m tpred.train`")
+        ensembles.setdefault(method, []).append(member)
+    calibration = {m: _calibration_from_dict(c, path) for m, c in manifest["calibration"].items()}
+    return {"format": FORMAT, "tpred_version": manifest["tpred_version"], "config": cfg,
+            "zoo": zoo, "seeds": list(manifest["seeds"]), "ensembles": ensembles,
+            "calibration": calibration, "path": path}
+
+
+def resolve_checkpoint(path: Path | str) -> Path:
+    """The checkpoint at `path`: a checkpoint folder (holds `manifest.json`), the
+    `checkpoint/` folder of a run folder, else an old `checkpoint.pkl` file (a pickle).
+
+    Raises:
+        ValueError: none of these is there.
     """
     path = Path(path)
     if path.is_dir():
-        path = path / CHECKPOINT_NAME
-    if not path.is_file():
-        raise ValueError(f"{path}: no checkpoint here (a run folder holds {CHECKPOINT_NAME}; "
-                         f"`python -m tpred.train` writes it)")
+        for candidate in (path, path / CHECKPOINT_NAME):
+            if (candidate / MANIFEST).is_file():
+                return candidate
+        if (path / PICKLE_NAME).is_file():
+            return path / PICKLE_NAME
+    elif path.is_file():
+        return path
+    raise ValueError(f"{path}: no checkpoint here (a run folder holds {CHECKPOINT_NAME}/ with "
+                     f"{MANIFEST}; `python -m tpred.train` writes it)")
+
+
+def _load_pickle(path: Path, *, trust: bool) -> dict:
+    """An old pickle checkpoint (format 3): only with `trust`."""
+    if not trust:
+        raise UntrustedFileError(
+            f"{path}: a pickle file (a checkpoint of tpred before format {FORMAT} writes a "
+            f"pickle); unpickling runs whatever code the file holds, so tpred loads it only "
+            f"with --trust (trust=True) for a file you made or trust; then `tpred.load(..., "
+            f"trust=True).save(folder)` rewrites it in the safe format")
     try:
         payload = joblib.load(path)
     except Exception as err:  # noqa: BLE001  (unpickling raises anything; report it as bad input)
         raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") \
             from None
-    if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
+    if not isinstance(payload, dict) or payload.get("format") not in PICKLE_FORMATS:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{path}: not a tpred checkpoint of format {list(READABLE_FORMATS)} "
+        raise ValueError(f"{path}: not a tpred checkpoint of format {list(PICKLE_FORMATS)} "
                          f"(found {found!r}; a checkpoint of an older tpred must be retrained "
                          f"with `python -m tpred.train`)")
+    if missing := [k for k in ("config", "zoo", "ensembles") if k not in payload]:
+        raise ValueError(f"{path}: a format-{payload['format']} checkpoint lacks {missing}")
     payload["config"] = TrainConfig.from_dict(payload["config"], where=str(path))
     payload["path"] = path
     return payload
+
+
+def _read_manifest(path: Path) -> dict:
+    file = path / MANIFEST
+    try:
+        manifest = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{file}: not a readable checkpoint manifest ({type(err).__name__}: "
+                         f"{err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ValueError(f"{file}: not a tpred checkpoint of format {FORMAT} (found {found!r})")
+    keys = ("tpred_version", "config", "seeds", "methods", "calibration", "tables",
+            "train_pairs", "check_pairs", "weights", "check_atol")
+    if missing := [k for k in keys if k not in manifest]:
+        raise ValueError(f"{file}: a format-{FORMAT} manifest lacks {missing}")
+    if missing := sorted({"models", "datasets", "records", "scores"} - set(manifest["tables"])):
+        raise ValueError(f"{file}: 'tables' lacks {missing}")
+    return manifest
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # noqa: BLE001  (safetensors raises its own error types)
+        raise ValueError(f"{path}: not a readable safetensors file ({type(err).__name__}: "
+                         f"{err})") from None
+
+
+def _check_pairs(zoo: Zoo) -> pd.DataFrame:
+    """Up to `NUM_CHECK_PAIRS` known pairs, evenly spread over the records (deterministic)."""
+    pairs = zoo.known_pairs()
+    if len(pairs) > NUM_CHECK_PAIRS:
+        pairs = pairs.iloc[np.linspace(0, len(pairs) - 1, NUM_CHECK_PAIRS).round().astype(int)]
+    return pairs.reset_index(drop=True)
+
+
+def _calibration_to_dict(cal: Calibration) -> dict[str, Any]:
+    return {"scale": _json_float(cal.scale), "floor": _json_float(cal.floor),
+            "num_pairs": int(cal.num_pairs), "datasets": list(cal.datasets),
+            "coverage_raw": [_json_float(v) for v in cal.coverage_raw],
+            "coverage_calibrated": [_json_float(v) for v in cal.coverage_calibrated]}
+
+
+def _calibration_from_dict(values: dict[str, Any], path: Path) -> Calibration:
+    try:
+        return Calibration(float(values["scale"]), float(values["floor"]),
+                           int(values["num_pairs"]), tuple(map(str, values["datasets"])),
+                           tuple(map(float, values["coverage_raw"])),
+                           tuple(map(float, values["coverage_calibrated"])))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path / MANIFEST}: a calibration entry is malformed "
+                         f"({type(err).__name__}: {err})") from None
+
+
+def _json_float(value: float) -> float | str:
+    """A float as JSON keeps it (NaN and ±inf as strings: JSON has no such numbers)."""
+    value = float(value)
+    return value if math.isfinite(value) else repr(value)
+
+
+# ------------------------------------------------------------------------------ exact tables
+def write_table(frame: pd.DataFrame, path: Path) -> dict[str, Any]:
+    """Write `frame` (plain columns) as CSV so that `read_table` gives it back exactly.
+
+    Each column is written as text: floats as their shortest exact decimal (`repr`), missing
+    values as an empty cell; the schema returned (for the manifest) names each column's dtype
+    and, for text columns, the rows that are missing (an empty text and a missing one would
+    otherwise both be an empty cell).
+
+    Returns:
+        `{"file": name, "columns": [[column, dtype], ...], "missing": {column: [row, ...]}}`.
+    """
+    cells, columns, missing = {}, [], {}
+    for name in frame.columns:
+        col = frame[name]
+        kind = _kind(col)
+        values = col.to_numpy(dtype=object)
+        isna = pd.isna(col).to_numpy()
+        if kind == "float":
+            cells[name] = ["" if m else repr(float(v)) for v, m in zip(values, isna, strict=True)]
+        elif kind in ("int", "bool"):
+            cells[name] = [str(v) for v in values]
+        else:
+            cells[name] = ["" if m else str(v) for v, m in zip(values, isna, strict=True)]
+            if isna.any():
+                missing[str(name)] = np.flatnonzero(isna).tolist()
+        columns.append([str(name), str(col.dtype) if kind == "text" else kind])
+    # every cell quoted: a text holding a lone carriage return survives only inside quotes
+    pd.DataFrame(cells, columns=list(frame.columns), dtype=object).to_csv(
+        path, index=False, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    return {"file": path.name, "columns": columns, "missing": missing}
+
+
+def read_table(path: Path, schema: dict[str, Any] | None = None) -> pd.DataFrame:
+    """A table written by `write_table` (`schema`: what it returned; None: every column text).
+
+    Raises:
+        ValueError: a missing or unreadable file, or one that does not match its schema.
+    """
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable table ({type(err).__name__}: {err})") from None
+    if schema is None:
+        return pd.DataFrame({c: raw[c].astype(str) for c in raw.columns})
+    names = [c for c, _ in schema["columns"]]
+    if list(raw.columns) != names:
+        raise ValueError(f"{path}: columns {list(raw.columns)} differ from the manifest's {names}")
+    out = {}
+    for name, kind in schema["columns"]:
+        text = raw[name].tolist()
+        try:
+            if kind == "float":
+                out[name] = np.array([float(t) if t else np.nan for t in text], dtype=np.float64)
+            elif kind == "int":
+                out[name] = np.array([int(t) for t in text], dtype=np.int64)
+            elif kind == "bool":
+                if bad := sorted(set(text) - {"True", "False"}):
+                    raise ValueError(f"not a bool: {bad[0]!r}")
+                out[name] = np.array([t == "True" for t in text], dtype=bool)
+            else:
+                values = np.array(text, dtype=object)
+                values[schema["missing"].get(name, [])] = np.nan
+                out[name] = pd.Series(values, dtype=object).astype(kind)  # keeps the dtype
+        except (ValueError, TypeError, IndexError) as err:
+            raise ValueError(f"{path}, column {name!r}: does not hold {kind} values as the "
+                             f"manifest says ({err})") from None
+    return pd.DataFrame(out, columns=names)
+
+
+def _kind(col: pd.Series) -> str:
+    """How `write_table` stores a column: float, int, bool, or text."""
+    if pd.api.types.is_bool_dtype(col.dtype) and not col.isna().any():
+        return "bool"
+    if pd.api.types.is_integer_dtype(col.dtype) and not col.isna().any():
+        return "int"
+    if pd.api.types.is_float_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        return "float"
+    return "text"

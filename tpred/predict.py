@@ -1,6 +1,6 @@
 """Predict transfer accuracy for new models and datasets with a trained run, and rank the models.
 
-Loads <run>/checkpoint.pkl (written by `python -m tpred.train`), adds the new models and datasets
+Loads <run>/checkpoint/ (written by `python -m tpred.train`), adds the new models and datasets
 to the run's zoo inductively (their metadata goes through the run's fitted featurizers; their
 scores become score edges and their known records record edges of the gnn's graph; nothing is
 refitted), predicts every requested pair with the chosen method's seed ensemble, and writes:
@@ -19,6 +19,9 @@ features use are required; unknown columns are ignored with a warning; an unseen
 zero one-hot features, with a warning); --scores long `model,dataset,metric,value` (metrics the
 run was not trained with are ignored with a warning); --records `model,dataset,accuracy` (or a
 wide matrix); --pairs `model,dataset`. A new id equal to one of the run's ids is an error.
+
+Reading a checkpoint runs no code from its files; an old pickle checkpoint (`checkpoint.pkl`)
+does when unpickled, so it is read only with --trust (for a file you made or trust).
 
 Bad input prints one line `python -m tpred.predict: error: <file>, line <n>, column <c>: ...`
 and exits with status 2.
@@ -41,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True,
-                        help="run folder (holds checkpoint.pkl) or a checkpoint file")
+                        help="run folder (holds checkpoint/) or a checkpoint folder")
+    parser.add_argument("--trust", action="store_true",
+                        help="allow an old pickle checkpoint (checkpoint.pkl): unpickling runs "
+                             "the code it holds, so only for a file you made or trust")
     parser.add_argument("--models", type=Path, help="CSV of new models (metadata)")
     parser.add_argument("--datasets", type=Path, help="CSV of new datasets (metadata)")
     parser.add_argument("--scores", type=Path,
@@ -75,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tpred.api import format_rankings, load, rank_models
 
     try:
-        run = load(args.run)
+        run = load(args.run, trust=args.trust)
         method = run.resolve_method(args.method)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

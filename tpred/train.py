@@ -9,13 +9,14 @@ seeds) and writes to <output_dir>/<name>/:
   metrics.csv      the same results, flat; metrics_per_seed.csv: one value per seed
   predictions.csv  method, protocol, seed, fold, model, dataset, true, predicted
   plots/           predicted vs true per method; per-dataset Spearman per method
-  checkpoint.pkl   every method fitted on all known records once per seed (the ensemble behind
-                   the std of a prediction), with fitted featurizers, the std calibration and
-                   the config (read by `python -m tpred.predict` and `tpred.load`)
+  checkpoint/      every method fitted on all known records once per seed (the ensemble behind
+                   the std of a prediction): the config, the zoo's tables, the std calibration
+                   and the gnn's weights, in files that run no code when read (JSON, CSV,
+                   safetensors; read by `python -m tpred.predict` and `tpred.load`)
   config.yaml      the configuration actually used
 
 With --fit-only (or `protocols: []` in the config) nothing is evaluated: every method is fitted
-on all records and only checkpoint.pkl and config.yaml are written, e.g. to predict for new
+on all records and only checkpoint/ and config.yaml are written, e.g. to predict for new
 datasets with `python -m tpred.predict`.
 
 Metrics: pearson, spearman, kendall, weighted_tau, top1_regret (per held-out dataset, then
@@ -129,7 +130,7 @@ def fit_final(zoo: Zoo, cfg: TrainConfig, methods: Sequence[str], out_dir: Path,
     fitted again, on every record, and the seeded ones calibrated with one more fit per seed.
 
     Returns:
-        The checkpoint's path (`out_dir/checkpoint.pkl`).
+        The checkpoint's path (`out_dir/checkpoint/`).
     """
     from tpred.checkpoint import CHECKPOINT_NAME, calibrate_all, fit_all, save_checkpoint
 

@@ -89,13 +89,24 @@ class GNNPredictor:
             ValueError: no training pairs, a training pair without a record, or an unknown
                 score metric.
         """
+        graph = self._prepare(zoo, train_pairs, "fit")
+        self.members_, self.epochs_ = [], []
+        with torch_context(self.config.num_threads):
+            for k in range(self.config.ensemble):
+                state, epoch = self._fit_member(graph, member_seed(self.seed, k))
+                self.members_.append(state)
+                self.epochs_.append(epoch)
+        return self
+
+    def _prepare(self, zoo: Zoo, train_pairs: pd.DataFrame, caller: str) -> RecordGraph:
+        """Everything `fit` derives before training (deterministically): metrics, featurizers
+        fitted on the training nodes, node features, their centres and the training graph."""
         if len(train_pairs) == 0:
-            raise ValueError("GNNPredictor.fit: train_pairs is empty")
+            raise ValueError(f"GNNPredictor.{caller}: train_pairs is empty")
         train_pairs = train_pairs[PAIR].reset_index(drop=True)
         zoo.accuracy(train_pairs)  # raises, naming the pair, when one has no record
-        cfg = self.config
         self.metrics_ = (resolve_metrics(zoo, self.score_metrics, "GNNPredictor")
-                         if cfg.use_scores else [])
+                         if self.config.use_scores else [])
         models = pd.unique(train_pairs["model"])
         datasets = pd.unique(train_pairs["dataset"])
         self.model_features_ = NodeFeatures(self.model_features, self.encoder).fit(zoo.models,
@@ -109,12 +120,54 @@ class GNNPredictor:
             DATASET: self.dataset_x_[zoo.dataset_ids.get_indexer(datasets)].mean(0)}
         graph = self._graph(zoo, train_pairs, self.model_x_, self.dataset_x_)
         self.num_features_ = {t: int(graph.data[t].x.shape[1]) for t in (MODEL, DATASET)}
-        self.members_, self.epochs_ = [], []
-        with torch_context(cfg.num_threads):
-            for k in range(cfg.ensemble):
-                state, epoch = self._fit_member(graph, member_seed(self.seed, k))
-                self.members_.append(state)
-                self.epochs_.append(epoch)
+        return graph
+
+    # ---------------------------------------------------------------- checkpoint support
+    def learned_state(self) -> dict[str, Tensor]:
+        """What `fit` learned that `restore` cannot re-derive: the networks' weights.
+
+        Returns:
+            `{"<member>.<parameter>": Tensor}` for every ensemble member (contiguous copies, as
+            safetensors stores them) and `"epochs"`: the kept epoch per member [K] int64.
+
+        Raises:
+            NotFittedError: before `fit`.
+        """
+        if not hasattr(self, "members_"):
+            raise NotFittedError("GNNPredictor is not fitted; call fit(zoo, train_pairs)")
+        out = {f"{k}.{name}": t.detach().clone().contiguous()
+               for k, state in enumerate(self.members_) for name, t in state.items()}
+        out["epochs"] = torch.tensor(self.epochs_, dtype=torch.int64)
+        return out
+
+    def restore(self, zoo: Zoo, train_pairs: pd.DataFrame,
+                state: dict[str, Tensor]) -> GNNPredictor:
+        """`fit` without training: what `fit` derives deterministically is derived again from
+        (zoo, train_pairs), the networks' weights come from `state` (`learned_state` of a
+        predictor with these hyper-parameters fitted on these pairs).
+
+        Raises:
+            ValueError: `state` lacks a member's weights or holds weights of another network.
+        """
+        self._prepare(zoo, train_pairs, "restore")
+        members: list[dict[str, Tensor]] = [{} for _ in range(self.config.ensemble)]
+        for key, tensor in state.items():
+            if key == "epochs":
+                continue
+            k, _, name = key.partition(".")
+            if not k.isdigit() or int(k) >= len(members):
+                raise ValueError(f"GNNPredictor.restore: unexpected weight {key!r} for an "
+                                 f"ensemble of {len(members)}")
+            members[int(k)][name] = tensor
+        net = self._net()
+        for k, member in enumerate(members):
+            try:
+                net.load_state_dict(member, strict=True)
+            except RuntimeError as err:
+                raise ValueError(f"GNNPredictor.restore: the weights of member {k} do not fit "
+                                 f"this network ({' '.join(str(err).split())[:300]})") from None
+        self.members_ = members
+        self.epochs_ = [int(e) for e in state.get("epochs", torch.zeros(len(members)))]
         return self
 
     def _fit_member(self, g: RecordGraph, seed: int) -> tuple[dict[str, Tensor], int]:
