@@ -42,7 +42,7 @@ BENCHMARKS = {
 }
 METRICS = {"held": ["spearman", "weighted_tau", "top1_regret", "rmse"],
            "paper": ["avg_pearson", "bucket_0_10"]}
-LOWER_IS_BETTER = {"top1_regret", "rmse"}
+LOWER_IS_BETTER = {"top1_regret", "rmse", "mae"}
 LABELS = {"spearman": "Spearman", "weighted_tau": "weighted τ", "top1_regret": "top-1 regret",
           "rmse": "RMSE", "avg_pearson": "Avg", "bucket_0_10": "Cold Start"}
 
@@ -117,7 +117,8 @@ def verdicts(results: pd.DataFrame) -> list[str]:
     """One line per (protocol, metric): the gnn against the best other method."""
     lines = []
     for (protocol, metric), group in results.groupby(["protocol", "metric"], sort=False):
-        if "gnn" not in set(group["method"]) or len(group) < 2:
+        shown = METRICS["paper" if protocol == "paper" else "held"]
+        if metric not in shown or "gnn" not in set(group["method"]) or len(group) < 2:
             continue
         gnn = group[group["method"] == "gnn"].iloc[0]
         others = group[group["method"] != "gnn"].dropna(subset=["mean"])
