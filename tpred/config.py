@@ -202,6 +202,9 @@ class GNNConfig:
     score_edges: bool = True
     ema_decay: Probability = 0.97
     num_threads: PositiveInt | None = None
+    #: targets per training step on mini-batches with sampled neighbourhoods
+    #: (tpred/models/gnn/minibatch.py); None: full batch unless the graph is large
+    batch_size: PositiveInt | None = None
 
     def __post_init__(self) -> None:
         check_fields(self)

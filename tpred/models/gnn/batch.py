@@ -33,6 +33,9 @@ from tpred.models.gnn.baseline import Baseline, fit_baseline
 from tpred.models.neighbours import neighbour_order, neighbour_residuals, residual_table
 from tpred.models.zmean import zmean_fit
 
+#: neighbour terms per similarity kernel (`neighbour_terms`' two columns); the mini-batch path
+#: (`minibatch.py`) has the default single kernel, so this many gated terms
+NUM_NEIGHBOUR_TERMS = 2
 #: shrinkage added to the neighbour terms' total weight (a cosine weight of 1 is one fully
 #: similar neighbour), so a pair with few or dissimilar neighbours gets a damped term
 NEIGHBOUR_SHRINK = 1.0
@@ -90,7 +93,7 @@ class RecordGraph:
     @property
     def num_gated(self) -> int:
         """Gated terms per pair: 2 per kernel, plus 1 for the zmean term."""
-        return 2 * len(self.kernels) + int(self.zmean_term)
+        return NUM_NEIGHBOUR_TERMS * len(self.kernels) + int(self.zmean_term)
 
 
 @dataclass
@@ -117,7 +120,7 @@ class GNNBatch:
     pair_x: Tensor
     base: Tensor
     y: Tensor
-    num_gated: int
+    num_gated: int = NUM_NEIGHBOUR_TERMS
 
     @property
     def gated(self) -> Tensor:
@@ -176,7 +179,7 @@ def neighbour_terms(g: RecordGraph, kernel: Kernel, m_src: np.ndarray, m_dst: np
     Shapes: m_src, m_dst, m_resid [E_msg]; src, dst [P] -> [P, 2].
     """
     if k == 0 or len(m_src) == 0:
-        return np.zeros((len(src), 2))
+        return np.zeros((len(src), NUM_NEIGHBOUR_TERMS))
     table = residual_table(m_src, m_dst, m_resid, len(g.model_index), len(g.dataset_index))
     d_sim, m_sim = kernel.dataset_sim, kernel.model_sim
     return neighbour_residuals(
