@@ -94,7 +94,7 @@ def test_dask_cluster_loses_nothing_when_a_worker_is_killed_mid_run(feature_dir,
             os.kill(killed["pid"], 0)  # that process is gone; its tasks ran elsewhere
     pd.testing.assert_frame_equal(table, serial)
     assert table.attrs["summary"].num_errors == 0
-    assert errors_path(out).read_text().strip() == "model,dataset,metric,reason"
+    assert errors_path(out).read_text().strip() == "model,dataset,metric,kind,reason"
 
 
 @pytest.mark.slow

@@ -99,25 +99,98 @@ def test_missing_column_names_the_columns_found(frame):
         feats.transform(frame.drop(columns="domain"))
 
 
-@pytest.mark.parametrize("value", [3.0, None, "  "])
+@pytest.mark.parametrize("value", [3.0, 7])
 def test_text_column_needs_text(frame, value):
     bad = frame.astype({"labels": object})
     bad.loc["d1", "labels"] = value
-    with pytest.raises(ValueError, match=r"text column 'labels' must hold non-empty text; row "
-                                         rf"'d1' has {value!r}"):
+    with pytest.raises(ValueError, match=r"text column 'labels' must hold text \(or blanks\); "
+                                         rf"row 'd1' has {value!r}"):
         NodeFeaturizer(CONFIG, HashEncoder()).fit(bad)
 
 
 def test_numeric_and_categorical_errors(frame):
-    with pytest.raises(ValueError, match=r"numeric column 'score' must hold finite numbers; row "
-                                         r"'d2' has 'big'"):
+    with pytest.raises(ValueError, match=r"numeric column 'score' must hold finite numbers or "
+                                         r"blanks; row 'd2' has 'big'"):
         NodeFeaturizer(CONFIG, HashEncoder()).fit(frame.assign(score=["1", "2", "big"]))
+    with pytest.raises(ValueError, match=r"numeric column 'score' must hold finite numbers or "
+                                         r"blanks; row 'd0' has inf"):
+        NodeFeaturizer(CONFIG, HashEncoder()).fit(frame.assign(score=[np.inf, 2, 3]))
     with pytest.raises(ValueError, match=r"log-scaled column 'size' must be >= 0; row 'd0' has "
                                          r"-1.0"):
         NodeFeaturizer(CONFIG, HashEncoder()).fit(frame.assign(size=[-1.0, 1.0, 2.0]))
-    with pytest.raises(ValueError, match=r"categorical column 'domain' has a missing value in row "
-                                         r"'d1'"):
-        NodeFeaturizer(CONFIG, HashEncoder()).fit(frame.assign(domain=["a", None, "b"]))
+
+
+# ----------------------------------------------------------------------------- blank cells
+def test_blank_number_is_the_median_of_the_fitted_rows_plus_an_indicator(frame):
+    cfg = NodeFeatureConfig(numeric=("score", "size"))
+    fit_rows = pd.DataFrame({"score": [1.0, np.nan, 4.0, 10.0], "size": [1.0, 2.0, 3.0, 4.0]},
+                            index=["a", "b", "c", "d"])
+    feats = NodeFeaturizer(cfg).fit(fit_rows)
+    imputer = feats.column_transformer_.named_transformers_["num"]["impute"]
+    np.testing.assert_allclose(imputer.statistics_, [4.0, 2.5])  # medians of the rows given
+    assert feats.get_feature_names_out().tolist() == [
+        "num__score", "num__size", "missing__missingindicator_score"]
+    X = feats.transform(fit_rows)
+    # score [1, 4, 4, 10]: mean 4.75, population variance 42.75 / 4
+    np.testing.assert_allclose(X[:, 0], (np.array([1, 4, 4, 10]) - 4.75) / np.sqrt(10.6875),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(X[:, 2], [0, 1, 0, 0])
+    # a new row blank in `size` (complete in fit): the median, and no indicator for it
+    new = pd.DataFrame({"score": ["NA"], "size": [None]}, index=["e"])
+    Xn = feats.transform(new)
+    np.testing.assert_allclose(Xn[0], [X[1, 0], 0.0, 1.0], atol=1e-6)  # size 2.5 is the mean
+
+
+@pytest.mark.parametrize("token", ["", "NA", "n/a", "N/A", "null", "None", "nan", " na "])
+def test_blank_tokens_are_missing(token):
+    cfg = NodeFeatureConfig(numeric=("x",), categorical=("c",))
+    rows = pd.DataFrame({"x": ["1", token, "3"], "c": ["a", token, "a"]}, index=["p", "q", "r"])
+    X = NodeFeaturizer(cfg).fit(rows).transform(rows)
+    np.testing.assert_allclose(X[:, 0], [-1.224745, 0, 1.224745], rtol=1e-5)  # [1, 2, 3]
+    np.testing.assert_array_equal(X[:, 1:], [[0, 1, 0], [1, 0, 1], [0, 1, 0]])
+
+
+def test_blank_category_is_its_own_category(frame):
+    feats = NodeFeaturizer(NodeFeatureConfig(categorical=("domain",)))
+    X = feats.fit(frame.assign(domain=["photo", None, "photo"])).transform(
+        frame.assign(domain=[np.nan, "photo", "sketch"]))
+    assert feats.get_feature_names_out().tolist() == ["cat__domain_missing",
+                                                      "cat__domain_photo"]
+    np.testing.assert_array_equal(X, [[1, 0], [0, 1], [0, 0]])  # unseen 'sketch': zeros
+
+
+def test_blank_text_is_embedded_as_the_empty_text(frame):
+    cfg = NodeFeatureConfig(text=("labels",))
+    X = NodeFeaturizer(cfg, HashEncoder(dim=4)).fit(frame).transform(
+        frame.assign(labels=["cat, dog", None, "  "]))
+    expected = HashEncoder(dim=4)(["cat, dog", "", ""]).numpy()
+    np.testing.assert_array_equal(X, expected)
+
+
+def test_column_blank_in_every_fitted_row_keeps_its_features(frame):
+    cfg = NodeFeatureConfig(numeric=("score", "size"))
+    feats = NodeFeaturizer(cfg).fit(frame.assign(score=[np.nan] * 3))
+    assert feats.n_features_out_ == 3  # score (as 0), size, and score's indicator
+    X = feats.transform(frame)  # values where fit saw none: still the fitted transform
+    assert X.shape == (3, 3) and np.isfinite(X).all()
+    np.testing.assert_array_equal(X[:, 2], [0, 0, 0])
+
+
+def test_complete_rows_get_no_indicator(frame):
+    feats = NodeFeaturizer(CONFIG, HashEncoder(dim=4)).fit(frame)
+    assert not [n for n in feats.get_feature_names_out() if "missing" in n]
+
+
+@pytest.mark.parametrize("column, value", [("score", np.nan), ("domain", None),
+                                           ("labels", "NA")])
+def test_impute_error_refuses_blank_cells(frame, column, value):
+    cfg = NodeFeatureConfig(numeric=("size", "score"), categorical=("domain",),
+                            text=("labels",), impute="error")
+    bad = frame.astype({column: object})
+    bad.loc["d1", column] = value
+    with pytest.raises(ValueError, match=rf"column '{column}' has a blank value in row 'd1' "
+                                         rf"\({value!r}\) and impute is 'error'"):
+        NodeFeaturizer(cfg, HashEncoder()).fit(bad)
 
 
 def test_usage_errors(frame):

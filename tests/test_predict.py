@@ -424,8 +424,8 @@ def test_bad_metadata_values_name_line_and_column(run, new_zoo):
     bad = new_zoo.datasets.reset_index().astype({"num_classes": object})
     bad.loc[1, "num_classes"] = "many"
     with pytest.raises(ValueError, match=r"datasets DataFrame, line 3, column 'num_classes': a "
-                                         r"numeric feature column must hold finite numbers, got "
-                                         r"'many'"):
+                                         r"numeric feature column must hold finite numbers "
+                                         r"\(or blanks\), got 'many'"):
         run.extend(datasets=bad)
 
 

@@ -152,3 +152,25 @@ def test_real_offline_encoder_embeds_similar_texts_closer(tmp_path):
     # batching (2 per pass, padded) does not change a vector; a pickled copy reloads the weights
     alone = pickle.loads(pickle.dumps(enc.encoder))(["kitten, puppy, pony"])
     np.testing.assert_allclose(alone.numpy(), emb[1:2].numpy(), atol=1e-5)
+
+
+def test_clones_of_a_featurizer_share_the_encoder():
+    """sklearn's `clone` deep-copies parameters: a copy must not reload the weights."""
+    import copy
+
+    from sklearn.base import clone
+
+    from tpred.features import TextEmbedder
+
+    enc = TransformersEncoder("some/folder", local_files_only=True)
+    cached = CachedEncoder(enc, None)
+    assert copy.deepcopy(enc) is enc and copy.deepcopy(cached) is cached
+    assert clone(TextEmbedder(cached, column="labels")).encoder is cached
+
+
+@pytest.mark.slow
+def test_loading_the_real_encoder_prints_nothing(capfd):
+    enc = load_encoder(TextConfig(cache_dir=None))
+    assert enc(["cat, dog"]).shape == (1, 384)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # no "Loading weights" bar, no hub messages

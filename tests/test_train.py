@@ -25,7 +25,8 @@ def tiny_config(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("train")
     zoo = toy_zoo(num_models=5, num_datasets=10, seed=4)
     zoo_dir = write_zoo(zoo, folder / "zoo")
-    cfg = TrainConfig(name="tiny", methods=("additive", "lr", "mf", "knn", "score", "gnn"),
+    cfg = TrainConfig(name="tiny",
+                      methods=("additive", "zmean", "lr", "mf", "knn", "score", "gnn"),
                       protocols=("cold-dataset", "random"), seeds=(0, 1),
                       model_features=TOY_MODEL_FEATURES, dataset_features=TOY_DATASET_FEATURES,
                       output_dir=str(folder / "runs"))
@@ -52,7 +53,7 @@ def test_metrics_json_has_the_documented_shape(tiny_run):
     rows = pd.DataFrame(payload["results"])
     assert list(rows.columns) == ["method", "protocol", "metric", "mean", "std", "n"]
     assert set(rows["protocol"]) == {"cold-dataset", "random-0.4"}
-    methods = {"additive", "lr", "mf", "knn", "gnn", "score:score_a", "score:score_b"}
+    methods = {"additive", "zmean", "lr", "mf", "knn", "gnn", "score:score_a", "score:score_b"}
     assert set(rows["method"]) == methods
     assert set(payload["runtime_s"]) == methods
     gnn = rows[(rows["method"] == "gnn") & (rows["protocol"] == "cold-dataset")]
@@ -98,6 +99,37 @@ def test_set_overrides_config_entries(tiny_config, tmp_path):
     assert not (out / "tiny" / "checkpoint").exists()
 
 
+def test_fit_only_writes_the_checkpoint_without_evaluating(tiny_config, tmp_path):
+    import tpred
+
+    out = tmp_path / "fit"
+    assert main(["--config", str(tiny_config), "--quiet", "--fit-only", "--set",
+                 f"output_dir={out}", "--set", "methods=[zmean, knn]"]) == 0
+    assert sorted(p.name for p in (out / "tiny").iterdir()) == ["checkpoint", "config.yaml"]
+    run = tpred.load(out / "tiny")
+    assert run.methods == ["knn", "zmean"]
+    # protocols: [] in the config does the same
+    again = tmp_path / "empty"
+    assert main(["--config", str(tiny_config), "--quiet", "--set", "protocols=[]", "--set",
+                 f"output_dir={again}", "--set", "methods=[zmean]"]) == 0
+    assert (again / "tiny" / "checkpoint").is_dir()
+
+
+def test_fit_only_without_checkpoint_is_an_error(tiny_config, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["--config", str(tiny_config), "--fit-only", "--no-checkpoint"])
+    assert err.value.code == 2
+    assert "leaves nothing to do" in capsys.readouterr().err
+
+
+def test_evaluate_without_protocols_says_so():
+    from tpred.evaluation.run import evaluate
+
+    cfg = TrainConfig(protocols=(), methods=("additive",))
+    with pytest.raises(ValueError, match=r"no protocols to evaluate .*--fit-only"):
+        evaluate(toy_zoo(num_models=3, num_datasets=4), cfg, progress=False)
+
+
 def test_unknown_set_key_is_an_error_listing_valid_keys(tiny_config, capsys):
     with pytest.raises(SystemExit) as err:
         main(["--config", str(tiny_config), "--set", "gnn.hidden=3"])
@@ -127,7 +159,7 @@ def test_set_without_equals_sign_is_an_error():
 
 
 def test_invalid_value_is_checked_by_the_dataclass():
-    with pytest.raises(ValueError, match="protocols must be among"):
+    with pytest.raises(ValueError, match=r"protocols\[0\] must be one of"):
         TrainConfig().override("protocols=[nope]")
 
 

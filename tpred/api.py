@@ -20,11 +20,16 @@ the column and the value; a DataFrame row r is line r + 2, as in the CSV it woul
 - a new id equal to an id of the run's zoo (a training node): error;
 - a metadata column the run's featurizer needs is missing, or holds a bad value: error naming
   the file and the columns (`tpred.data.check_columns`);
+- a blank cell (empty, `NA`, `null`, ...) of a feature column: imputed by the run's fitted
+  featurizers as in training (a number: the median of the run's training nodes plus its
+  missing indicator; a category: `missing`; a text: the empty text), with a warning counting
+  the cells per column; an error if the run was trained with `impute: error`;
 - a metadata column the run's table does not have: ignored, with a warning;
 - a category unseen in training (e.g. a new `domain`): its one-hot block is all zeros, as the
   fitted `OneHotEncoder(handle_unknown="ignore")` makes it — a warning says so;
 - scores or records naming an id that is neither in the run nor new: error; a duplicate of a
-  score or record the run already has: error;
+  score or record the run already has: error; several new records of one pair: combined as
+  the run's `data.duplicates` says (an error by default);
 - scores of a metric the run's zoo does not have (it was not trained with it): ignored, with a
   warning (the fitted predictors have no input for it).
 
@@ -58,9 +63,12 @@ from tpred.data.tables import (
     RECORD_COLUMNS,
     SCORE_COLUMNS,
     auto_type,
+    blank_cells,
     check_columns,
     check_duplicates,
+    describe_blanks,
     is_long,
+    is_missing,
     parse_long_records,
     parse_records,
     parse_scores,
@@ -217,7 +225,8 @@ class Run:
                          else zoo.datasets)
         model_ids, dataset_ids = model_table.index, dataset_table.index
         new_scores = _scores(scores, model_ids, dataset_ids, zoo)
-        new_records = _records(records, model_ids, dataset_ids, zoo, percent=cfg.data.percent)
+        new_records = _records(records, model_ids, dataset_ids, zoo, percent=cfg.data.percent,
+                               duplicates=cfg.data.duplicates)
         all_records = pd.concat([zoo.records, new_records], ignore_index=True)
         all_scores = pd.concat([zoo.scores, new_scores], ignore_index=True)
         new_zoo = Zoo.from_frames(model_table, dataset_table, all_records, all_scores)
@@ -480,19 +489,32 @@ def _metadata(source: Source, id_col: str, old: pd.DataFrame, features: NodeFeat
         raise ValueError(f"{where}, line {lines[i]}, column {id_col!r}: id {frame.index[i]!r} "
                          f"is already a {id_col} of the run's zoo (a training node; "
                          f"{int(taken.sum())} such row(s)); new {id_col}s need new ids")
-    check_columns(frame, features, where, lines=lines)
+    key = f"{id_col}_features"
+    check_columns(frame, features, where, lines=lines, key=key,
+                  hint=f"the run was trained with {key}.impute: error, so new {id_col}s must be "
+                       f"complete")
     if extra := [c for c in frame.columns if c not in old.columns]:
         warnings.warn(f"{where}: column(s) {extra} are not in the run's {id_col}s table; "
                       f"ignored", UserWarning, stacklevel=4)
         frame = frame.drop(columns=extra)
+    if line := describe_blanks(blank_cells(frame, features), features, where,
+                               f"the run's training {id_col}s"):
+        warnings.warn(line, UserWarning, stacklevel=4)
     trained = old.loc[old.index.isin(zoo.records[id_col])]
     for col in features.categorical:
-        seen = set(trained[col].astype(str))
-        if unseen := [v for v in dict.fromkeys(frame[col].astype(str)) if v not in seen]:
+        seen = set(_categories(trained[col]))
+        if unseen := [v for v in dict.fromkeys(_categories(frame[col])) if v not in seen]:
             warnings.warn(f"{where}, column {col!r}: categor{'y' if len(unseen) == 1 else 'ies'} "
                           f"{unseen} unseen in training; their one-hot features are zeros",
                           UserWarning, stacklevel=4)
     return frame
+
+
+def _categories(column: pd.Series) -> list[str]:
+    """Categories as the featurizer sees them: text, a blank cell as `missing`."""
+    from tpred.features import MISSING_CATEGORY
+
+    return column.astype(str).where(~is_missing(column), MISSING_CATEGORY).tolist()
 
 
 def _check_known_ids(df: pd.DataFrame, where: str, lines: np.ndarray, model_ids: pd.Index,
@@ -535,20 +557,23 @@ def _scores(source: Source, model_ids: pd.Index, dataset_ids: pd.Index,
 
 
 def _records(source: Source, model_ids: pd.Index, dataset_ids: pd.Index, zoo: Zoo, *,
-             percent: bool) -> pd.DataFrame:
+             percent: bool, duplicates: str = "error") -> pd.DataFrame:
     """New known records (long, or a wide CSV file), checked against the run's records."""
     if source is None:
         return zoo.records.iloc[:0]
     frame, lines, where = _long_table(source, "records")   # a CSV file is read once
     if isinstance(source, (str, Path)) and not is_long(frame):
         out = parse_records(frame, lines, Path(source), model_ids, dataset_ids, fmt="wide",
-                            percent=percent)
+                            percent=percent, duplicates=duplicates, hints=False)
         lines = None
     else:
         require_columns(frame, list(RECORD_COLUMNS), where,
                         "long records (model,dataset,accuracy)")
         df = frame[list(RECORD_COLUMNS)].astype(str)
         _check_known_ids(df, where, lines, model_ids, dataset_ids)
-        out = parse_long_records(df, lines, where, percent=percent)
+        out = parse_long_records(df, lines, where, percent=percent, duplicates=duplicates,
+                                 hints=False)
+    if lines is not None and len(lines) != len(out):  # repeated records were combined
+        lines = None
     _check_not_in(out, PAIR, zoo.records, where, lines, "record")
     return out

@@ -11,5 +11,10 @@ class UndefinedMetricWarning(UserWarning):
     """A metric is undefined for a group (one element, a constant column): the value is NaN."""
 
 
+class SaturatedScoreWarning(UserWarning):
+    """A score's value is fixed by the shapes of its inputs, not by their content (H-score with
+    at least as many feature dimensions as samples is C − 1): it ranks nothing."""
+
+
 class UntrustedFileError(ValueError):
     """A file would run code when read (a pickle) and the caller did not pass `trust=True`."""

@@ -2,9 +2,14 @@
 
 Inside is a scikit-learn `ColumnTransformer`:
 
-- numeric columns: `log1p` for the `config.log` ones (counts, sizes), then `StandardScaler`
-  (a constant column becomes 0);
-- categorical columns: `OneHotEncoder(handle_unknown="ignore")`, values compared as strings;
+- numeric columns: `SimpleImputer(strategy="median")` (blank cells become the median of the
+  rows `fit` saw; a column blank in every such row becomes 0), `log1p` for the `config.log`
+  ones (counts, sizes), then `StandardScaler` (a constant column becomes 0); beside them a
+  `MissingIndicator` adds one 0/1 feature per numeric column that had blanks in `fit`
+  (`missingindicator_<column>`; a column complete in `fit` gets none, so a complete zoo's
+  features are exactly those without imputation);
+- categorical columns: a blank cell is its own category `missing` (`SimpleImputer(strategy=
+  "constant")`), then `OneHotEncoder(handle_unknown="ignore")`, values compared as strings;
   a category not seen in `fit` becomes all zeros, not an error;
 - text columns: each embedded separately by the text encoder, one vector per cell. A cell is
   one string: a label list such as `labels = "cat, dog, car"` is embedded as that one string,
@@ -12,6 +17,10 @@ Inside is a scikit-learn `ColumnTransformer`:
   vectors). Embeddings are used as the encoder gives them by default (`text_scaling="none"`):
   standardising hundreds of dimensions on a few hundred nodes inflates noise directions, and
   every predictor learns its own input scale. `text_scaling="standard"` standardises them.
+  A blank text cell is embedded as the empty text.
+
+Blank cells are NaN, None or a text in `tpred.data.tables.MISSING_VALUES` (`NA`, `null`, ...).
+With `config.impute == "error"` a blank cell is an error instead.
 
 `fit` sees only the rows it is given (predictors pass their training nodes), and unseen nodes go
 through the same fitted transform. The fitted featurizer pickles with its encoder (a
@@ -26,20 +35,27 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
+from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from tpred.config import NodeFeatureConfig
+from tpred.data.tables import is_missing
 from tpred.errors import NotFittedError
 from tpred.text import TextEncoder
 
 __all__ = ["NodeFeaturizer", "TextEmbedder"]
 
 TEXT_SCALINGS = ("none", "standard")
+#: the category a blank categorical cell becomes
+MISSING_CATEGORY = "missing"
 
 
 def _log1p_columns(x: np.ndarray, mask: Sequence[bool] = ()) -> np.ndarray:
-    """log1p of the masked columns of x [N, C] (module level, so the featurizer pickles)."""
+    """log1p of the masked columns of x [N, C] (module level, so the featurizer pickles).
+
+    Shapes: x [N, C], mask [C] -> [N, C] float64.
+    """
     x = np.array(x, dtype=np.float64, copy=True)
     if len(mask):
         cols = np.asarray(mask, dtype=bool)
@@ -105,8 +121,8 @@ class NodeFeaturizer(TransformerMixin, BaseEstimator):
 
     Raises:
         ValueError: a configured column is missing (names the columns found); a numeric column
-            holds a non-number/NaN/inf, or a log column a negative value; a categorical column
-            holds a missing value; a text column holds a non-string or empty value.
+            holds a non-number or inf, or a log column a negative value; a text column holds a
+            non-string; with `config.impute == "error"`, a blank cell.
     """
 
     def __init__(self, config: NodeFeatureConfig, encoder: TextEncoder | None = None, *,
@@ -160,13 +176,21 @@ class NodeFeaturizer(TransformerMixin, BaseEstimator):
         if cfg.numeric:
             mask = [c in cfg.log for c in cfg.numeric]
             steps.append(("num", Pipeline([
+                # keep_empty_features: a column blank in every fitted row stays (as 0), so the
+                # feature count never depends on which nodes a fold trains on
+                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                 ("log1p", FunctionTransformer(_log1p_columns, kw_args={"mask": mask},
                                               feature_names_out="one-to-one")),
                 ("scale", StandardScaler()),
             ]), list(cfg.numeric)))
+            # one 0/1 column per numeric column with blanks in fit; error_on_new=False: a blank
+            # in a column complete in fit is imputed without an indicator the model never saw
+            steps.append(("missing", MissingIndicator(error_on_new=False), list(cfg.numeric)))
         if cfg.categorical:
-            steps.append(("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                          [self._str_name(c) for c in cfg.categorical]))
+            steps.append(("cat", Pipeline([
+                ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]), [self._str_name(c) for c in cfg.categorical]))
         for col in cfg.text:
             embed = TextEmbedder(self.encoder, column=col)
             step = (embed if self.text_scaling == "none"
@@ -179,7 +203,8 @@ class NodeFeaturizer(TransformerMixin, BaseEstimator):
         return f"{col} (str)" if col in self.config.numeric else col
 
     def _clean(self, X: pd.DataFrame) -> pd.DataFrame:
-        """The configured columns, checked and typed: numeric float64, others str objects."""
+        """The configured columns, checked and typed: numeric float64 (NaN where blank),
+        categorical str objects (NaN where blank), text str (empty where blank)."""
         if not isinstance(X, pd.DataFrame):
             raise TypeError(f"NodeFeaturizer expects a pandas DataFrame of metadata, got "
                             f"{type(X).__name__}")
@@ -187,33 +212,40 @@ class NodeFeaturizer(TransformerMixin, BaseEstimator):
         if missing := [c for c in cfg.columns if c not in X.columns]:
             raise ValueError(f"NodeFeaturizer: column(s) {missing} not found; columns found: "
                              f"{list(X.columns)}")
+        blank = {col: is_missing(X[col]) for col in cfg.columns}
+        if cfg.impute == "error":
+            for col, mask in blank.items():
+                if mask.any():
+                    i = int(np.flatnonzero(mask)[0])
+                    raise ValueError(f"NodeFeaturizer: column {col!r} has a blank value in row "
+                                     f"{X.index[i]!r} ({_show(X[col].iloc[i])!r}) and impute "
+                                     f"is 'error' ({int(mask.sum())} blank row(s))")
         out: dict[str, np.ndarray] = {}
         for col in cfg.numeric:
             raw = X[col]
-            num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-            if (bad := ~np.isfinite(num)).any():
+            num = pd.to_numeric(raw.where(~blank[col]), errors="coerce").to_numpy(
+                dtype=np.float64)
+            if (bad := ~blank[col] & ~np.isfinite(num)).any():
                 i = int(np.flatnonzero(bad)[0])
                 raise ValueError(f"NodeFeaturizer: numeric column {col!r} must hold finite "
-                                 f"numbers; row {X.index[i]!r} has {_show(raw.iloc[i])!r}")
+                                 f"numbers or blanks; row {X.index[i]!r} has "
+                                 f"{_show(raw.iloc[i])!r}")
             if col in cfg.log and (neg := num < 0).any():
                 i = int(np.flatnonzero(neg)[0])
                 raise ValueError(f"NodeFeaturizer: log-scaled column {col!r} must be >= 0; "
                                  f"row {X.index[i]!r} has {_show(raw.iloc[i])!r}")
             out[col] = num
         for col in cfg.categorical:
-            raw = X[col]
-            if (na := raw.isna().to_numpy()).any():
-                i = int(np.flatnonzero(na)[0])
-                raise ValueError(f"NodeFeaturizer: categorical column {col!r} has a missing "
-                                 f"value in row {X.index[i]!r}")
-            out[self._str_name(col)] = raw.astype(str).to_numpy(dtype=object)
+            values = X[col].astype(str).to_numpy(dtype=object)
+            values[blank[col]] = np.nan  # the imputer's `missing` category
+            out[self._str_name(col)] = values
         for col in cfg.text:
-            values = X[col].to_numpy(dtype=object)
-            bad = [i for i, v in enumerate(values) if not isinstance(v, str) or not v.strip()]
-            if bad:
+            values = X[col].to_numpy(dtype=object).copy()
+            values[blank[col]] = ""
+            if bad := [i for i, v in enumerate(values) if not isinstance(v, str)]:
                 i = bad[0]
-                raise ValueError(f"NodeFeaturizer: text column {col!r} must hold non-empty "
-                                 f"text; row {X.index[i]!r} has {_show(values[i])!r} "
+                raise ValueError(f"NodeFeaturizer: text column {col!r} must hold text (or "
+                                 f"blanks); row {X.index[i]!r} has {_show(values[i])!r} "
                                  f"({type(values[i]).__name__}, {len(bad)} bad row(s))")
             out[self._str_name(col)] = values
         return pd.DataFrame(out, index=X.index)

@@ -13,11 +13,12 @@ Nothing is downloaded unless a hub name that is not a local folder is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -90,10 +91,11 @@ class TransformersEncoder:
             return
         from transformers import AutoModel, AutoTokenizer  # heavy import: only when used
 
-        self._tokenizer = AutoTokenizer.from_pretrained(
-            self.name_or_path, local_files_only=self.local_files_only)
-        model = AutoModel.from_pretrained(self.name_or_path,
-                                          local_files_only=self.local_files_only)
+        with _quiet_transformers():
+            self._tokenizer = AutoTokenizer.from_pretrained(
+                self.name_or_path, local_files_only=self.local_files_only)
+            model = AutoModel.from_pretrained(self.name_or_path,
+                                              local_files_only=self.local_files_only)
         self._device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self._model = model.to(self._device).eval()
 
@@ -124,6 +126,13 @@ class TransformersEncoder:
         state = self.__dict__.copy()
         state.update(_tokenizer=None, _model=None, _device=None)  # weights reload lazily
         return state
+
+    def __deepcopy__(self, memo: dict) -> TransformersEncoder:
+        # scikit-learn's `clone` deep-copies estimator parameters: a `TextEmbedder` is cloned
+        # on every featurizer fit, and a copy made through `__getstate__` would reload the
+        # weights each time. An encoder is immutable once loaded (eval mode, no gradients),
+        # so every copy shares it.
+        return self
 
     def __repr__(self) -> str:
         return (f"TransformersEncoder({self.name_or_path!r}, batch_size={self.batch_size}, "
@@ -226,8 +235,31 @@ class CachedEncoder:
         state["_memory"] = {}  # vectors stay on disk; a checkpoint carries only the settings
         return state
 
+    def __deepcopy__(self, memo: dict) -> CachedEncoder:
+        return self  # as `TransformersEncoder.__deepcopy__`: clones share the encoder and cache
+
     def __repr__(self) -> str:
         return f"CachedEncoder({self.encoder!r}, cache_dir={str(self.cache_dir)!r})"
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No transformers/huggingface_hub progress bars or info logs while loading local weights.
+
+    transformers 5 draws a "Loading weights" bar per `from_pretrained`; a user can act on none
+    of it. Errors (a missing file, a bad config) still raise. The settings are restored after.
+    """
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def packaged_model_dir() -> Path:

@@ -15,6 +15,10 @@ seeds) and writes to <output_dir>/<name>/:
                    safetensors; read by `python -m tpred.predict` and `tpred.load`)
   config.yaml      the configuration actually used
 
+With --fit-only (or `protocols: []` in the config) nothing is evaluated: every method is fitted
+on all records and only checkpoint/ and config.yaml are written, e.g. to predict for new
+datasets with `python -m tpred.predict`.
+
 Metrics: pearson, spearman, kendall, weighted_tau, top1_regret (per held-out dataset, then
 averaged), rmse, mae, global_pearson (all held-out pairs); for the paper protocol avg_pearson and
 bucket_0_10 ... bucket_90_100 (bucket_0_10 is the paper's "Cold Start").
@@ -52,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a config entry (dotted key, YAML value), e.g. "
                              "--set output_dir=runs/x --set protocols=[cold-dataset] "
                              "--set gnn.hidden_channels=32; repeatable")
+    parser.add_argument("--fit-only", action="store_true",
+                        help="only fit every method on all records and write the checkpoint, "
+                             "without evaluation (the same as `protocols: []` in the config)")
     parser.add_argument("--no-checkpoint", action="store_true",
                         help="skip fitting the final models on all records and saving them")
     parser.add_argument("--no-plots", action="store_true", help="skip writing plots")
@@ -80,15 +87,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:  # bad input: one line naming file, line and value; exit status 2
         parser.error(str(err))
     from tpred.evaluation.report import format_table, save_run
-    from tpred.evaluation.run import evaluate
+    from tpred.evaluation.run import evaluate, expand_methods
 
     log.info("%r", zoo)
     start = time.perf_counter()
+    out_dir = resolve_output(cfg)
+    if args.fit_only or not cfg.protocols:
+        if args.no_checkpoint:
+            parser.error("--no-checkpoint with --fit-only (or protocols: []) leaves nothing to do")
+        try:
+            methods = sorted(expand_methods(cfg.methods, zoo, cfg.score_metrics))
+        except ValueError as err:
+            parser.error(str(err))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cfg.to_yaml(out_dir / "config.yaml")
+        path = fit_final(zoo, cfg, methods, out_dir, progress=not args.quiet)
+        print(f"fitted {', '.join(methods)} on all {len(zoo.records)} records (no evaluation) "
+              f"in {time.perf_counter() - start:.1f}s; checkpoint {path}")
+        return 0
     try:
         result = evaluate(zoo, cfg, progress=not args.quiet)
     except ValueError as err:
         parser.error(str(err))
-    out_dir = resolve_output(cfg)
     save_run(result, out_dir, plots=not args.no_plots)
     if not args.no_checkpoint:
         fit_final(zoo, cfg, sorted(result.predictions["method"].unique()), out_dir,

@@ -88,7 +88,8 @@ def test_percent_option_divides_by_100(tmp_path):
     text = "model,dataset,accuracy\nm0,d0,50\nm1,d1,100\nm2,d0,0\n"
     df = records(tmp_path, text, percent=True)
     np.testing.assert_allclose(df["accuracy"], [0.5, 1.0, 0.0])
-    with pytest.raises(ValueError, match=where("rec.csv", 2, "accuracy") + r".*'50'.*percent=True"):
+    with pytest.raises(ValueError, match=where("rec.csv", 2, "accuracy")
+                       + r".*'50'.*percentages need data.percent: true"):
         records(tmp_path, text)
     with pytest.raises(ValueError, match=where("rec.csv", 2, "accuracy") + r".*\[0, 100\].*'101'"):
         records(tmp_path, "model,dataset,accuracy\nm0,d0,101\n", percent=True)
@@ -189,8 +190,13 @@ def test_accuracy_outside_unit_interval(tmp_path, value):
 
 
 def test_bad_wide_cell_names_its_column(tmp_path):
-    with pytest.raises(ValueError, match=where("rec.csv", 3, "d1") + r".*got 'nan'"):
-        records(tmp_path, ",d0,d1\nm0,0.5,0.5\nm1,0.5,nan\n")
+    with pytest.raises(ValueError, match=where("rec.csv", 3, "d1") + r".*got 'inf'"):
+        records(tmp_path, ",d0,d1\nm0,0.5,0.5\nm1,0.5,inf\n")
+
+
+def test_blank_wide_cells_are_no_record(tmp_path):
+    df = records(tmp_path, ",d0,d1\nm0,0.5,NA\nm1, ,0.4\nm2,n/a,null\n")
+    assert df.values.tolist() == [["m0", "d0", 0.5], ["m1", "d1", 0.4]]
 
 
 def test_missing_id_column(tmp_path):
@@ -263,7 +269,8 @@ def test_missing_configured_column(zoo_dir):
 def test_non_numeric_value_in_numeric_column(zoo_dir):
     write(zoo_dir, "models.csv", "model,family,num_parameters\nm0,cnn,1000\nm1,vit,big\nm2,cnn,3\n")
     with pytest.raises(ValueError, match=where("models.csv", 3, "num_parameters")
-                       + r": a numeric feature column must hold finite numbers, got 'big'"):
+                       + r": a numeric feature column must hold finite numbers \(or blanks\), "
+                         r"got 'big'"):
         load_zoo(ZooConfig(root=str(zoo_dir)),
                  model_features=NodeFeatureConfig(numeric=("num_parameters",)))
 
@@ -282,11 +289,16 @@ def test_text_column_that_is_not_text(zoo_dir):
                  dataset_features=NodeFeatureConfig(text=("labels", "num_classes")))
 
 
-def test_empty_text_value(zoo_dir):
+def test_empty_text_value_is_blank(zoo_dir):
     write(zoo_dir, "datasets.csv", "dataset,labels\nd0,\"cat, dog\"\nd1,\n")
+    zoo = load_zoo(ZooConfig(root=str(zoo_dir)),
+                   dataset_features=NodeFeatureConfig(text=("labels",)))
+    assert zoo.datasets["labels"].isna().tolist() == [False, True]
     with pytest.raises(ValueError, match=where("datasets.csv", 3, "labels")
-                       + r": a text feature column must not be empty, got ''"):
-        load_zoo(ZooConfig(root=str(zoo_dir)), dataset_features=NodeFeatureConfig(text=("labels",)))
+                       + r": blank value '' and dataset_features.impute is 'error' \(1 blank "
+                         r"cell\(s\) in this column\); set dataset_features.impute: median"):
+        load_zoo(ZooConfig(root=str(zoo_dir)),
+                 dataset_features=NodeFeatureConfig(text=("labels",), impute="error"))
 
 
 # ---------------------------------------------------------------------------- benchmark data
@@ -296,7 +308,7 @@ needs_benchmarks = pytest.mark.skipif(not BENCHMARKS.is_dir(),
 
 @needs_benchmarks
 def test_domainnet270_loads_long_and_wide_alike():
-    root = "../shared/benchmarks/domainnet270"
+    root = str(BENCHMARKS / "domainnet270")
     features = NodeFeatureConfig(numeric=("num_classes", "train_size"), log=("train_size",),
                                  categorical=("domain",), text=("labels", "domain"))
     with warnings.catch_warnings():
@@ -310,7 +322,7 @@ def test_domainnet270_loads_long_and_wide_alike():
 
 @needs_benchmarks
 def test_sfda11_loads():
-    zoo = load_zoo(ZooConfig(root="../shared/benchmarks/sfda11", scores=None),
+    zoo = load_zoo(ZooConfig(root=str(BENCHMARKS / "sfda11"), scores=None),
                    model_features=NodeFeatureConfig(numeric=("num_parameters", "gflops"),
                                                     log=("num_parameters",),
                                                     categorical=("architecture_family",)))

@@ -19,7 +19,8 @@ from tpred.extract import (
     open_source,
     read_pair,
 )
-from tpred.extract.__main__ import main, read_models_file
+from tpred.extract.__main__ import main
+from tpred.extract.options import read_models_file
 from tpred.extract.run import merge_rows
 
 SMALL = ExtractSettings(image_size=8)

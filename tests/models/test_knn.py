@@ -58,7 +58,7 @@ def test_knn_weights_neighbours_by_similarity():
     zoo = _zoo()
     train, test = _split(zoo, "dataset", "d2")
     knn = KNNPredictor(n_neighbors=2, dataset_features=FEATURES).fit(zoo, train)
-    sim = knn._similarity(zoo, "dataset", np.array(["d2"]))[0]   # [D]
+    sim = knn._similarity(zoo, "dataset", np.array(["d2"])).block(np.array([0]))[0]   # [D]
     top = np.argsort(-sim)[:2]
     weight = np.maximum(sim[top], 0)
     assert sim[top[0]] == pytest.approx(1.0) and knn.dataset_ids_[top[0]] == "d0"
@@ -99,7 +99,8 @@ def test_knn_new_model_on_a_new_dataset_uses_neighbour_effects_only():
     knn = KNNPredictor(n_neighbors=1, model_features=FEATURES,
                        dataset_features=FEATURES).fit(zoo, train)
     add = knn.additive_
-    nearest_model = knn.model_ids_[np.argmax(knn._similarity(zoo, "model", np.array(["m3"]))[0])]
+    sim = knn._similarity(zoo, "model", np.array(["m3"])).block(np.array([0]))[0]   # [M]
+    nearest_model = knn.model_ids_[np.argmax(sim)]
     expected = add.mu_ + add.model_effect_[nearest_model] + add.dataset_effect_["d0"]
     pred = knn.predict(pd.DataFrame({"model": ["m3"], "dataset": ["d2"]}))
     np.testing.assert_allclose(pred, [expected], atol=1e-12)

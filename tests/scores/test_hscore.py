@@ -4,6 +4,7 @@ equality with scikit-learn, invariances, errors."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.covariance import LedoitWolf, ledoit_wolf_shrinkage
 
+from tpred.errors import SaturatedScoreWarning
 from tpred.scores.hscore import hscore, hscore_shrinkage
 from tpred.scores.hscore import ledoit_wolf_shrinkage as lw_ours
 
@@ -65,14 +67,41 @@ def test_constant_features_give_zero():
 @pytest.mark.parametrize(("n", "d", "classes"), [(150, 8, 3), (300, 30, 5), (60, 80, 4)])
 def test_matches_direct_definitions(n, d, classes):
     f, y = blobs(n, d, classes, seed=d)
-    assert hscore(f, y) == pytest.approx(hscore_direct(f, y), rel=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SaturatedScoreWarning)  # d = 80 >= n: saturated
+        value = hscore(f, y)
+    assert value == pytest.approx(hscore_direct(f, y), rel=1e-9)
     assert hscore_shrinkage(f, y) == pytest.approx(hscore_shrinkage_direct(f, y), rel=1e-9)
 
 
-def test_wide_features_saturate_at_c_minus_one():
+def test_wide_features_saturate_at_c_minus_one_with_a_warning():
     f, y = blobs(40, 100, 4, seed=1)
-    assert hscore(f, y) == pytest.approx(3.0, rel=1e-9)
-    assert hscore_shrinkage(f, y) < 3.0 * 40 / 39
+    with pytest.warns(SaturatedScoreWarning, match=r"hscore saturated: the centred features "
+                                                   r"have rank 39 >= N - 1 = 39 \(D = 100 "
+                                                   r"dimensions, N = 40 samples\), so H = C - 1 "
+                                                   r"= 3 whatever the features; use "
+                                                   r"hscore_shrinkage"):
+        assert hscore(f, y) == pytest.approx(3.0, rel=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the shrinkage variant is made for this case
+        assert hscore_shrinkage(f, y) < 3.0 * 40 / 39
+
+
+@pytest.mark.parametrize(("n", "d", "saturated"), [(12, 11, True), (12, 10, False),
+                                                   (12, 40, True), (300, 8, False)])
+def test_saturation_is_flagged_exactly_when_the_features_span_the_samples(n, d, saturated):
+    rng = np.random.default_rng(n + d)
+    y = np.arange(n) % 3
+    f = rng.normal(size=(n, d))  # no label signal at all: only saturation gives C - 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = hscore(f, y)
+    flagged = [w for w in caught if issubclass(w.category, SaturatedScoreWarning)]
+    assert bool(flagged) == saturated
+    if saturated:
+        assert value == pytest.approx(2.0, rel=1e-8)
+    else:
+        assert value < 2.0 - 1e-3
 
 
 @pytest.mark.parametrize(("n", "d"), [(200, 10), (50, 120), (500, 1)])
@@ -124,6 +153,9 @@ def test_bounded_finite_and_permutation_invariant(seed, n, d, classes):
     f = rng.normal(size=(n, d)) + y[:, None]
     perm = rng.permutation(n)
     for fn in (hscore, hscore_shrinkage):
-        value = fn(f, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SaturatedScoreWarning)  # d >= n - 1 may draw it
+            value = fn(f, y)
+            permuted = fn(f[perm], y[perm])
         assert math.isfinite(value) and -1e-9 <= value <= (classes - 1) * n / (n - 1) + 1e-9
-        assert fn(f[perm], y[perm]) == pytest.approx(value, rel=1e-7, abs=1e-9)
+        assert permuted == pytest.approx(value, rel=1e-7, abs=1e-9)

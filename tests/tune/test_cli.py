@@ -88,7 +88,7 @@ def test_a_dataset_of_the_run_is_ranked_by_its_records(zoo_and_run, tmp_path):
     report = json.loads((out / "tune.json").read_text())
     records = tpred.load(run).zoo.records
     mine = records[records["dataset"] == KNOWN].sort_values("accuracy", ascending=False)
-    assert report["data"] == f"digits:{KNOWN}"
+    assert report["data"] == f"digits:{zoo_root.resolve()}/{KNOWN}"
     assert report["student"]["model"] == mine["model"].iloc[0]
     assert all(r["known"] for r in report["ranking"])
     assert report["teachers"] == [] and report["student"]["logme"] is None   # plain fine-tuning
@@ -124,8 +124,8 @@ def test_a_teacher_that_cannot_be_loaded_is_skipped_with_a_warning(small_digits_
                                               r"number of models of the run's zoo \(4\)"),
     (["--dataset", KNOWN, "--teachers", "0"], "--teachers K=0"),
     (["--dataset", KNOWN, "--student", "vit-b16"], "--student 'vit-b16' is neither 'top1' nor"),
-    (["--dataset", KNOWN, "--data", "folder:/tmp/x"], "data source 'folder:/tmp/x': unknown "
-                                                      "prefix"),
+    (["--dataset", KNOWN, "--data", "folder:/tmp/x"], "data source 'folder:/tmp/x': Could not "
+                                                      "resolve prefix 'folder'"),
     (["--dataset", HELD_OUT, "--data", "digits:original_2x_5"], "unknown division 'x'"),
     (["--dataset", KNOWN, "--steps", "0"], "TuneConfig.steps must be >= 1"),
 ])
@@ -143,17 +143,60 @@ def test_a_run_folder_that_is_not_a_run_is_an_error(tmp_path, capsys):
     assert "no checkpoint here" in capsys.readouterr().err
 
 
-def test_tuned_weights_load_into_the_student_architecture(zoo_and_run, tmp_path):
+def test_tuned_weights_load_into_the_students_network_and_a_new_head(zoo_and_run, tmp_path):
     from safetensors.torch import load_file
 
-    from tpred.tune import Student, split_head
-    from tpred.zoo.hub import load_model
+    from tpred.extract import load_model
 
     zoo_root, run = zoo_and_run
     out = tmp_path / "out"
     assert main(["--run", str(run), "--dataset", KNOWN, "--method", "finetune",
                  "--out", str(out), *FAST]) == 0
     report = json.loads((out / "tune.json").read_text())
-    backbone, dim = split_head(load_model(report["student"]["spec"], root=zoo_root))
-    student = Student(backbone, dim, len(report["classes"]), torch.Generator())
-    student.load_state_dict(load_file(str(out / "student.safetensors")))
+    assert report["student"]["spec"] == f"digits:{zoo_root.resolve()}/{report['student']['model']}"
+    labels = tpred.zoo.hub.target_data(KNOWN, zoo_root).metadata["labels"]
+    assert report["classes"] == labels.split(", ")                 # class names, in head order
+    state = load_file(str(out / "student.safetensors"))
+    net = load_model(report["student"]["spec"]).module
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net.load_state_dict({k[len("backbone."):]: v for k, v in state.items()
+                         if k.startswith("backbone.")})
+    head = torch.nn.Linear(state["head.weight"].shape[1], 4)
+    head.load_state_dict({"weight": state["head.weight"], "bias": state["head.bias"]})
+    # fine-tuned: the backbone moved away from the pre-trained weights
+    assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def _image_folder(zoo_root, dataset, folder):
+    """The target's images as PNG files in ImageFolder layout (train/ and test/)."""
+    from PIL import Image
+
+    from tpred.zoo.targets import CLASS_NAMES
+
+    data = tpred.zoo.hub.target_data(dataset, zoo_root)
+    for part, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+        for i, (image, label) in enumerate(zip(x, y, strict=True)):
+            path = folder / part / CLASS_NAMES[int(label)] / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pixels = np.round(image[0].numpy() * 255).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(path)
+    return data
+
+
+def test_a_new_dataset_from_an_image_folder(zoo_and_run, tmp_path, capsys):
+    zoo_root, run = zoo_and_run
+    data = _image_folder(zoo_root, HELD_OUT, tmp_path / "my-digits")
+    out = tmp_path / "out"
+    base = ["--run", str(run), "--dataset", "my-digits", "--data", str(tmp_path / "my-digits"),
+            "--out", str(out), *FAST]
+    # an image folder does not say its domain, which the run's dataset features need
+    assert main(base) == 2
+    assert "need column(s) ['domain']" in capsys.readouterr().err
+    row = tmp_path / "row.csv"
+    row.write_text("dataset,domain,num_classes,samples_per_class,train_size,labels\n"
+                   f"my-digits,original,2,5,10,\"{data.metadata['labels']}\"\n")
+    assert main([*base, "--datasets", str(row)]) == 0
+    report = json.loads((out / "tune.json").read_text())
+    assert report["data"] == str(tmp_path / "my-digits") and report["train_size"] == 10
+    assert report["classes"] == data.metadata["labels"].split(", ")
+    assert report["test_size"] == len(data.y_test) and 0.4 < report["test_accuracy"] <= 1

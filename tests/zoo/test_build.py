@@ -55,7 +55,8 @@ def test_small_build_writes_the_documented_schema(small):
     assert list(scores.columns) == ["model", "dataset", "metric", "value"]
     assert scores["value"].dtype == np.float64 and np.isfinite(scores["value"]).all()
     errors = pd.read_csv(small / "scores.errors.csv")
-    assert list(errors.columns) == ["model", "dataset", "metric", "reason"]
+    assert list(errors.columns) == ["model", "dataset", "metric", "kind", "reason"]
+    assert set(errors["kind"]) <= {"error", "note"}
 
 
 def test_records_are_the_full_matrix_of_accuracies_in_0_1(small):
@@ -78,9 +79,11 @@ def test_every_pair_and_metric_is_scored_or_listed_as_an_error_with_a_reason(sma
     expected = {(m, d, metric) for m, d in zip(records["model"], records["dataset"], strict=True)
                 for metric in METRICS}
     scored = set(map(tuple, scores[key].to_numpy()))
-    failed = set(map(tuple, errors[key].to_numpy()))
+    failed = set(map(tuple, errors.loc[errors["kind"] == "error", key].to_numpy()))
+    noted = set(map(tuple, errors.loc[errors["kind"] == "note", key].to_numpy()))
     assert scored | failed == expected
     assert not scored & failed
+    assert noted <= scored  # a flagged value is kept
     assert (errors["reason"].str.len() > 0).all()
 
 

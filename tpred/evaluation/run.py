@@ -72,9 +72,15 @@ def evaluate(zoo: Zoo, cfg: TrainConfig, *, progress: bool = True) -> RunResult:
     Every split's predictor is fitted on the split's training pairs only; metrics are computed
     per (method, protocol, seed) over the union of that seed's folds (for `cold-model`, each
     dataset then has every model predicted, each from the fold that held it out).
+
+    Raises:
+        ValueError: no protocols, an unknown protocol or method, a zoo too small for a protocol.
     """
     methods = expand_methods(cfg.methods, zoo, cfg.score_metrics)
     protocols = expand_protocols(cfg.protocols, cfg.protocol)
+    if not protocols:
+        raise ValueError("evaluate: the config has no protocols to evaluate (protocols: []); "
+                         "`python -m tpred.train --fit-only` fits without evaluating")
     jobs = [(p, s) for p in protocols
             for s in (cfg.protocol.paper_seeds if p == "paper" else cfg.seeds)]
     runtime: dict[str, float] = defaultdict(float)

@@ -47,9 +47,9 @@ from torch import nn
 
 from tpred.extract._deps import require
 
-__all__ = ["LOADERS", "Forward", "HookedModel", "LoadOptions", "LoadedModel", "PooledModel",
-           "ScriptModel", "default_name", "load_model", "parse_spec", "register_loader",
-           "resolve_device"]
+__all__ = ["LOADERS", "Forward", "HookedModel", "ImageTransform", "LoadOptions", "LoadedModel",
+           "PooledModel", "ScriptModel", "default_name", "load_model", "parse_spec",
+           "register_loader", "resolve_device", "stack"]
 
 Modality = Literal["image", "text"]
 #: ImageNet statistics: the default normalisation of a `torch:` file without its own config
@@ -555,10 +555,15 @@ def load_model(spec: str, *, pretrained: bool = True, layer: str | None = None,
 
 
 # ---------------------------------------------------------------------------------- preprocessing
-class _ImageTransform:
+class ImageTransform:
     """PIL image -> Tensor [C, H, W] through a torchvision/timm transform, after converting the
     image to the mode the model reads (`RGB` or `L`). A class, so DataLoader workers can pickle
-    it."""
+    it.
+
+    Args:
+        transform: PIL image (in `mode`) -> Tensor [C, H, W].
+        mode: the PIL mode the model reads.
+    """
 
     def __init__(self, transform: Callable, mode: str = "RGB") -> None:
         self.transform = transform
@@ -643,7 +648,7 @@ def _load_timm(ref: str, opts: LoadOptions) -> LoadedModel:
         cfg = {**cfg, "input_size": (cfg["input_size"][0], opts.image_size, opts.image_size),
                "crop_pct": 1.0}
     mode = "L" if cfg["input_size"][0] == 1 else "RGB"
-    transform = _ImageTransform(timm.data.create_transform(**cfg, is_training=False), mode)
+    transform = ImageTransform(timm.data.create_transform(**cfg, is_training=False), mode)
     classifier = module.pretrained_cfg.get("classifier")
     head: str | None = "auto"
     if module.num_classes == 0:  # timm's headless form: forward() returns the pooled features
@@ -696,7 +701,7 @@ def _load_torchvision(ref: str, opts: LoadOptions) -> LoadedModel:
                                   IMAGENET_STD)
     else:
         inner = weights.transforms()  # the preprocessing the architecture was trained with
-    transform = _ImageTransform(inner, "RGB")
+    transform = ImageTransform(inner, "RGB")
     meta = weights.meta if weights is not None and opts.pretrained else {}
     return HookedModel(module, head="auto", layer=opts.layer, spec=f"torchvision:{ref}",
                        library="torchvision", modality="image", transform=transform,
@@ -716,7 +721,7 @@ def _load_torch(ref: str, opts: LoadOptions) -> LoadedModel:
     size = opts.image_size or 224
     channels = _input_channels(module)
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
-    transform = _ImageTransform(
+    transform = ImageTransform(
         _center_transform(size, size if opts.image_size else 256, mean, std),
         "L" if channels == 1 else "RGB")
     common = dict(spec=spec, library="torch", modality="image", transform=transform,

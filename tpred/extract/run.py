@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 
 from tpred.extract.models import LoadedModel, default_name, load_model, parse_spec
 from tpred.extract.sources import DataSource, SourceOptions, Split, open_source
+from tpred.parallel import check_options, run_tasks
 
 __all__ = ["ERROR_COLUMNS", "ExtractSettings", "ExtractSummary", "SplitArrays", "extract",
            "extract_split", "extract_tensors", "feature_path", "merge_rows", "read_pair",
@@ -78,7 +80,7 @@ class _Failed:
         self.reason = reason
 
 
-class _Items(torch.utils.data.Dataset):
+class ItemDataset(torch.utils.data.Dataset):
     """`(position, model-ready sample)` of a split; `_Failed` for an unreadable item."""
 
     def __init__(self, split: Split, transform: Any) -> None:
@@ -96,7 +98,7 @@ class _Items(torch.utils.data.Dataset):
                               f"{type(err).__name__}: {err}")
 
 
-class _Collate:
+class CollateItems:
     """A list of `(position, sample)` -> (positions [b], batch or None, failures)."""
 
     def __init__(self, collate: Any) -> None:
@@ -178,8 +180,8 @@ def extract_split(model: LoadedModel, split: Split, *, batch_size: int = 64, amp
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     loader = torch.utils.data.DataLoader(
-        _Items(split, model.transform), batch_size=batch_size, shuffle=False,
-        num_workers=workers, collate_fn=_Collate(model.collate),
+        ItemDataset(split, model.transform), batch_size=batch_size, shuffle=False,
+        num_workers=workers, collate_fn=CollateItems(model.collate),
         pin_memory=model.device.type == "cuda")
     failures: list[tuple[str, str]] = []
     first: list[Any] = []
@@ -246,7 +248,7 @@ def feature_path(out: str | Path, model: str, dataset: str) -> Path:
     return Path(out) / model / f"{dataset}.npz"
 
 
-def _atomic(path: Path, write: Any) -> None:
+def write_atomic(path: Path, write: Any) -> None:
     """Write through a temporary file in the same folder, then rename (atomic on POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -266,9 +268,9 @@ def write_pair(path: str | Path, arrays: Mapping[str, np.ndarray],
     path = Path(path)
     if sidecar is not None:
         text = json.dumps(sidecar, indent=1, default=str).encode()
-        _atomic(path.with_suffix(".json"), lambda fh: fh.write(text))
+        write_atomic(path.with_suffix(".json"), lambda fh: fh.write(text))
     save = np.savez_compressed if compress else np.savez
-    _atomic(path, lambda fh: save(fh, **arrays))
+    write_atomic(path, lambda fh: save(fh, **arrays))
 
 
 def read_pair(path: str | Path) -> dict[str, np.ndarray]:
@@ -311,7 +313,7 @@ def merge_rows(path: str | Path, rows: Sequence[Mapping[str, Any]], key: str | l
     else:
         table = new
     text = table.to_csv(index=False).encode()
-    _atomic(path, lambda fh: fh.write(text))
+    write_atomic(path, lambda fh: fh.write(text))
     return table
 
 
@@ -487,7 +489,7 @@ def _extract_pair(task: _Task, settings: ExtractSettings, out: Path, *,
     return result
 
 
-def _check_names(specs: Sequence[str], names: Sequence[str] | None) -> list[str]:
+def check_names(specs: Sequence[str], names: Sequence[str] | None) -> list[str]:
     """One id per spec: `names` or `default_name`; two specs with one id is an error."""
     for spec in specs:
         parse_spec(spec)
@@ -505,7 +507,8 @@ def _check_names(specs: Sequence[str], names: Sequence[str] | None) -> list[str]
 
 def extract(models: Sequence[str], sources: Sequence[str | Path], out: str | Path, *,
             names: Sequence[str] | None = None, dataset_names: Sequence[str] | None = None,
-            settings: ExtractSettings | None = None, jobs: int = 1, overwrite: bool = False,
+            settings: ExtractSettings | None = None, backend: str = "loky", jobs: int = 1,
+            address: str | None = None, retries: int = 2, overwrite: bool = False,
             progress: bool = True) -> ExtractSummary:
     """Extract every (model, source) pair into `out` (see the module docstring for the files).
 
@@ -516,15 +519,19 @@ def extract(models: Sequence[str], sources: Sequence[str | Path], out: str | Pat
         names: model ids (default `default_name(spec)`), one per spec.
         dataset_names: dataset ids (default the folder/file name), one per source.
         settings: `ExtractSettings` shared by every pair.
-        jobs: parallel workers (joblib processes, one pair per task); 1 = in this process.
+        backend, jobs, address, retries: where the pairs run, one task each
+            (`tpred.parallel.run_tasks`: `loky` local processes, `dask` or `ray` clusters; on a
+            cluster, `out` and the data must be on storage every worker reads and writes).
+            `jobs=1` on loky runs in this process.
         overwrite: redo pairs whose .npz exists.
-        progress: tqdm bars (pairs; batches when `jobs` is 1).
+        progress: tqdm bars (pairs; batches when running in this process).
 
     Returns:
         An `ExtractSummary`.
 
     Raises:
-        ValueError: an unknown spec prefix, two models or datasets with one id, a bad `jobs`.
+        ValueError: an unknown spec prefix, two models or datasets with one id, bad execution
+            options (`tpred.parallel.check_options`) or an unreachable cluster.
             Failures of single pairs (a model that cannot load, a source that cannot be read,
             an item that cannot be decoded) never raise: they are rows of `out/errors.csv`.
     """
@@ -533,7 +540,7 @@ def extract(models: Sequence[str], sources: Sequence[str | Path], out: str | Pat
     start = time.perf_counter()
     settings = settings or ExtractSettings()
     out = Path(out)
-    model_ids = _check_names(list(models), names)
+    model_ids = check_names(list(models), names)
     if dataset_names is not None and len(dataset_names) != len(sources):
         raise ValueError(f"dataset_names: give one name per source ({len(sources)}), got "
                          f"{len(dataset_names)}")
@@ -542,8 +549,7 @@ def extract(models: Sequence[str], sources: Sequence[str | Path], out: str | Pat
     if len(set(dataset_ids)) != len(dataset_ids):
         dup = next(d for d in dataset_ids if dataset_ids.count(d) > 1)
         raise ValueError(f"two data sources would both be named {dup!r}; give distinct names")
-    if jobs != -1 and jobs < 1:
-        raise ValueError(f"jobs must be a positive int or -1 (all cores), got {jobs!r}")
+    check_options(backend, jobs, address, retries)
 
     run_id = uuid.uuid4().hex
     tasks, skipped = [], 0
@@ -558,26 +564,25 @@ def extract(models: Sequence[str], sources: Sequence[str | Path], out: str | Pat
     num_done = num_failed = num_items = num_other = 0
     attempted: set[tuple[str, str]] = set()
     error_rows: list[tuple[str, str, str, str]] = []
-    with tqdm(total=len(tasks), unit="pair", desc="extracting", disable=not progress) as bar:
-        for res in _run_tasks(tasks, settings, out, jobs=jobs, progress=progress):
-            attempted.add((res.model, res.dataset))
-            error_rows.extend(res.errors)
-            if res.status == "n/a":
-                num_other += 1
-            elif res.status == "done":
-                num_done += 1
-                num_items += len(res.errors)
-                merge_rows(out / "models.csv", [res.model_row], "model")
-                merge_rows(out / "datasets.csv", [res.dataset_row], "dataset")
-            else:
-                num_failed += 1
-                log.warning("%s/%s: %s", res.model, res.dataset, res.errors[-1][3])
-            _write_errors(errors_csv, attempted, error_rows)
-            bar.update()
+    results = _run_tasks(tasks, settings, out, backend=backend, jobs=jobs, address=address,
+                         retries=retries, progress=progress)
+    for res in results:
+        attempted.add((res.model, res.dataset))
+        error_rows.extend(res.errors)
+        if res.status == "n/a":
+            num_other += 1
+        elif res.status == "done":
+            num_done += 1
+            num_items += len(res.errors)
+            merge_rows(out / "models.csv", [res.model_row], "model")
+            merge_rows(out / "datasets.csv", [res.dataset_row], "dataset")
+        else:
+            num_failed += 1
+            log.warning("%s/%s: %s", res.model, res.dataset, res.errors[-1][3])
+        _write_errors(errors_csv, attempted, error_rows)  # kept current if the run stops
     _write_errors(errors_csv, attempted, error_rows)
     summary = ExtractSummary(len(model_ids) * len(dataset_ids), skipped, num_other, num_done,
-                             num_failed,
-                             num_items, time.perf_counter() - start, out, errors_csv)
+                             num_failed, num_items, time.perf_counter() - start, out, errors_csv)
     log.info("%s", summary)
     return summary
 
@@ -595,17 +600,21 @@ def _write_errors(path: Path, attempted: set[tuple[str, str]],
     table = pd.concat([old[keep] if len(old) else old,
                        pd.DataFrame(rows, columns=ERROR_COLUMNS)], ignore_index=True)
     text = table.to_csv(index=False).encode()
-    _atomic(path, lambda fh: fh.write(text))
+    write_atomic(path, lambda fh: fh.write(text))
 
 
-def _run_tasks(tasks: list[_Task], settings: ExtractSettings, out: Path, *, jobs: int,
-               progress: bool) -> Iterator[_PairResult]:
-    """Pair results as they finish: in this process, or one joblib task per pair."""
-    if jobs == 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield _extract_pair(task, settings, out, progress=progress)
-        return
-    from joblib import Parallel, delayed
-
-    yield from Parallel(n_jobs=jobs, return_as="generator_unordered")(
-        delayed(_extract_pair)(task, settings, out) for task in tasks)
+def _run_tasks(tasks: list[_Task], settings: ExtractSettings, out: Path, *, backend: str,
+               jobs: int, address: str | None, retries: int, progress: bool
+               ) -> Iterator[_PairResult]:
+    """Pair results as they finish: one `tpred.parallel` task per pair (in this process, in
+    order, when `jobs` is 1 on loky; per-batch progress bars only then)."""
+    inline = backend == "loky" and jobs == 1
+    work = partial(_extract_pair, settings=settings, out=out, progress=progress and inline)
+    for outcome in run_tasks(work, tasks, backend=backend, jobs=jobs, address=address,
+                             retries=retries, progress=progress, desc="extracting"):
+        if outcome.ok:
+            yield outcome.result
+        else:  # the engine lost the task (e.g. its worker died every time it was retried)
+            task = outcome.task
+            yield _PairResult(task.name, task.dataset, "failed",
+                              errors=[(task.name, task.dataset, "", str(outcome.error))])

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from tpred.config import NodeFeatureConfig
 from tpred.data.zoo import Zoo
@@ -20,11 +21,10 @@ from tpred.models._inputs import (
 )
 from tpred.models.additive import AdditivePredictor
 from tpred.models.base import register
-from tpred.models.neighbours import (
-    cosine_similarity,
-    neighbour_mean,
-    neighbour_residuals,
-    residual_table,
+from tpred.models.sparse_neighbours import (
+    Similarity,
+    blocked_neighbour_mean,
+    candidate_neighbour_mean,
 )
 
 
@@ -81,8 +81,9 @@ class KNNPredictor:
         rows, self.model_ids_ = pd.factorize(train_pairs["model"].to_numpy())
         cols, self.dataset_ids_ = pd.factorize(train_pairs["dataset"].to_numpy())
         self.model_ids_, self.dataset_ids_ = pd.Index(self.model_ids_), pd.Index(self.dataset_ids_)
-        self.residual_ = residual_table(rows, cols, resid, len(self.model_ids_),
-                                        len(self.dataset_ids_))           # [M, D] NaN: no record
+        # the residual table as its known cells (a dense [M, D] table would not fit a hub-sized
+        # zoo): model row, dataset column, residual [P] each
+        self.residual_cells_ = (rows.astype(np.int64), cols.astype(np.int64), resid)
         self.model_inputs_ = NodeFeatures(self.model_features, self.encoder).fit(
             zoo.models, self.model_ids_)
         self.dataset_inputs_ = NodeFeatures(self.dataset_features, self.encoder).fit(
@@ -98,11 +99,14 @@ class KNNPredictor:
     def predict(self, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
         """Predicted accuracies [P]; `zoo` (default: the fitted one) describes the pairs' nodes.
 
+        Memory and time grow with the pairs and the records of their nodes, never with
+        models × datasets (`tpred.models.sparse_neighbours`).
+
         Raises:
             NotFittedError: before `fit`.
             ValueError: a pair names an id that `zoo` does not describe.
         """
-        if not hasattr(self, "residual_"):
+        if not hasattr(self, "residual_cells_"):
             raise NotFittedError("KNNPredictor is not fitted; call fit(zoo, train_pairs)")
         zoo = self.zoo_ if zoo is None else zoo
         check_ids_in_zoo(pairs, zoo, "KNNPredictor.predict")
@@ -110,49 +114,70 @@ class KNNPredictor:
             return np.zeros(0)
         uniq_m, inv_m = np.unique(pairs["model"].to_numpy(dtype=str), return_inverse=True)
         uniq_d, inv_d = np.unique(pairs["dataset"].to_numpy(dtype=str), return_inverse=True)
-        sim_m = self._similarity(zoo, "model", uniq_m)[inv_m]             # [P, M]
-        sim_d = self._similarity(zoo, "dataset", uniq_d)[inv_d]           # [P, D]
+        sim_m, sim_d = self._similarity(zoo, "model", uniq_m), self._similarity(zoo, "dataset",
+                                                                                 uniq_d)
         pos_m = self.model_ids_.get_indexer(uniq_m)[inv_m]                # [P] -1: new
         pos_d = self.dataset_ids_.get_indexer(uniq_d)[inv_d]              # [P] -1: new
 
         add = self.additive_
         effect_m = add.model_effect_.reindex(self.model_ids_).to_numpy()  # [M]
         effect_d = add.dataset_effect_.reindex(self.dataset_ids_).to_numpy()  # [D]
-        b_m = np.where(pos_m >= 0, effect_m[pos_m],
-                       self._neighbour_mean(sim_m, np.broadcast_to(effect_m, sim_m.shape)))
-        b_d = np.where(pos_d >= 0, effect_d[pos_d],
-                       self._neighbour_mean(sim_d, np.broadcast_to(effect_d, sim_d.shape)))
+        b_m = self._effect(pos_m, inv_m, sim_m, effect_m)                 # [P]
+        b_d = self._effect(pos_d, inv_d, sim_d, effect_d)                 # [P]
 
         # residuals of m on datasets like d; for a new model, on d of models like m
-        near = neighbour_residuals(self.residual_, pos_m, np.where(pos_m >= 0, -1, pos_d),
-                                   sim_d, sim_m, self.n_neighbors)        # [P, 2]
-        interaction = np.where(pos_m >= 0, near[:, 0], near[:, 1])        # [P]
+        rows, cols, resid = self.residual_cells_
+        k = self.n_neighbors
+        seen = pos_m >= 0
+        interaction = np.zeros(len(pairs))                                # [P]
+        interaction[seen] = candidate_neighbour_mean(
+            pos_m[seen], inv_d[seen], rows, cols, resid, len(self.model_ids_), sim_d, k)
+        other = ~seen & (pos_d >= 0)
+        interaction[other] = candidate_neighbour_mean(
+            pos_d[other], inv_m[other], cols, rows, resid, len(self.dataset_ids_), sim_m, k)
         return add.mu_ + b_m + b_d + interaction                          # [P]
 
-    def _neighbour_mean(self, sim: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """`neighbour_mean` over the k = n_neighbors most similar (no shrinkage) [P]."""
-        return neighbour_mean(sim, values, self.n_neighbors)
+    def _effect(self, pos: np.ndarray, inv: np.ndarray, sim: Similarity,
+                effect: np.ndarray) -> np.ndarray:
+        """Each pair's node effect: its own when trained, else the similarity-weighted mean
+        effect of its k most similar training nodes [P]."""
+        out = np.zeros(len(pos))
+        out[pos >= 0] = effect[pos[pos >= 0]]
+        new = np.unique(inv[pos < 0])                                     # query rows
+        if len(new):
+            mean = blocked_neighbour_mean(new, sim, effect, self.n_neighbors)
+            out[pos < 0] = mean[np.searchsorted(new, inv[pos < 0])]
+        return out
 
-    def _similarity(self, zoo: Zoo, kind: str, ids: np.ndarray) -> np.ndarray:
-        """Similarity of nodes `ids` of `zoo` to the training nodes of the same type, [Q, N]."""
-        query, ref = self._vectors(zoo, kind, ids), getattr(self, f"{kind}_vectors_")
-        sims = [cosine_similarity(q, r) for q, r in zip(query, ref, strict=True) if r.shape[1]]
-        if not sims:
-            return np.zeros((len(ids), len(ref[0])))
-        return np.mean(sims, axis=0)
+    def _similarity(self, zoo: Zoo, kind: str, ids: np.ndarray) -> Similarity:
+        """Similarity of nodes `ids` of `zoo` (query rows) to the training nodes of the type."""
+        return Similarity(self._vectors(zoo, kind, ids), getattr(self, f"{kind}_vectors_"))
 
-    def _vectors(self, zoo: Zoo, kind: str, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(centred node features [n, F], score vectors [n, N_other · S]) of nodes `ids`."""
+    def _vectors(self, zoo: Zoo, kind: str, ids: Sequence[str]
+                 ) -> tuple[np.ndarray, sp.csr_matrix]:
+        """(centred node features [n, F], sparse score vectors [n, N_other · S]) of `ids`.
+
+        A node's score vector holds its z-scored scores (`dataset_zscores`) against every
+        training node of the other type, metric by metric (column other · S + s); a missing
+        score is 0, so only scored pairs are stored.
+        """
         if kind == "model":
             features = self.model_inputs_.transform(zoo.models, ids) - self.model_center_
             other, other_col = self.dataset_ids_, "dataset"
         else:
             features = self.dataset_inputs_.transform(zoo.datasets, ids) - self.dataset_center_
             other, other_col = self.model_ids_, "model"
-        grid = pd.DataFrame({kind: np.repeat(np.asarray(ids, dtype=object), len(other)),
-                             other_col: np.tile(other.to_numpy(dtype=object), len(ids))})
-        z = dataset_zscores(zoo, grid, self.score_metrics_)               # [n · N_other, S]
-        scores = np.nan_to_num(z).reshape(len(ids), -1)                   # [n, N_other · S]
+        ids = pd.Index(ids)
+        num_s = len(self.score_metrics_)
+        scored = zoo.scores.loc[zoo.scores["metric"].isin(self.score_metrics_)
+                                & zoo.scores[kind].isin(ids)
+                                & zoo.scores[other_col].isin(other), ["model", "dataset"]]
+        scored = scored.drop_duplicates().reset_index(drop=True)
+        z = np.nan_to_num(dataset_zscores(zoo, scored, self.score_metrics_))  # [E_s, S]
+        row = np.repeat(ids.get_indexer(scored[kind].to_numpy()), num_s)
+        col = (np.repeat(other.get_indexer(scored[other_col].to_numpy()), num_s) * num_s
+               + np.tile(np.arange(num_s), len(scored)))
+        scores = sp.csr_matrix((z.ravel(), (row, col)), shape=(len(ids), len(other) * num_s))
         return features, scores
 
 

@@ -137,11 +137,16 @@ RANK_TOL = 1e-12
 def _row_space(rows: np.ndarray) -> np.ndarray:
     """Orthonormal basis of the row space of `rows` [N, F], as columns [F, r].
 
-    From the eigenvectors of the N x N Gram matrix: with N << F this takes milliseconds where
-    LAPACK's SVD of the N x F matrix took seconds.
+    From the eigenvectors of the smaller Gram matrix: N x N when N <= F (a few models with text
+    features: milliseconds where LAPACK's SVD of the N x F matrix took seconds), else F x F (a
+    hub-sized zoo's 10^5 datasets would make N x N 80 GB); both span the same space.
     """
     if rows.size == 0:
         return np.zeros((rows.shape[1], 0))
+    if rows.shape[0] > rows.shape[1]:
+        eigval, eigvec = np.linalg.eigh(rows.T @ rows)                    # [F], [F, F]
+        keep = eigval > RANK_TOL * max(eigval.max(), 0.0)
+        return eigvec[:, keep]                                            # [F, r]
     eigval, eigvec = np.linalg.eigh(rows @ rows.T)                        # [N], [N, N]
     keep = eigval > RANK_TOL * max(eigval.max(), 0.0)
     if not keep.any():

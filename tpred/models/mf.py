@@ -99,24 +99,25 @@ class MatrixFactorizationPredictor:
         Shapes: rows, cols, acc [P] -> mu, model effect [M], dataset effect [D], U [M, k],
         V [D, k]; a row or column without cells gets effect 0 and factor 0.
         """
-        observed = np.zeros(shape)                                        # [M, D] 1 = record
-        table = np.zeros(shape)                                           # [M, D] 0 elsewhere
-        observed[rows, cols] = 1.0
-        table[rows, cols] = acc
-        row_count, col_count = observed.sum(1), observed.sum(0)           # [M], [D]
+        # the table as its known cells (rows, cols, acc [P]): nothing [M, D] is built, so
+        # time and memory grow with the records (a hub-sized zoo's table would not fit)
+        row_count = np.bincount(rows, minlength=shape[0]).astype(np.float64)   # [M]
+        col_count = np.bincount(cols, minlength=shape[1]).astype(np.float64)   # [D]
         mu = float(acc.mean())
         model_effect, dataset_effect = np.zeros(shape[0]), np.zeros(shape[1])
         u, v = np.zeros((shape[0], self.rank)), np.zeros((shape[1], self.rank))
 
         def update_effects() -> None:
             nonlocal model_effect, dataset_effect
-            rest = observed * (table - mu - u @ v.T)                      # [M, D]
-            model_effect = _mean((rest - observed * dataset_effect).sum(1), row_count)
-            dataset_effect = _mean((rest - observed * model_effect[:, None]).sum(0), col_count)
+            rest = acc - mu - (u[rows] * v[cols]).sum(1)                  # [P]
+            model_effect = _mean(np.bincount(rows, rest - dataset_effect[cols], shape[0]),
+                                 row_count)
+            dataset_effect = _mean(np.bincount(cols, rest - model_effect[rows], shape[1]),
+                                   col_count)
 
         for _ in range(20):  # the additive fit alone, to measure the residual's scale
             update_effects()
-        resid = (table - mu - model_effect[:, None] - dataset_effect)[rows, cols]
+        resid = acc - mu - model_effect[rows] - dataset_effect[cols]
         scale = max(float(resid.std()), SCALE_EPS)
         ridge = reg * scale * np.eye(self.rank)                           # [k, k]
         rng = np.random.default_rng(self.random_state)
@@ -125,9 +126,9 @@ class MatrixFactorizationPredictor:
         v = rng.normal(0, 0.1 * np.sqrt(scale), (shape[1], self.rank))
         for _ in range(self.num_iters):
             update_effects()
-            target = observed * (table - mu - model_effect[:, None] - dataset_effect)  # [M, D]
-            u = _ridge_rows(observed, target, v, ridge)
-            v = _ridge_rows(observed.T, target.T, u, ridge)
+            target = acc - mu - model_effect[rows] - dataset_effect[cols]  # [P]
+            u = _ridge_rows(rows, cols, target, v, ridge, shape[0])
+            v = _ridge_rows(cols, rows, target, u, ridge, shape[1])
         return mu, model_effect, dataset_effect, u, v
 
     def predict(self, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
@@ -154,15 +155,21 @@ def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
 
 
-def _ridge_rows(observed: np.ndarray, target: np.ndarray, other: np.ndarray,
-                ridge: np.ndarray) -> np.ndarray:
-    """Per row i: argmin_x sum_j observed_ij (target_ij - x · other_j)^2 + x' ridge x.
+def _ridge_rows(own: np.ndarray, other_pos: np.ndarray, target: np.ndarray,
+                other: np.ndarray, ridge: np.ndarray, num_rows: int) -> np.ndarray:
+    """Per row i: argmin_x sum over i's cells c of (target_c - x · other[other_pos_c])^2
+    + x' ridge x.
 
-    Shapes: observed, target [N, C] (target 0 where unobserved); other [C, k]; ridge [k, k]
-    -> [N, k]. A row without observations gets 0.
+    Shapes: own, other_pos, target [P] (the cells: row, column, value); other [C, k];
+    ridge [k, k] -> [num_rows, k]. A row without cells gets 0.
     """
-    gram = np.einsum("nc,ck,cl->nkl", observed, other, other) + ridge    # [N, k, k]
-    rhs = target @ other                                                  # [N, k]
+    k = other.shape[1]
+    feats = other[other_pos]                                              # [P, k]
+    outer = (feats[:, :, None] * feats[:, None, :]).reshape(len(own), k * k)  # [P, k*k]
+    gram = np.stack([np.bincount(own, outer[:, j], num_rows) for j in range(k * k)], axis=1)
+    gram = gram.reshape(num_rows, k, k) + ridge                           # [N, k, k]
+    rhs = np.stack([np.bincount(own, target * feats[:, j], num_rows) for j in range(k)],
+                   axis=1)                                                # [N, k]
     return np.linalg.solve(gram, rhs[..., None])[..., 0]
 
 

@@ -10,8 +10,11 @@ pseudo-inverse of a symmetric matrix is V diag(1/λ) Vᵀ over the eigenvalues w
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
+from tpred.errors import SaturatedScoreWarning
 from tpred.scores._gram import (
     GramPass,
     check_labels,
@@ -58,18 +61,34 @@ def hscore(features, labels) -> float:
     "An Information-Theoretic Approach to Transferability in Task Transfer Learning",
     https://ieeexplore.ieee.org/document/8803726. Σ_f is the unbiased covariance of the features,
     Σ_g the unbiased covariance of the rows replaced by their class means; pinv with relative
-    cutoff 1e-15, as TLlib's `h_score`. H lies in [0, C − 1]. When D ≥ N or features are
-    collinear, Σ_f is singular and H saturates at C − 1: use `hscore_shrinkage` there.
+    cutoff 1e-15, as TLlib's `h_score`. H lies in [0, C − 1].
+
+    Saturation: when the centred features have rank N − 1 (which needs D ≥ N − 1: at least as
+    many feature dimensions as samples, in general position), every class-mean direction lies
+    in the span of the features and H = C − 1 exactly, whatever the features are. Such a value
+    ranks nothing; a `SaturatedScoreWarning` says so. Use `hscore_shrinkage` (Ledoit–Wolf
+    covariance, made for this case) or `logme` there.
 
     Shapes: features [N, D] (any real dtype; float64 arithmetic; never modified); labels [N],
     any hashable values. Returns a Python float.
 
     Raises:
         ValueError: bad shapes, empty input, NaN/inf, fewer than 2 classes, a one-sample class.
+
+    Warns:
+        SaturatedScoreWarning: the value is C − 1 because the features span every direction.
     """
-    acc, counts, _ = _centred_pass(features, labels, name="hscore")
+    acc, counts, n = _centred_pass(features, labels, name="hscore")
     eigvals, eigvecs = eigh_inplace(acc.gram)  # the 1/(N−1) of both covariances cancels
-    return _trace_pinv(eigvals, eigvecs, _between(acc, counts))
+    value = _trace_pinv(eigvals, eigvecs, _between(acc, counts))
+    rank = int((np.abs(eigvals) > RCOND * np.abs(eigvals).max()).sum())
+    if rank >= n - 1:
+        warnings.warn(f"hscore saturated: the centred features have rank {rank} >= N - 1 = "
+                      f"{n - 1} (D = {acc.gram.shape[0]} dimensions, N = {n} samples), so "
+                      f"H = C - 1 = {len(counts) - 1} whatever the features; use "
+                      f"hscore_shrinkage (or logme) instead", SaturatedScoreWarning,
+                      stacklevel=2)
+    return value
 
 
 def ledoit_wolf_shrinkage(gram: np.ndarray, sum_norm4: float, n: int) -> float:

@@ -4,14 +4,18 @@
 `model,dataset,metric,value` that `tpred.data` reads; `score_arrays` does the same in memory
 (for the zoo builder). Both apply per-dataset combine steps (NCTI normalises its components over
 the candidate models of each dataset) and never drop a pair silently: what cannot be scored goes
-to an errors table `model,dataset,metric,reason`.
+to an errors table `model,dataset,metric,kind,reason` (kind `error`), and so does a value that
+was written but means nothing (kind `note`: an H-score saturated at C − 1 because the feature
+dimension is at least the number of samples; `SaturatedScoreWarning`).
 
 Files written next to `out_csv` (for `scores.csv`):
 
 * `scores.csv`: the scores; rows are appended as pairs finish, so an interrupted run keeps its
   work, and the file is rewritten sorted at the end.
-* `scores.errors.csv`: pairs x metrics that could not be scored in this run, with the reason
-  (header only when there were none). A resumed run retries them.
+* `scores.errors.csv`: pairs x metrics that could not be scored in this run (`kind` error,
+  with the reason; a resumed run retries them), and values scored in this run that are flagged
+  (`kind` note: the value is in scores.csv, the reason says why not to trust it, e.g. a
+  saturated H-score: use hscore_shrinkage there). Header only when there were none.
 * `scores.components.csv`: `model,dataset,metric,component,value`, the per-pair components of
   combine metrics, so that a resumed run that adds a model recombines the whole dataset (a new
   candidate changes every model's normalised NCTI).
@@ -26,7 +30,7 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from tpred.errors import SaturatedScoreWarning
 from tpred.parallel import BACKENDS as BACKENDS  # re-exported: the choices of `backend`
 from tpred.parallel import check_options, run_tasks
 from tpred.scores.registry import compute_pair, get_metric
@@ -42,7 +47,7 @@ from tpred.scores.registry import compute_pair, get_metric
 log = logging.getLogger(__name__)
 
 COLUMNS = ["model", "dataset", "metric", "value"]
-ERROR_COLUMNS = ["model", "dataset", "metric", "reason"]
+ERROR_COLUMNS = ["model", "dataset", "metric", "kind", "reason"]
 COMPONENT_COLUMNS = ["model", "dataset", "metric", "component", "value"]
 
 Arrays = tuple[Any, Any] | tuple[Any, Any, Any]  # (features [N, D], labels [N], probs [N, Cs])
@@ -57,7 +62,9 @@ class ScoreSummary:
         num_requested: pairs x metrics asked for.
         num_skipped: pairs x metrics already in `out_csv` (or its components file), not redone.
         num_computed: pairs x metrics computed in this run without error.
-        num_errors: rows of the errors table (this run's failures, combine steps included).
+        num_errors: error rows of the errors table (this run's failures, combine steps
+            included).
+        num_notes: note rows of the errors table (values scored but flagged, e.g. saturated).
         out_csv: the scores file; None for `score_arrays`.
         errors_csv: the errors file; None for `score_arrays`.
     """
@@ -68,12 +75,15 @@ class ScoreSummary:
     num_computed: int
     num_errors: int
     out_csv: Path | None = None
+    num_notes: int = 0
     errors_csv: Path | None = None
 
     def __str__(self) -> str:
         where = f" -> {self.out_csv}" if self.out_csv else ""
         errors = f"; {self.num_errors} error(s)" + (f" in {self.errors_csv}"
                                                     if self.errors_csv and self.num_errors else "")
+        if self.num_notes:
+            errors += f"; {self.num_notes} value(s) flagged (notes in the errors table)"
         return (f"{self.num_pairs} pair(s) x metric(s): {self.num_requested} requested, "
                 f"{self.num_skipped} already scored, {self.num_computed} computed{errors}{where}")
 
@@ -93,6 +103,8 @@ class _Results:
     values: list[tuple[str, str, str, float]]
     components: list[tuple[str, str, str, int, float]]
     errors: list[tuple[str, str, str, str]]
+    #: values kept but flagged: (model, dataset, metric, reason)
+    notes: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def errors_path(out_csv: str | os.PathLike) -> Path:
@@ -169,7 +181,7 @@ def score_directory(features_dir: str | os.PathLike, out_csv: str | os.PathLike,
             _execute(tasks, jobs=jobs, backend=backend, address=address, retries=retries,
                      random_state=random_state, progress=progress, on_result=keep, into=results)
     finally:  # even when interrupted: the errors seen so far, never a stale list
-        _write_csv(err_csv, results.errors, ERROR_COLUMNS)
+        _write_csv(err_csv, _error_rows(results.errors, results.notes), ERROR_COLUMNS)
 
     all_components = pd.concat([old_components, _frame(results.components, COMPONENT_COLUMNS)],
                                ignore_index=True)
@@ -179,7 +191,8 @@ def score_directory(features_dir: str | os.PathLike, out_csv: str | os.PathLike,
                        _frame(results.values, COLUMNS), _frame(combined, COLUMNS)],
                       ignore_index=True)
     table = _sorted(table)
-    errors = _sorted(_frame(results.errors + combine_errors, ERROR_COLUMNS))
+    errors = _sorted(_frame(_error_rows(results.errors + combine_errors, results.notes),
+                            ERROR_COLUMNS))
     _write_csv(out_csv, table.itertuples(index=False), COLUMNS)
     _write_csv(err_csv, errors.itertuples(index=False), ERROR_COLUMNS)
     _write_csv(comp_csv, _sorted(all_components).itertuples(index=False), COMPONENT_COLUMNS)
@@ -187,11 +200,13 @@ def score_directory(features_dir: str | os.PathLike, out_csv: str | os.PathLike,
     summary = ScoreSummary(num_pairs=len(pairs), num_requested=len(pairs) * len(names),
                            num_skipped=num_skipped,
                            num_computed=sum(len(t.metrics) for t in tasks) - len(results.errors),
-                           num_errors=len(errors), out_csv=out_csv, errors_csv=err_csv)
+                           num_errors=len(errors) - len(results.notes), out_csv=out_csv,
+                           errors_csv=err_csv, num_notes=len(results.notes))
     log.info("%s", summary)
-    if len(errors):
-        warnings.warn(f"score_directory: {len(errors)} pair(s) x metric(s) could not be scored; "
-                      f"reasons in {err_csv}", stacklevel=2)
+    if summary.num_errors:
+        warnings.warn(f"score_directory: {summary.num_errors} pair(s) x metric(s) could not be "
+                      f"scored; reasons in {err_csv}", stacklevel=2)
+    _warn_notes(results.notes, err_csv)
     table.attrs["summary"] = summary
     return table
 
@@ -232,10 +247,13 @@ def score_arrays(pairs: Mapping[tuple[str, str], Arrays], metrics: Sequence[str]
                        random_state=random_state, progress=progress, on_result=None)
     combined, combine_errors = _combine(_frame(results.components, COMPONENT_COLUMNS), names)
     scores = _sorted(_frame(results.values + combined, COLUMNS))
-    errors = _sorted(_frame(results.errors + combine_errors, ERROR_COLUMNS))
+    errors = _sorted(_frame(_error_rows(results.errors + combine_errors, results.notes),
+                            ERROR_COLUMNS))
     scores.attrs["summary"] = ScoreSummary(
         num_pairs=len(tasks), num_requested=len(tasks) * len(names), num_skipped=0,
-        num_computed=len(tasks) * len(names) - len(results.errors), num_errors=len(errors))
+        num_computed=len(tasks) * len(names) - len(results.errors),
+        num_errors=len(errors) - len(results.notes), num_notes=len(results.notes))
+    _warn_notes(results.notes, None)
     return scores, errors
 
 
@@ -369,6 +387,9 @@ def _score_task(task: _Task, random_state: int | None) -> _Results:
                                f"non-finite value {value!r}" + (f" ({said})" if said else "")))
             continue
         for w in caught:  # finite result: pass the metric's warnings on, naming the pair
+            if issubclass(w.category, SaturatedScoreWarning):  # a note, warned once per run
+                out.notes.append((task.model, task.dataset, name, str(w.message)))
+                continue
             warnings.warn(f"{task.model}/{task.dataset} {name}: {w.message}", w.category,
                           stacklevel=1)
         if isinstance(value, tuple):
@@ -397,6 +418,7 @@ def _execute(tasks: list[_Task], *, jobs: int, backend: str, address: str | None
         total.values.extend(res.values)
         total.components.extend(res.components)
         total.errors.extend(res.errors)
+        total.notes.extend(res.notes)
         if on_result is not None:
             on_result(res)
     return total
@@ -431,6 +453,26 @@ def _combine(components: pd.DataFrame, names: Sequence[str]
                                    f"combine over {len(models)} model(s) gave {value!r} (needs "
                                    "at least 2 models whose components differ)"))
     return rows, errors
+
+
+# ------------------------------------------------------------------------------- notes
+def _error_rows(errors: Iterable[tuple[str, str, str, str]],
+                notes: Iterable[tuple[str, str, str, str]]) -> list[tuple[str, ...]]:
+    """Rows of the errors table (`ERROR_COLUMNS`): failures as kind `error`, notes as `note`."""
+    return ([(m, d, metric, "error", reason) for m, d, metric, reason in errors]
+            + [(m, d, metric, "note", reason) for m, d, metric, reason in notes])
+
+
+def _warn_notes(notes: list[tuple[str, str, str, str]], where: Path | None) -> None:
+    """One warning per metric for the flagged values of a run (not one per pair)."""
+    if not notes:
+        return
+    per_metric = pd.Series([n[2] for n in notes]).value_counts(sort=False)
+    listed = f"; listed (kind 'note') in {where}" if where is not None else ""
+    for metric, count in per_metric.items():
+        example = next(n[3] for n in notes if n[2] == metric)
+        warnings.warn(f"{count} {metric} value(s) are flagged as meaningless ({example}){listed}",
+                      SaturatedScoreWarning, stacklevel=3)
 
 
 # ------------------------------------------------------------------------------- files

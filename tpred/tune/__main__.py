@@ -11,12 +11,17 @@ inductively, as `python -m tpred.predict` does. The student is the top-ranked mo
 plus λ · MSE between the student's LogME projection f_s m_sᵀ and the teachers' π-weighted one,
 π = softmax(LogME / T); `--method finetune` is plain fine-tuning with the same budget.
 
-Models are re-created from their specs (`digits:<model>` for the embedded digits zoo; a `spec`
-column of the run's models table otherwise); data sources: `digits:<dataset>` (default for a
-dataset of a digits-zoo run). A teacher that cannot be loaded or whose features cannot be
+Models are re-created from their specs through `tpred.extract.load_model` (a `spec` column of
+the run's models table, e.g. timm:resnet18 or hf:<folder>; `digits:<model>` for a digits zoo)
+and each reads the data through its own preprocessing. --data is any `tpred.extract` source with
+a test split (an image folder with train/ and test/, a `datasets` folder, a text table with a
+split column) or `digits:<dataset>` (the default for a dataset of a digits-zoo run); a new
+dataset whose metadata the run needs cannot be measured from the data (e.g. its domain) takes
+its row from --datasets. A teacher that cannot be loaded or whose features cannot be
 extracted is skipped with a warning (π renormalised over the others).
 
-Writes into --out: student.safetensors (the tuned backbone and head), tune.json (student,
+Writes into --out: student.safetensors (`backbone.<key>`: the tuned network's own state dict,
+its unused source head included; `head.*`: the new head), tune.json (student,
 teachers with π and LogME, the ranking, the learning curve, test accuracy, seconds, settings) and
 curve.png (the learning curve). Bad input: one line `python -m tpred.tune: error: ...`, exit
 status 2.
@@ -48,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True,
                         help="dataset id: one of the run's, or a new one (then give --data)")
     parser.add_argument("--data", default=None,
-                        help="data source, e.g. digits:noisy_4b_5 (default for a dataset of a "
-                             "digits-zoo run: digits:<dataset>)")
+                        help="data source: an image folder (train/, test/), a datasets folder, "
+                             "a text table, or digits:<dataset> (the default for a dataset of "
+                             "a digits-zoo run)")
     parser.add_argument("--teachers", type=int, default=3, metavar="K",
                         help="B-Tuning teachers: the top K of the ranking (default 3)")
     parser.add_argument("--student", default="top1", metavar="MODEL|top1",
@@ -111,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = write_outputs(done, cfg, args.out)
     res = done.result
     print(f"{cfg.method}: student {done.student} on {done.dataset} "
-          f"({len(done.target.data.y_train)} training images, {len(res.classes)} classes)")
+          f"({len(done.target.data.train)} training items, {len(res.classes)} classes)")
     if res.teachers is not None:
         print("teachers: " + ", ".join(f"{n} (LogME {s:.3f}, pi {p:.3f})" for n, s, p in
                                        zip(res.teachers.names, res.teachers.scores,

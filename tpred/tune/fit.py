@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -30,7 +30,15 @@ from tqdm.auto import tqdm
 
 from tpred.scores.logme import LogME
 from tpred.tune.loss import BTuningLoss, b_tuning_loss, teacher_predictive, teacher_weights
-from tpred.tune.student import Student, extract, split_head
+from tpred.tune.student import (
+    Batchable,
+    Student,
+    as_backbone,
+    extract,
+    is_loaded_model,
+    num_items,
+    take,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,22 +102,23 @@ class TuneConfig:
 
 @dataclass(frozen=True, eq=False)
 class TuneData:
-    """A target's labelled images (any hashable label values; the test labels must occur in
-    train).
+    """A target's labelled inputs, as the student reads them (any hashable label values; the
+    test labels must occur in train).
 
-    Shapes: x_train [N, ...]; y_train [N]; x_test [M, ...]; y_test [M].
+    Shapes: x_train [N, ...] (a Tensor, or a mapping of tensors such as tokenised text);
+    y_train [N]; x_test [M, ...]; y_test [M].
     """
 
-    x_train: torch.Tensor
+    x_train: Batchable
     y_train: np.ndarray
-    x_test: torch.Tensor
+    x_test: Batchable
     y_test: np.ndarray
 
     def __post_init__(self) -> None:
         for part in ("train", "test"):
-            x, y = getattr(self, f"x_{part}"), np.asarray(getattr(self, f"y_{part}"))
-            if y.shape != (len(x),):
-                raise ValueError(f"TuneData: y_{part} must have shape ({len(x)},), got "
+            n, y = num_items(getattr(self, f"x_{part}")), np.asarray(getattr(self, f"y_{part}"))
+            if y.shape != (n,):
+                raise ValueError(f"TuneData: y_{part} must have shape ({n},), got "
                                  f"{y.shape}")
             object.__setattr__(self, f"y_{part}", y)
         classes = np.unique(self.y_train)
@@ -185,9 +194,13 @@ class TuneResult:
     teachers: Teachers | None = None
 
 
-def fit_logme(model: nn.Module, x: torch.Tensor, labels: np.ndarray, *,
+def fit_logme(model: Any, x: Batchable, labels: np.ndarray, *,
               name: str = "model") -> LogMEFit:
     """LogME of a pre-trained model's frozen penultimate features of `x`.
+
+    Args:
+        model: an `nn.Module` with a detectable head, or a `tpred.extract.LoadedModel`.
+        x: its inputs of the training images.
 
     Shapes: x [N, ...]; labels [N] -> m [C, D] (classes in sorted label order).
 
@@ -195,25 +208,41 @@ def fit_logme(model: nn.Module, x: torch.Tensor, labels: np.ndarray, *,
         ValueError: no detectable head, features of the wrong shape or not finite, or bad
             labels (see `tpred.scores.logme.LogME.fit`).
     """
-    backbone, dim = split_head(model, name=name)
+    backbone, dim = as_backbone(model, take(x, slice(0, 2)), name=name)
     features = extract(backbone, x, dim, name=name)                        # [N, D]
     logme = LogME()
     score = logme.fit(features.numpy(), labels)
     return LogMEFit(name, score, torch.as_tensor(logme.ms, dtype=torch.float32), features)
 
 
-#: a teacher: its name and the network, or a function that loads it (so that a failure to
-#: load is a skipped teacher too)
-TeacherSource = tuple[str, "nn.Module | Callable[[], nn.Module]"]
+#: a teacher: its name and the network (an nn.Module or a tpred.extract.LoadedModel), or a
+#: function that loads it and may also return its own inputs of the training images, as
+#: `(network, inputs)` (so that a failure to load or preprocess is a skipped teacher too)
+TeacherSource = tuple[str, Any]
 
 
-def prepare_teachers(teachers: Sequence[TeacherSource], x: torch.Tensor, labels: np.ndarray,
+def _teacher(source: Any, x: Batchable) -> tuple[Any, Batchable]:
+    """(network, its inputs): `source` itself, or what calling it returns."""
+    if not (isinstance(source, nn.Module) or is_loaded_model(source)):
+        source = source()
+    if isinstance(source, tuple):
+        return source
+    return source, x
+
+
+def prepare_teachers(teachers: Sequence[TeacherSource], x: Batchable, labels: np.ndarray,
                      temperature: float) -> Teachers:
     """LogME-fit every teacher on the training images; skip those that fail, with a warning.
 
     A teacher that cannot be loaded, has no detectable head, or whose features cannot be
     extracted or scored is skipped and π is the softmax over the others (the same as
     renormalising the full π over the teachers kept).
+
+    Args:
+        teachers: `(name, source)` pairs (`TeacherSource`).
+        x: the inputs of a teacher that brings none of its own (the student's).
+        labels: the training labels [N].
+        temperature: T of π.
 
     Shapes: x [N, ...]; labels [N] -> `Teachers.predictive` [N, C].
 
@@ -226,8 +255,8 @@ def prepare_teachers(teachers: Sequence[TeacherSource], x: torch.Tensor, labels:
     skipped: list[tuple[str, str]] = []
     for name, source in teachers:
         try:
-            model = source if isinstance(source, nn.Module) else source()
-            fits.append(fit_logme(model, x, labels, name=name))
+            model, inputs = _teacher(source, x)
+            fits.append(fit_logme(model, inputs, labels, name=name))
         except (ValueError, RuntimeError, OSError) as err:  # this teacher only: go on
             reason = f"{type(err).__name__}: {' '.join(str(err).split())}"
             warnings.warn(f"teacher {name!r} skipped ({reason}); π is renormalised over the "
@@ -264,13 +293,15 @@ def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
             done += 1
 
 
-def tune(model: nn.Module, data: TuneData, cfg: TuneConfig | None = None, *,
+def tune(model: Any, data: TuneData, cfg: TuneConfig | None = None, *,
          teachers: Sequence[TeacherSource] | Teachers = (), name: str = "student",
          progress: bool = False) -> TuneResult:
     """Fine-tune `model` (a copy; the argument is not modified) on `data`.
 
     Args:
-        model: the pre-trained student, with its source head (`split_head` removes it).
+        model: the pre-trained student, with its source head: an `nn.Module` (`split_head`
+            removes the head) or a `tpred.extract.LoadedModel` (its features are the head's
+            input); `data`'s inputs are its inputs.
         data: the target's images and labels.
         cfg: the settings (`cfg.method` picks B-Tuning or plain fine-tuning; default
             `TuneConfig()`).
@@ -291,7 +322,7 @@ def tune(model: nn.Module, data: TuneData, cfg: TuneConfig | None = None, *,
     classes = data.classes
     y = torch.as_tensor(np.searchsorted(classes, data.y_train), dtype=torch.long)   # [N]
     y_test = np.searchsorted(classes, data.y_test)                                    # [M]
-    backbone, dim = split_head(model, name=name)
+    backbone, dim = as_backbone(model, take(data.x_train, slice(0, 2)), name=name)
     prepared, student_fit = None, None
     if cfg.method == "btuning":
         prepared = (teachers if isinstance(teachers, Teachers)
@@ -327,7 +358,7 @@ def _train(student: Student, data: TuneData, y: torch.Tensor, y_test: np.ndarray
     batches = _batches(n, cfg.batch_size, cfg.steps, gen)
     for step, idx in enumerate(tqdm(batches, total=cfg.steps, desc="tune", disable=not progress),
                                start=1):
-        features, logits = student(data.x_train[idx])
+        features, logits = student(take(data.x_train, idx))
         if objective is None:
             parts = b_tuning_loss(logits, y[idx], features, None, None, 0.0)
         else:

@@ -1,10 +1,12 @@
 """From a trained run's ranking to a tuned model: pick the student and the top-K teachers, load
 them by model spec, load the target's data, tune, and write the results.
 
-Model specs: a run's model is loaded from the `spec` column of its models table when it has one,
-else as `digits:<model>` when the run's zoo is a digits zoo (its folder holds `zoo.json`). Data
-sources: `digits:<dataset>` (`tpred.zoo.hub.target_data`). Other prefixes go through
-`tpred.extract`'s registry once it provides one (`_load_network`, `_load_data`).
+Models and data go through `tpred.extract` (`load_model`, `open_source`): a run's model is
+loaded from the `spec` column of its models table when it has one, else as `digits:<model>`
+when the run's zoo is a digits zoo (its folder holds `zoo.json`; `digits:<folder>/<model>` for a
+zoo other than the embedded one). Each model reads the target's items through its own
+preprocessing (`transform`, `collate`); there is no augmentation, so every model's inputs are
+prepared once.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from torch import nn
 
 from tpred.tune.fit import TuneConfig, TuneData, TuneResult, tune
+from tpred.tune.student import Batchable, LoadedBackbone
 
 log = logging.getLogger(__name__)
 
@@ -28,22 +30,38 @@ DIGITS = "digits:"
 WEIGHTS_NAME = "student.safetensors"
 REPORT_NAME = "tune.json"
 PLOT_NAME = "curve.png"
+#: the measured metadata of a generic data source kept for the run's datasets table
+SOURCE_COLUMNS = ("dataset", "num_classes", "samples_per_class", "train_size", "test_size",
+                  "labels")
 
 
 @dataclass(frozen=True, eq=False)
 class Target:
-    """A target dataset's data and its `datasets.csv` row (measured from the data)."""
+    """A target dataset: its `tpred.extract.DataSource` (train and test splits) and its
+    `datasets.csv` row, measured from the data."""
 
-    data: TuneData
+    data: Any
     metadata: dict[str, Any]
     source: str
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.data.classes)
+
 
 def zoo_folder(run) -> Path:
-    """The run's zoo folder (`config.data.root`, relative to the repository root)."""
+    """The run's zoo folder (`config.data.root`; a relative one: to the working directory)."""
     from tpred.data.tables import resolve_path
 
     return resolve_path(run.config.data.root)
+
+
+def _digits_ref(folder: Path, name: str) -> str:
+    """`digits:<name>` in the embedded zoo, else `digits:<folder>/<name>`."""
+    from tpred.zoo.hub import zoo_root
+
+    same = folder.resolve() == zoo_root(None).resolve()
+    return f"{DIGITS}{name}" if same else f"{DIGITS}{folder.resolve()}/{name}"
 
 
 def model_spec(run, model: str) -> str:
@@ -62,38 +80,54 @@ def model_spec(run, model: str) -> str:
     from tpred.zoo.hub import is_digits_zoo
 
     if is_digits_zoo(zoo_folder(run)):
-        return f"{DIGITS}{model}"
+        return _digits_ref(zoo_folder(run), model)
     raise ValueError(f"model {model!r}: the run's models table has no 'spec' column and its zoo "
                      f"{zoo_folder(run)} is not a digits zoo (no zoo.json), so the model cannot "
                      f"be re-created")
 
 
-def load_network(spec: str, *, zoo: str | Path | None = None) -> nn.Module:
-    """The pre-trained network of a model spec (`digits:<model>` in the zoo folder `zoo`).
+def load_network(spec: str) -> Any:
+    """The pre-trained model of a spec (`tpred.extract.load_model`, on the CPU).
 
     Raises:
         ValueError: an unknown spec prefix, or the loader's own errors.
     """
-    if spec.startswith(DIGITS):
-        from tpred.zoo.hub import load_model
+    import tpred.zoo.hub  # noqa: F401  (registers digits: in tpred.extract)
+    from tpred.extract import load_model
 
-        return load_model(spec, root=zoo)
-    raise ValueError(f"model spec {spec!r}: unknown prefix; valid: 'digits:<model>'")
+    return load_model(spec, device="cpu")
 
 
-def load_target(source: str, name: str, *, zoo: str | Path | None = None) -> Target:
-    """The train/test data of a data source, with its measured metadata row (id `name`).
+def load_target(source: str, name: str) -> Target:
+    """A data source with a test split, and its measured metadata row (id `name`).
+
+    A `digits:` source gives the zoo's full row (domain, division, ...); any other source the
+    row `tpred.extract` measures (classes, sizes, label names).
 
     Raises:
-        ValueError: an unknown source prefix, or the source's own errors.
+        ValueError: the source's errors (`tpred.extract.open_source`), or no test split.
     """
-    if source.startswith(DIGITS):
-        from tpred.zoo.hub import target_data
+    import tpred.zoo.hub as hub
+    from tpred.extract import open_source
 
-        td = target_data(source, zoo)
-        data = TuneData(td.x_train, td.y_train.numpy(), td.x_test, td.y_test.numpy())
-        return Target(data, {**td.metadata, "dataset": name}, source)
-    raise ValueError(f"data source {source!r}: unknown prefix; valid: 'digits:<dataset>'")
+    data = open_source(source, name=name)
+    if data.test is None:
+        raise ValueError(f"data source {source!r} has no test split (an image folder needs "
+                         f"train/ and test/; a table a split column)")
+    if source.startswith(DIGITS):
+        metadata = {**hub.target_data(source).metadata, "dataset": name}
+    else:
+        described = data.describe()
+        metadata = {k: described[k] for k in SOURCE_COLUMNS}
+    return Target(data, metadata, source)
+
+
+def model_inputs(model: Any, split: Any) -> Batchable:
+    """Every item of a `tpred.extract` split through the model's own preprocessing, collated.
+
+    Shapes: -> [N, ...] (or a mapping of [N, ...] tensors).
+    """
+    return model.collate([model.transform(split.item(i)) for i in range(len(split))])
 
 
 def rank(run, dataset: str, target: Target, *, method: str | None = None,
@@ -117,6 +151,12 @@ def rank(run, dataset: str, target: Target, *, method: str | None = None,
         return run.recommend(dataset, k=0, scores=scores, method=method)
     if datasets is not None:
         return run.recommend(dataset, k=0, datasets=datasets, scores=scores, method=method)
+    needed = run.config.dataset_features.columns
+    if missing := [c for c in needed if c not in target.metadata]:
+        raise ValueError(f"new dataset {dataset!r}: the run's dataset features need column(s) "
+                         f"{missing}, which cannot be measured from the data source "
+                         f"{target.source!r} (measured: {sorted(target.metadata)}); give the "
+                         f"dataset's row with --datasets CSV")
     return run.recommend(pd.Series(target.metadata), k=0, scores=scores, method=method)
 
 
@@ -175,21 +215,30 @@ def tune_from_run(run, dataset: str, *, data: str | None = None, num_teachers: i
         if not is_digits_zoo(folder):
             raise ValueError(f"dataset {dataset!r}: the run's zoo {folder} is not a digits zoo, "
                              f"so its images cannot be re-created; give them with --data SOURCE")
-        data = f"{DIGITS}{dataset}"
-    target = load_target(data, dataset, zoo=folder)
+        data = _digits_ref(folder, dataset)
+    target = load_target(data, dataset)
     ranking = rank(run, dataset, target, method=method, datasets=datasets, scores=scores)
     chosen = ranking["model"].iloc[0] if student == "top1" else student
     teachers = list(ranking["model"].iloc[:num_teachers])
     specs = {m: model_spec(run, m) for m in dict.fromkeys([chosen, *teachers])}
-    net = load_network(specs[chosen], zoo=folder)
-    sources = [(m, _loader(specs[m], folder)) for m in teachers]
-    result = tune(net, target.data, cfg, teachers=sources, name=chosen, progress=progress)
+    net = load_network(specs[chosen])
+    train, test = target.data.train, target.data.test
+    tune_data = TuneData(model_inputs(net, train), train.labels, model_inputs(net, test),
+                         test.labels)
+    sources = [(m, _loader(specs[m], train)) for m in teachers]
+    result = tune(net, tune_data, cfg, teachers=sources, name=chosen, progress=progress)
     return RankedTune(dataset, ranking, chosen, teachers, specs, target, result,
                       time.perf_counter() - start)
 
 
-def _loader(spec: str, folder: Path):
-    return lambda: load_network(spec, zoo=folder)
+def _loader(spec: str, split: Any):
+    """A teacher source: loads the model and prepares its own inputs of `split`."""
+
+    def load() -> tuple[Any, Batchable]:
+        model = load_network(spec)
+        return model, model_inputs(model, split)
+
+    return load
 
 
 # --------------------------------------------------------------------------------- outputs
@@ -218,8 +267,8 @@ def report(done: RankedTune, cfg: TuneConfig) -> dict:
         "teachers": teachers,
         "skipped_teachers": [] if res.teachers is None else [
             {"model": m, "reason": r} for m, r in res.teachers.skipped],
-        "classes": [c.item() if hasattr(c, "item") else c for c in res.classes],
-        "train_size": len(done.target.data.y_train), "test_size": len(done.target.data.y_test),
+        "classes": [done.target.classes[int(c)] for c in res.classes],
+        "train_size": len(done.target.data.train), "test_size": len(done.target.data.test),
         "test_accuracy": res.test_accuracy,
         "curve": res.curve,
         "seconds": {"tune": res.seconds, "total": done.seconds},
@@ -238,7 +287,7 @@ def write_outputs(done: RankedTune, cfg: TuneConfig, out: str | Path) -> dict[st
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     payload = report(done, cfg)
-    state = {k: v.detach().contiguous() for k, v in done.result.student.state_dict().items()}
+    state = tuned_state(done.result.student)
     paths = {"weights": out / WEIGHTS_NAME, "report": out / REPORT_NAME, "plot": out / PLOT_NAME}
     save_file(state, paths["weights"], metadata={
         "student": done.student, "spec": done.specs[done.student], "method": cfg.method,
@@ -247,6 +296,17 @@ def write_outputs(done: RankedTune, cfg: TuneConfig, out: str | Path) -> dict[st
     plot_curve(done.result.curve, paths["plot"],
                title=f"{cfg.method}: {done.student} on {done.dataset}")
     return paths
+
+
+def tuned_state(student: Any) -> dict:
+    """The tuned weights: `backbone.<key>` for every entry of the network's own state dict
+    (the unused source head included, so that it loads into the spec's network as is) and
+    `head.weight`, `head.bias` for the new head."""
+    net = student.backbone.net if isinstance(student.backbone, LoadedBackbone) \
+        else student.backbone
+    state = {f"backbone.{k}": v for k, v in net.state_dict().items()}
+    state |= {f"head.{k}": v for k, v in student.head.state_dict().items()}
+    return {k: v.detach().contiguous() for k, v in state.items()}
 
 
 def plot_curve(curve: Sequence[dict], path: Path, *, title: str) -> None:
@@ -273,9 +333,3 @@ def plot_curve(curve: Sequence[dict], path: Path, *, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def with_overrides(cfg: TuneConfig, **values) -> TuneConfig:
-    """`cfg` with the given fields replaced (None values ignored)."""
-    return replace(cfg, **{k: v for k, v in values.items() if v is not None})
-

@@ -1,12 +1,23 @@
-"""Pre-trained networks as backbones: the classifier head found and removed, a new head added."""
+"""Pre-trained networks as backbones: the classifier head found and removed, a new head added.
+
+A network is a plain `nn.Module` whose head is a named `nn.Linear` (`split_head`), or a
+`tpred.extract.LoadedModel` (any spec `tpred.extract.load_model` reads: its `forward` gives the
+penultimate features, found by its own hooks). Inputs are a Tensor [N, ...] or a mapping of
+tensors (tokenised text), indexed along the first dimension (`take`).
+"""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+#: a model's inputs: a Tensor [N, ...] or a mapping of tensors [N, ...] (e.g. input_ids)
+Batchable = torch.Tensor | Mapping[str, torch.Tensor]
 
 #: attribute names under which classifier heads live (the digits zoo, torchvision, timm, ...);
 #: the head is that attribute when it is an nn.Linear, or the last module of an nn.Sequential
@@ -54,7 +65,66 @@ def split_head(model: nn.Module, *, name: str = "model") -> tuple[nn.Module, int
                      f"B-Tuning needs the penultimate features")
 
 
-def extract(backbone: nn.Module, x: torch.Tensor, feature_dim: int, *,
+def take(x: Batchable, idx: Any) -> Batchable:
+    """Items `idx` (a slice, indices or a mask) of a Tensor or of every tensor of a mapping."""
+    if isinstance(x, Mapping):
+        return {k: v[idx] if isinstance(v, torch.Tensor) else v for k, v in x.items()}
+    return x[idx]
+
+
+def num_items(x: Batchable) -> int:
+    """N, the first dimension of a Tensor or of a mapping's tensors."""
+    if isinstance(x, Mapping):
+        return len(next(v for v in x.values() if isinstance(v, torch.Tensor)))
+    return len(x)
+
+
+def is_loaded_model(model: Any) -> bool:
+    """Whether `model` is a `tpred.extract.LoadedModel` (without importing tpred.extract)."""
+    return hasattr(model, "collate") and hasattr(model, "transform") and \
+        isinstance(getattr(model, "module", None), nn.Module) and not isinstance(model, nn.Module)
+
+
+class LoadedBackbone(nn.Module):
+    """A `tpred.extract.LoadedModel` as a trainable backbone: forward = its features.
+
+    Its source head stays in the network (its output is not used, so it gets no gradient).
+
+    Shapes: x (the model's own collated inputs) -> [B, D].
+    """
+
+    def __init__(self, loaded: Any) -> None:
+        super().__init__()
+        self.net = loaded.module          # registered: parameters, train/eval, state_dict
+        self._loaded = loaded
+
+    def forward(self, x: Batchable) -> torch.Tensor:
+        return self._loaded.forward(x).features
+
+
+def as_backbone(model: Any, example: Batchable, *, name: str = "model") -> tuple[nn.Module,
+                                                                                   int]:
+    """A copy of `model` that returns its penultimate features, and their dimension D.
+
+    Args:
+        model: an `nn.Module` (see `split_head`) or a `tpred.extract.LoadedModel`.
+        example: a few inputs (a LoadedModel's D is read from one forward pass on them).
+
+    Raises:
+        ValueError: no detectable head (see `split_head`; a LoadedModel's own message).
+    """
+    if not is_loaded_model(model):
+        return split_head(model, name=name)
+    backbone = LoadedBackbone(copy.deepcopy(model))
+    backbone.eval()
+    with torch.no_grad():
+        out = backbone(example)
+    if out.ndim != 2:
+        raise ValueError(f"{name}: features must be 2-D [B, D], got shape {tuple(out.shape)}")
+    return backbone, int(out.shape[1])
+
+
+def extract(backbone: nn.Module, x: Batchable, feature_dim: int, *,
             name: str = "model") -> torch.Tensor:
     """Features of `x` by a frozen backbone (eval mode, no gradient), in batches.
 
@@ -63,16 +133,17 @@ def extract(backbone: nn.Module, x: torch.Tensor, feature_dim: int, *,
     Raises:
         ValueError: the backbone's output is not [N, feature_dim], or not finite.
     """
+    n = num_items(x)
     was_training = backbone.training
     backbone.eval()
     try:
         with torch.no_grad():
-            out = torch.cat([backbone(x[i:i + EXTRACT_BATCH])
-                             for i in range(0, len(x), EXTRACT_BATCH)]).float()
+            out = torch.cat([backbone(take(x, slice(i, i + EXTRACT_BATCH)))
+                             for i in range(0, n, EXTRACT_BATCH)]).float()
     finally:
         backbone.train(was_training)
-    if out.shape != (len(x), feature_dim):
-        raise ValueError(f"{name}: features must have shape ({len(x)}, {feature_dim}), got "
+    if out.shape != (n, feature_dim):
+        raise ValueError(f"{name}: features must have shape ({n}, {feature_dim}), got "
                          f"{tuple(out.shape)}")
     if not torch.isfinite(out).all():
         raise ValueError(f"{name}: features contain NaN or inf")
@@ -88,7 +159,7 @@ class Student(nn.Module):
         num_classes: C.
         generator: draws the head's initial weights ~ N(0, 0.01²) (bias 0), as the reference.
 
-    Shapes: x [B, ...] -> (features [B, D], logits [B, C]).
+    Shapes: x [B, ...] (Batchable) -> (features [B, D], logits [B, C]).
     """
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int,
@@ -100,18 +171,18 @@ class Student(nn.Module):
             self.head.weight.normal_(0.0, HEAD_INIT_STD, generator=generator)
             self.head.bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: Batchable) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.backbone(x)
         return features, self.head(features)
 
-    def predict(self, x: torch.Tensor) -> np.ndarray:
+    def predict(self, x: Batchable) -> np.ndarray:
         """Predicted class positions 0..C−1 [N] (eval mode, no gradient, in batches)."""
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
-                out = [self(x[i:i + EXTRACT_BATCH])[1].argmax(1)
-                       for i in range(0, len(x), EXTRACT_BATCH)]
+                out = [self(take(x, slice(i, i + EXTRACT_BATCH)))[1].argmax(1)
+                       for i in range(0, num_items(x), EXTRACT_BATCH)]
         finally:
             self.train(was_training)
         return torch.cat(out).numpy()

@@ -39,24 +39,21 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 from torch import nn
 from tqdm.auto import tqdm
 
+from tpred.extract.run import extract_tensors, write_pair
+from tpred.finetune.probe import linear_probe
 from tpred.zoo.domains import DOMAINS, apply_domain
-from tpred.zoo.networks import count_flops, count_parameters, make_network
+from tpred.zoo.networks import as_loaded_model, count_flops, count_parameters, make_network
 from tpred.zoo.targets import CLASS_NAMES, DIVISIONS, TargetSpec, make_targets
 
 log = logging.getLogger(__name__)
 
 ALL_CLASSES = tuple(range(10))
 MIXED = "mixed"  # source domain of a model trained on every domain at once
-#: inverse regularisation strength of the logistic-regression head (on standardised features)
-HEAD_C = 1.0
-#: a feature whose train-part standard deviation is below this is left unscaled (dead ReLU)
-MIN_STD = 1e-8
 
 
 @dataclass(frozen=True)
@@ -256,11 +253,9 @@ def train_source(spec: SourceSpec, pools: _Pools, *, seed: int,
 
 
 def _extract(net: nn.Module, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Penultimate features [N, D] and source-head softmax probabilities [N, Cs] (float32)."""
-    with torch.no_grad():
-        feats = net.features(torch.from_numpy(images[:, None]))             # [N, D]
-        probs = torch.softmax(net.head(feats).double(), dim=1)              # [N, Cs]
-    return feats.numpy().astype(np.float32), probs.numpy().astype(np.float32)
+    """Penultimate features [N, D] and source-head softmax probabilities [N, Cs] (float32), by
+    `tpred.extract` (the input of `net.head`; all N images in one batch)."""
+    return extract_tensors(as_loaded_model(net), torch.from_numpy(images[:, None]))
 
 
 def _draws(spec: TargetSpec, pools: _Pools, num: int, seed: int):
@@ -285,18 +280,9 @@ def dataset_row(target: TargetSpec, train_size: int, test_size: int) -> dict:
             "train_size": train_size, "test_size": test_size}
 
 
-def fit_head(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-             test_y: np.ndarray) -> float:
-    """Test accuracy of a logistic-regression head on standardised frozen features.
-
-    Shapes: train_x [n, D], train_y [n], test_x [m, D], test_y [m].
-    """
-    mean = train_x.mean(axis=0)
-    std = train_x.std(axis=0)
-    std = np.where(std > MIN_STD, std, 1.0)
-    head = LogisticRegression(C=HEAD_C, max_iter=1000)
-    head.fit((train_x - mean) / std, train_y)
-    return float((head.predict((test_x - mean) / std) == test_y).mean())
+#: the target head: `tpred.finetune`'s linear probe (logistic regression, C = 1, on
+#: features standardised with the train part's statistics)
+fit_head = linear_probe
 
 
 @dataclass
@@ -396,10 +382,9 @@ def build_zoo(out: str | Path, *, seed: int = 0, small: bool = False,
                                     "accuracy": round(float(acc), 6)})
                 train = draws[0][0]
                 arrays[spec.model, target.dataset] = (f[train], pools.y[train], p[train])
-                path = features_dir / spec.model / f"{target.dataset}.npz"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                np.savez_compressed(path, features=f[train], labels=pools.y[train],
-                                    probs=p[train])
+                write_pair(features_dir / spec.model / f"{target.dataset}.npz",
+                           {"features": f[train], "labels": pools.y[train], "probs": p[train]},
+                           compress=True)
         seconds["heads"] = time.perf_counter() - tic
 
         # ---- scores

@@ -14,6 +14,13 @@ deterministic algorithms, so the same weights bit for bit on one machine) and wr
 A weights file written for another plan or seed is re-trained with a warning; an unreadable one is
 an error (never silently replaced).
 
+Both prefixes are registered in `tpred.extract`'s registries when this module is imported
+(`tpred.tune` imports it): `tpred.extract.load_model("digits:cnn-m-noisy")` gives a
+`HookedModel` (features: the input of `.head`) and `tpred.extract.open_source("digits:noisy_4b_5")`
+a `DataSource` whose items are the float images [1, 8, 8] themselves. A zoo other than the
+embedded one is named in the reference: `digits:/path/to/zoo/<model>`, `digits:/path/to/zoo/
+<dataset>` (ids never contain `/`).
+
 A target's data is draw 0 of the build: its train part is exactly the images whose features are
 in `features/<model>/<dataset>.npz` (what the scores were computed on); its test part is every
 other target-pool image of its classes in its domain. Any id of the form
@@ -83,7 +90,7 @@ def read_manifest(root: str | Path | None = None) -> tuple[ZooPlan, int]:
 
     Args:
         root: the zoo folder (default: the embedded `data/digits-zoo`; relative paths are
-            resolved against the repository root).
+            resolved against the working directory).
 
     Raises:
         ValueError: no `zoo.json` there, or one that does not describe a digits zoo plan.
@@ -107,10 +114,10 @@ def read_manifest(root: str | Path | None = None) -> tuple[ZooPlan, int]:
 
 
 def zoo_root(root: str | Path | None = None) -> Path:
-    """A zoo folder: `root` (relative to the repository root) or the embedded default."""
-    from tpred.data.tables import resolve_path
+    """A zoo folder: `root` (relative to the working directory) or the embedded default."""
+    from tpred.data.tables import repo_root, resolve_path
 
-    return resolve_path(DEFAULT_ROOT if root is None else root)
+    return resolve_path(DEFAULT_ROOT, repo_root()) if root is None else resolve_path(root)
 
 
 def is_digits_zoo(root: str | Path | None) -> bool:
@@ -228,8 +235,10 @@ def parse_spec(spec: str, what: str = "model") -> str:
 
 
 def load_model(spec: str, *, root: str | Path | None = None) -> nn.Module:
-    """The network of a `digits:<model>` spec (see `source_network`)."""
-    return source_network(parse_spec(spec, "model"), root)
+    """The network of a `digits:[<zoo folder>/]<model>` spec (see `source_network`); a folder
+    in the spec wins over `root`."""
+    folder, model = split_ref(parse_spec(spec, "model"))
+    return source_network(model, folder if folder is not None else root)
 
 
 # ------------------------------------------------------------------------------------ data
@@ -291,7 +300,9 @@ def target_data(source: str, root: str | Path | None = None, *, draw: int = 0) -
         ValueError: no manifest; a malformed id; a class with too few images in the target pool
             for `samples_per_class`.
     """
-    dataset = parse_spec(source, "dataset") if source.startswith(PREFIX) else source
+    folder, dataset = split_ref(parse_spec(source, "dataset") if source.startswith(PREFIX)
+                                else source)
+    root = folder if folder is not None else root
     plan, seed = read_manifest(root)
     target = parse_target(dataset, seed)
     pools = _pools(plan, seed)
@@ -311,3 +322,88 @@ def target_data(source: str, root: str | Path | None = None, *, draw: int = 0) -
     as_y = lambda idx: torch.from_numpy(pools.y[idx].astype(np.int64))  # noqa: E731
     return TargetData(dataset, as_x(train), as_y(train), as_x(test), as_y(test),
                       dataset_row(target, len(train), len(test)))
+
+
+# ------------------------------------------------------------------- tpred.extract registries
+def split_ref(ref: str) -> tuple[str | None, str]:
+    """`"<zoo folder>/<id>"` -> (folder, id); a bare id -> (None, id): the embedded zoo."""
+    folder, sep, name = ref.rpartition("/")
+    return (folder or "/", name) if sep else (None, ref)
+
+
+def _identity(item: torch.Tensor) -> torch.Tensor:
+    return item
+
+
+def _digit_tensor(item: Any) -> torch.Tensor:
+    """A digits model's preprocessing: a float image [1, 8, 8] as is; a PIL image (e.g. an
+    image folder's PNG) to grey, resized to 8×8 (bilinear), scaled to [0, 1]."""
+    if isinstance(item, torch.Tensor):
+        return item
+    from PIL import Image
+
+    grey = item.convert("L").resize((8, 8), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255.0)[None]
+
+
+def _stack(samples: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack(samples)
+
+
+def _extract_loader(ref: str, options: Any) -> Any:
+    """`tpred.extract` loader of `digits:[<zoo folder>/]<model>` (a `HookedModel`)."""
+    from tpred.extract import HookedModel
+    from tpred.zoo.targets import CLASS_NAMES
+
+    root, model = split_ref(ref)
+    spec, seed = source_spec(model, root)
+    if options.image_size not in (None, 8):
+        raise ValueError(f"digits:{ref}: digits models read 8×8 images; image_size "
+                         f"{options.image_size} is not supported")
+    if options.pretrained:
+        net = source_network(model, root)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(options.seed)
+            net = make_network(spec.family, spec.size, len(spec.classes)).eval()
+    return HookedModel(net, head="head" if options.layer is None else None, layer=options.layer,
+                       spec=f"{PREFIX}{ref}", library="tpred.zoo", modality="image",
+                       transform=_digit_tensor, collate=_stack,
+                       preprocessing="float images [1, 8, 8] in [0, 1] as they are; PIL "
+                                     "images to grey, resized to 8x8 (bilinear), / 255",
+                       architecture=type(net).__name__, architecture_family=net.family,
+                       pretrained=options.pretrained,
+                       source_labels=[CLASS_NAMES[c] for c in spec.classes],
+                       pretrain_dataset=spec.pretrain_dataset, name=model)
+
+
+def _extract_source(ref: str, options: Any) -> Any:
+    """`tpred.extract` opener of `digits:[<zoo folder>/]<dataset>` (train and test splits)."""
+    from tpred.extract import DataSource, Split
+    from tpred.zoo.targets import CLASS_NAMES
+
+    data = target_data(ref)
+    dataset = data.dataset
+    classes = np.unique(data.y_train.numpy())
+
+    def split(name: str, x: torch.Tensor, y: torch.Tensor) -> Any:
+        return Split(name, np.searchsorted(classes, y.numpy()), list(x), _identity,
+                     lambda item: f"digits:{ref} [{name}]")
+
+    return DataSource(options.name or dataset, f"{PREFIX}{ref}", "digits", "image",
+                      tuple(CLASS_NAMES[c] for c in classes),
+                      split("train", data.x_train, data.y_train),
+                      split("test", data.x_test, data.y_test))
+
+
+def register() -> None:
+    """Register `digits:` in `tpred.extract`'s model and data-source registries (idempotent)."""
+    from tpred.extract import LOADERS, SOURCES, register_loader, register_source
+
+    if LOADERS.get("digits") is not _extract_loader:
+        register_loader("digits", _extract_loader, replace=True)
+    if SOURCES.get("digits") is not _extract_source:
+        register_source("digits", _extract_source, replace=True)
+
+
+register()

@@ -2,15 +2,20 @@
 
 Every network splits into `features(x)` (the penultimate layer, the frozen representation a
 target head is fitted on) and `head` (the source classifier), and exposes `feature_dim`.
+`as_loaded_model(net)` wraps one as a `tpred.extract.LoadedModel` (features = the input of
+`net.head`), the form `tpred.extract`, `tpred.finetune` and the zoo builder run networks in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+
+if TYPE_CHECKING:
+    from tpred.extract.models import LoadedModel
 
 IMAGE_SIZE = 8  # load_digits images are 8×8
 
@@ -156,9 +161,41 @@ def count_flops(net: nn.Module) -> int:
     """FLOPs of one forward pass on one 8×8 image (`torch.utils.flop_counter`; a multiply-add
     counts 2)."""
     was_training = net.training
-    net.eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        net(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE))
+    flops = as_loaded_model(net).count_flops(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE))
     net.train(was_training)
-    return int(counter.get_total_flops())
+    return flops
+
+
+class DigitsTransform:
+    """A PIL image -> Tensor [1, 8, 8] in [0, 1]: grayscale, resized to 8×8 (bilinear), the
+    scale of `load_digits().images / 16`. Needs pillow only when called."""
+
+    def __call__(self, image) -> torch.Tensor:
+        from PIL import Image
+
+        small = image.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+        pixels = torch.frombuffer(bytearray(small.tobytes()), dtype=torch.uint8)
+        return (pixels.float() / 255.0).reshape(1, IMAGE_SIZE, IMAGE_SIZE)
+
+    def __repr__(self) -> str:
+        return "convert('L') -> resize (8, 8) bilinear -> [0, 1]"
+
+
+def as_loaded_model(net: nn.Module, name: str = "digits-network", *,
+                    pretrained: bool | None = True) -> LoadedModel:
+    """A zoo network as a `tpred.extract.LoadedModel`: `forward(x [B, 1, 8, 8])` gives
+    `features` [B, feature_dim] (the input of `net.head`, i.e. `net.features(x)`) and the source
+    head's logits [B, Cs]; PIL images are read with `DigitsTransform`.
+
+    Args:
+        net: a network of `make_network` (any module with a `head` submodule works).
+        name: the model id (and the spec `digits:<name>`).
+        pretrained: whether the weights are trained (for the metadata).
+    """
+    from tpred.extract.models import HookedModel, stack
+
+    family = getattr(net, "family", type(net).__name__.lower())
+    return HookedModel(net, head="head", spec=f"digits:{name}", library="tpred.zoo",
+                       modality="image", transform=DigitsTransform(), collate=stack,
+                       preprocessing=repr(DigitsTransform()), architecture=type(net).__name__,
+                       architecture_family=family, pretrained=pretrained, name=name)

@@ -187,8 +187,9 @@ def render_readme(tables: ZooTables, *, seed: int, small: bool,
     meta = datasets.set_index("dataset").loc[acc.columns]
     by_grid = {col: acc.T.groupby(meta[col]).mean().mean(axis=1).rename("mean accuracy")
                .to_frame() for col in ("num_classes", "samples_per_class")}
-    error_counts = (tables.errors.groupby("metric").size().rename("errors").to_frame()
-                    if len(tables.errors) else None)
+    kinds = tables.errors.get("kind", pd.Series("error", index=tables.errors.index))
+    error_counts = (tables.errors.groupby(["metric", kinds.rename("kind")]).size()
+                    .unstack("kind", fill_value=0) if len(tables.errors) else None)
     quantiles = " / ".join(f"{q:.3f}" for q in
                            np.quantile(acc.to_numpy(), [0.05, 0.25, 0.5, 0.75, 0.95]))
 
@@ -249,8 +250,11 @@ deterministic algorithms, BLAS limited to one thread, every draw keyed by the se
    train/test draws.
 6. **scores.csv** ({len(tables.scores)} values): every `tpred.scores` metric
    ({join(tables.scores['metric'])}) on the train part of the first draw; what a metric
-   cannot score is in **scores.errors.csv** with the reason ({len(tables.errors)} rows), so
-   every pair × metric is in one of the two. The arrays are kept in
+   cannot score is in **scores.errors.csv** with the reason (kind `error`,
+   {int((kinds == 'error').sum())} rows), so every pair × metric is in one of the two; a value
+   that is kept but means nothing is flagged there too (kind `note`, {int((kinds == 'note').sum())}
+   rows: an H-score saturated at C − 1 because the feature dimension is at least the number of
+   samples; rank with `hscore_shrinkage` or `logme` instead). The arrays are kept in
    `features/<model>/<dataset>.npz` (`features`, `labels`, `probs`; git-ignored), so
    `python -m tpred.score --features data/digits-zoo/features --out scores.csv` recomputes them.
 7. **The networks** are kept as `weights/<model>.safetensors` (git-ignored) and the plan and
@@ -301,7 +305,7 @@ constant); `positive_share`: share of those datasets with a positive Spearman.
 
 {_md(corr)}
 
-Errors per metric (scores.errors.csv): {'none' if error_counts is None else ''}
+Errors and notes per metric (scores.errors.csv): {'none' if error_counts is None else ''}
 
 {'' if error_counts is None else _md(error_counts)}
 """
