@@ -62,8 +62,9 @@ def test_blank_cells_of_new_rows_are_imputed_with_a_warning_counting_them(run, n
             out = run.predict(datasets=new_datasets, method=method)
         assert np.isfinite(out["predicted"]).all()
         said = [str(w.message) for w in caught]
-        assert len(said) == 2
+        assert len(said) == 3
         assert sum("4 blank cell(s) imputed" in m for m in said) == 1
+        assert sum("2 new dataset(s) ['n0', 'n1'] have no scores" in m for m in said) == 1
         assert sum(m.endswith("column 'domain': category ['missing'] unseen in training; "
                               "their one-hot features are zeros") for m in said) == 1
 

@@ -48,10 +48,13 @@ def tiny_run(tiny_config) -> Path:
 
 def test_metrics_json_has_the_documented_shape(tiny_run):
     payload = json.loads((tiny_run / "metrics.json").read_text())
-    assert set(payload) == {"config", "results", "runtime_s"}
+    assert set(payload) == {"config", "results", "runtime_s", "errors"}
+    assert payload["errors"] == {}
     assert TrainConfig.from_dict(payload["config"]).name == "tiny"
     rows = pd.DataFrame(payload["results"])
-    assert list(rows.columns) == ["method", "protocol", "metric", "mean", "std", "n"]
+    assert list(rows.columns) == ["method", "protocol", "metric", "mean", "std", "n", "pairs"]
+    # every method of the toy zoo covers every held-out pair (each pair has every score)
+    assert rows.groupby("protocol")["pairs"].nunique().eq(1).all()
     assert set(rows["protocol"]) == {"cold-dataset", "random-0.4"}
     methods = {"additive", "zmean", "lr", "mf", "knn", "gnn", "score:score_a", "score:score_b"}
     assert set(rows["method"]) == methods

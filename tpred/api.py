@@ -31,7 +31,10 @@ the column and the value; a DataFrame row r is line r + 2, as in the CSV it woul
   score or record the run already has: error; several new records of one pair: combined as
   the run's `data.duplicates` says (an error by default);
 - scores of a metric the run's zoo does not have (it was not trained with it): ignored, with a
-  warning (the fitted predictors have no input for it).
+  warning (the fitted predictors have no input for it);
+- a new model or dataset without any score (the run has scores): predicted from its metadata
+  and records alone (lr, knn and the gnn see its scores as missing, as in training where a pair
+  lacks a score), with a warning; `score:<m>` predicts NaN for a pair without `m`.
 
 Default pairs: each new dataset × every model (old and new) and each new model × every dataset,
 except pairs with a record (their accuracy is known). Standard deviations are those of the seed
@@ -104,8 +107,10 @@ def load(path: str | Path, *, trust: bool = False, progress: bool = False) -> Ru
     """
     payload = load_checkpoint(Path(path), trust=trust, progress=progress)
     folder = payload["path"].parent
+    info = {k: payload.get(k) for k in ("path", "tpred_version", "created_utc", "config_sha256",
+                                        "data_sha256")}
     return Run(payload["config"], payload["zoo"], payload["ensembles"],
-               payload.get("calibration", {}), path=folder)
+               payload.get("calibration", {}), path=folder, info=info)
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,16 +167,35 @@ class Run:
         ensembles: method -> fitted predictors (one per seed for seeded methods).
         calibration: method -> std calibration (`tpred.checkpoint.Calibration`).
         path: the run folder, if loaded from one.
+        info: what the checkpoint records of itself (`path`, `tpred_version`, `created_utc`,
+            `config_sha256`, `data_sha256`; see `describe`).
     """
 
     def __init__(self, config: TrainConfig, zoo: Zoo, ensembles: Mapping[str, list],
                  calibration: Mapping[str, Calibration] | None = None,
-                 path: Path | None = None) -> None:
+                 path: Path | None = None, info: Mapping[str, Any] | None = None) -> None:
         self.config = config
         self.zoo = zoo
         self.ensembles = dict(ensembles)
         self.calibration = dict(calibration or {})
         self.path = path
+        self.info = dict(info or {})
+
+    def describe(self) -> str:
+        """One line saying what was loaded: the checkpoint, when and by which tpred it was
+        written, its methods, seeds, zoo size, and the hashes of its config and data."""
+        info = self.info
+
+        def short(key: str) -> str:
+            return (info.get(key) or "unrecorded")[:12]
+
+        created = info.get("created_utc") or "at an unrecorded time"
+        return (f"loaded {info.get('path', self.path)} (written {created} by tpred "
+                f"{info.get('tpred_version', '?')}): run "
+                f"{self.config.name!r}, methods {self.methods}, seeds {list(self.config.seeds)}, "
+                f"{self.zoo.num_models} models x {self.zoo.num_datasets} datasets, "
+                f"{len(self.zoo.records)} records; config sha256 {short('config_sha256')}, "
+                f"data sha256 {short('data_sha256')}")
 
     def __repr__(self) -> str:
         return (f"Run(path={str(self.path)!r}, methods={self.methods}, seeds="
@@ -230,6 +254,7 @@ class Run:
         all_records = pd.concat([zoo.records, new_records], ignore_index=True)
         all_scores = pd.concat([zoo.scores, new_scores], ignore_index=True)
         new_zoo = Zoo.from_frames(model_table, dataset_table, all_records, all_scores)
+        _warn_unscored(new_models.index, new_datasets.index, new_scores, zoo.score_metrics)
         return Extension(new_zoo, tuple(new_models.index), tuple(new_datasets.index),
                          new_records, new_scores)
 
@@ -554,6 +579,20 @@ def _scores(source: Source, model_ids: pd.Index, dataset_ids: pd.Index,
                       f"{int((~keep).sum())} row(s) are ignored", UserWarning, stacklevel=4)
         out = out[keep].reset_index(drop=True)
     return out
+
+
+def _warn_unscored(new_models: pd.Index, new_datasets: pd.Index, new_scores: pd.DataFrame,
+                   metrics: list[str]) -> None:
+    """Warn about new nodes without a single score when the run was trained with scores."""
+    if not metrics:
+        return
+    for kind, ids in (("model", new_models), ("dataset", new_datasets)):
+        if len(unscored := ids[~ids.isin(new_scores[kind])]):
+            shown = list(unscored[:5]) + (["..."] if len(unscored) > 5 else [])
+            warnings.warn(f"{len(unscored)} new {kind}(s) {shown} have no scores (the run has "
+                          f"{metrics}): predicted from metadata and records only, as a pair "
+                          f"without scores is in training; score:<metric> gives NaN for them",
+                          UserWarning, stacklevel=4)
 
 
 def _records(source: Source, model_ids: pd.Index, dataset_ids: pd.Index, zoo: Zoo, *,

@@ -4,7 +4,9 @@ A checkpoint is a folder (`<run>/checkpoint/`, format 4) whose files run no code
 
     manifest.json        format, tpred version, the config (`TrainConfig.to_dict()`), seeds, the
                          members of each method (seed; where its learned state is), the std
-                         calibrations, the tables' dtypes, `check_atol`
+                         calibrations, the tables' dtypes, `check_atol`; `created_utc`,
+                         `config_sha256` (of the config as sorted JSON) and `data_sha256` (of
+                         the four zoo tables as written), which `tpred.predict` prints
     zoo/models.csv, zoo/datasets.csv, zoo/records.csv, zoo/scores.csv
                          the zoo the members were fitted on, exactly (`write_table`)
     train_pairs.csv      the pairs they were fitted on, in fitting order
@@ -44,6 +46,7 @@ out with all their records, as a new dataset arrives in use (the cold-dataset pr
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -52,6 +55,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -358,7 +362,9 @@ def save_checkpoint(path: str | Path, cfg: TrainConfig, zoo: Zoo,
         "seeds": [int(s) for s in cfg.seeds], "methods": methods,
         "calibration": {m: _calibration_to_dict(c) for m, c in (calibration or {}).items()},
         "tables": {}, "train_pairs": "train_pairs.csv", "check_pairs": "check_pairs.csv",
-        "weights": WEIGHTS_FILE, "check_atol": CHECK_ATOL}
+        "weights": WEIGHTS_FILE, "check_atol": CHECK_ATOL,
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "config_sha256": config_sha256(cfg)}
     tmp = Path(tempfile.mkdtemp(dir=path.parent if path.parent.exists() else None,
                                 prefix=f".{path.name}.", suffix=".tmp"))
     try:
@@ -372,6 +378,10 @@ def save_checkpoint(path: str | Path, cfg: TrainConfig, zoo: Zoo,
         write_table(pairs, tmp / "train_pairs.csv")
         write_table(check_pairs, tmp / "check_pairs.csv")
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": str(FORMAT)})
+        digest = hashlib.sha256()
+        for name in ("models", "datasets", "records", "scores"):
+            digest.update((tmp / "zoo" / f"{name}.csv").read_bytes())
+        manifest["data_sha256"] = digest.hexdigest()
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
@@ -404,7 +414,8 @@ def load_checkpoint(path: Path | str, *, trust: bool = False, progress: bool = F
     Returns:
         `{"format", "tpred_version", "config": TrainConfig, "zoo": Zoo, "seeds",
         "ensembles": {method: [predictor, ...]}, "calibration": {method: Calibration},
-        "path": the checkpoint's path}`.
+        "path": the checkpoint's path, "created_utc", "config_sha256", "data_sha256"}` (the
+        last three None for a checkpoint written before they were recorded).
 
     Raises:
         UntrustedFileError: a pickle checkpoint without `trust`.
@@ -445,7 +456,9 @@ def load_checkpoint(path: Path | str, *, trust: bool = False, progress: bool = F
         if want is None or want.shape != got.shape:
             raise ValueError(f"{path}: method {method!r} member {i}: no saved check "
                              f"predictions of its {len(check_pairs)} check pairs")
-        if (diff := float(np.max(np.abs(got - want.numpy()), initial=0.0))) \
+        want = want.numpy()
+        same_nan = np.isnan(got) & np.isnan(want)        # `score:<m>`: a pair without m is NaN
+        if (diff := float(np.max(np.abs(np.where(same_nan, 0.0, got - want)), initial=0.0))) \
                 > manifest["check_atol"] or not np.isfinite(diff):
             raise ValueError(
                 f"{path}: method {method!r} member {i} re-derived with tpred "
@@ -456,7 +469,14 @@ def load_checkpoint(path: Path | str, *, trust: bool = False, progress: bool = F
     calibration = {m: _calibration_from_dict(c, path) for m, c in manifest["calibration"].items()}
     return {"format": FORMAT, "tpred_version": manifest["tpred_version"], "config": cfg,
             "zoo": zoo, "seeds": list(manifest["seeds"]), "ensembles": ensembles,
-            "calibration": calibration, "path": path}
+            "calibration": calibration, "path": path,
+            **{k: manifest.get(k) for k in ("created_utc", "config_sha256", "data_sha256")}}
+
+
+def config_sha256(cfg: TrainConfig) -> str:
+    """sha256 of the config as JSON with sorted keys (what a checkpoint records of its config)."""
+    text = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def resolve_checkpoint(path: Path | str) -> Path:

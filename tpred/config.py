@@ -196,6 +196,9 @@ class GNNConfig:
     ensemble: PositiveInt = 1
     neighbors: NonNegativeInt = 10
     num_threads: PositiveInt | None = None
+    #: targets per training step on mini-batches with sampled neighbourhoods
+    #: (tpred/models/gnn/minibatch.py); None: full batch unless the graph is large
+    batch_size: PositiveInt | None = None
 
     def __post_init__(self) -> None:
         check_fields(self)

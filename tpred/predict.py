@@ -23,6 +23,9 @@ wide matrix); --pairs `model,dataset`. A new id equal to one of the run's ids is
 Reading a checkpoint runs no code from its files; an old pickle checkpoint (`checkpoint.pkl`)
 does when unpickled, so it is read only with --trust (for a file you made or trust).
 
+What was loaded (checkpoint path, when it was written, methods, zoo size, and the sha256 of
+its config and data) is printed first (not with --quiet).
+
 Bad input prints one line `python -m tpred.predict: error: <file>, line <n>, column <c>: ...`
 and exits with status 2.
 """
@@ -82,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         run = load(args.run, trust=args.trust)
+        if not args.quiet:
+            print(run.describe())
         method = run.resolve_method(args.method)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

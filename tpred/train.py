@@ -7,13 +7,21 @@ seeds) and writes to <output_dir>/<name>/:
   metrics.json     {"config": {...}, "results": [{"method", "protocol", "metric", "mean", "std",
                    "n"}, ...], "runtime_s": {method: seconds}}
   metrics.csv      the same results, flat; metrics_per_seed.csv: one value per seed
-  predictions.csv  method, protocol, seed, fold, model, dataset, true, predicted
+  predictions.csv  method, protocol, seed, fold, model, dataset, true, predicted; appended as
+                   each method and seed is scored (predictions.parquet with --predictions
+                   parquet; with --no-plots no more than one method and seed is held in memory)
   plots/           predicted vs true per method; per-dataset Spearman per method
   checkpoint/      every method fitted on all known records once per seed (the ensemble behind
                    the std of a prediction): the config, the zoo's tables, the std calibration
                    and the gnn's weights, in files that run no code when read (JSON, CSV,
                    safetensors; read by `python -m tpred.predict` and `tpred.load`)
   config.yaml      the configuration actually used
+
+A run folder that already holds files (an earlier run's) is refused, so that no stale file of
+that run (a checkpoint `tpred.predict` would serve) survives beside the new ones; --overwrite
+deletes it first (only a folder that tpred wrote: one holding config.yaml, metrics.json or a
+checkpoint). A method that fails is reported (in the table, metrics.json "errors" and an `error`
+row of metrics.csv) and the other methods complete; it is left out of the checkpoint.
 
 With --fit-only (or `protocols: []` in the config) nothing is evaluated: every method is fitted
 on all records and only checkpoint/ and config.yaml are written, e.g. to predict for new
@@ -61,7 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "without evaluation (the same as `protocols: []` in the config)")
     parser.add_argument("--no-checkpoint", action="store_true",
                         help="skip fitting the final models on all records and saving them")
-    parser.add_argument("--no-plots", action="store_true", help="skip writing plots")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the run folder <output_dir>/<name> first if an earlier run "
+                             "wrote it (without it, a folder holding files is refused)")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="skip writing plots (then no prediction is held in memory beyond "
+                             "one method and seed: they stream to the predictions file)")
+    parser.add_argument("--predictions", choices=("csv", "parquet"), default="csv",
+                        help="format of the predictions file, written as each method and seed "
+                             "is scored: predictions.csv (default) or predictions.parquet "
+                             "(needs pyarrow)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -92,28 +109,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("%r", zoo)
     start = time.perf_counter()
     out_dir = resolve_output(cfg)
+    if (args.fit_only or not cfg.protocols) and args.no_checkpoint:
+        parser.error("--no-checkpoint with --fit-only (or protocols: []) leaves nothing to do")
+    try:
+        prepare_run_folder(out_dir, overwrite=args.overwrite)
+    except ValueError as err:
+        parser.error(str(err))
     if args.fit_only or not cfg.protocols:
-        if args.no_checkpoint:
-            parser.error("--no-checkpoint with --fit-only (or protocols: []) leaves nothing to do")
         try:
             methods = sorted(expand_methods(cfg.methods, zoo, cfg.score_metrics))
         except ValueError as err:
             parser.error(str(err))
-        out_dir.mkdir(parents=True, exist_ok=True)
         cfg.to_yaml(out_dir / "config.yaml")
-        path = fit_final(zoo, cfg, methods, out_dir, progress=not args.quiet)
-        print(f"fitted {', '.join(methods)} on all {len(zoo.records)} records (no evaluation) "
+        path, failed = fit_final(zoo, cfg, methods, out_dir, progress=not args.quiet)
+        fitted = [m for m in methods if m not in failed]
+        print(f"fitted {', '.join(fitted)} on all {len(zoo.records)} records (no evaluation) "
               f"in {time.perf_counter() - start:.1f}s; checkpoint {path}")
+        _print_failures(failed, "fitting on all records")
         return 0
+    from tpred.evaluation.sink import PredictionsWriter
+
     try:
-        result = evaluate(zoo, cfg, progress=not args.quiet)
-    except ValueError as err:
+        methods = sorted(expand_methods(cfg.methods, zoo, cfg.score_metrics))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with PredictionsWriter(out_dir / f"predictions.{args.predictions}") as sink:
+            result = evaluate(zoo, cfg, progress=not args.quiet, sink=sink,
+                              keep_predictions=not args.no_plots)
+    except (ValueError, ImportError) as err:
         parser.error(str(err))
     save_run(result, out_dir, plots=not args.no_plots)
+    failed: dict[str, str] = {}
     if not args.no_checkpoint:
-        fit_final(zoo, cfg, sorted(result.predictions["method"].unique()), out_dir,
-                  progress=not args.quiet)
+        if ok := [m for m in methods if m not in result.errors]:
+            failed = fit_final(zoo, cfg, ok, out_dir, progress=not args.quiet)[1]
     print(format_table(result.results))
+    _print_failures(failed, "fitting on all records (left out of the checkpoint)")
     print("\nruntime (fit + predict, all splits): "
           + ", ".join(f"{k} {v:.1f}s" for k, v in result.runtime_s.items())
           + f"; total {time.perf_counter() - start:.1f}s")
@@ -122,21 +152,72 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def fit_final(zoo: Zoo, cfg: TrainConfig, methods: Sequence[str], out_dir: Path, *,
-              progress: bool = True) -> Path:
+              progress: bool = True) -> tuple[Path | None, dict[str, str]]:
     """Fit every method on all known records (once per seed for seeded methods), calibrate
     their std on validation datasets carved from those records, and write the checkpoint.
 
     This is the most expensive step of a run after the evaluation itself: every method is
     fitted again, on every record, and the seeded ones calibrated with one more fit per seed.
+    A method whose fitting or calibration raises is left out (and reported); the others are
+    saved.
 
     Returns:
-        The checkpoint's path (`out_dir/checkpoint/`).
+        (the checkpoint's path `out_dir/checkpoint/`, or None when every method failed;
+        method -> `Type: message` of each method that failed).
     """
     from tpred.checkpoint import CHECKPOINT_NAME, calibrate_all, fit_all, save_checkpoint
 
-    fitted = fit_all(zoo, cfg, methods, progress=progress)
-    calibration = calibrate_all(zoo, cfg, methods, progress=progress)
-    return save_checkpoint(Path(out_dir) / CHECKPOINT_NAME, cfg, zoo, fitted, calibration)
+    fitted, calibration, failed = {}, {}, {}
+    for method in methods:
+        try:
+            fitted.update(fit_all(zoo, cfg, [method], progress=progress))
+            calibration.update(calibrate_all(zoo, cfg, [method], progress=progress))
+        except Exception as err:  # noqa: BLE001  (one method's failure must not lose the rest)
+            fitted.pop(method, None)
+            failed[method] = f"{type(err).__name__}: {' '.join(str(err).split())}"
+            log.warning("method %s failed while fitting on all records (%s)", method,
+                        failed[method])
+    if not fitted:
+        return None, failed
+    return save_checkpoint(Path(out_dir) / CHECKPOINT_NAME, cfg, zoo, fitted, calibration), failed
+
+
+#: files and folders only a tpred run writes: a folder holding one of them is a run folder
+RUN_MARKERS = ("config.yaml", "metrics.json", "checkpoint", "checkpoint.pkl")
+
+
+def prepare_run_folder(out_dir: Path, *, overwrite: bool = False) -> Path:
+    """Make `out_dir` an empty run folder: create it, or (with `overwrite`) delete an earlier
+    run's folder first, so that no file of that run is left beside the new one's.
+
+    Raises:
+        ValueError: the folder holds files and `overwrite` is False; or `overwrite` is True but
+            the folder holds none of `RUN_MARKERS` (tpred deletes only what a run wrote).
+    """
+    import shutil
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"output folder {out_dir} is a file")
+    if out_dir.is_dir() and (names := sorted(p.name for p in out_dir.iterdir())):
+        shown = ", ".join(names[:5]) + (f", ... ({len(names)} entries)" if len(names) > 5
+                                        else "")
+        if not overwrite:
+            raise ValueError(f"run folder {out_dir} already holds files of an earlier run "
+                             f"({shown}); pass --overwrite to replace it, or choose another "
+                             f"with --set name=... or --set output_dir=...")
+        if not any((out_dir / m).exists() for m in RUN_MARKERS):
+            raise ValueError(f"--overwrite: {out_dir} holds files ({shown}) but none that a "
+                             f"tpred run writes ({', '.join(RUN_MARKERS)}); not deleting it")
+        log.info("--overwrite: deleting the earlier run folder %s", out_dir)
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
+def _print_failures(failed: dict[str, str], when: str) -> None:
+    for method, error in failed.items():
+        print(f"FAILED {method} while {when}: {error}", file=sys.stderr)
 
 
 def resolve_output(cfg: TrainConfig) -> Path:

@@ -40,10 +40,10 @@ def test_score_predictor_reads_a_new_zoo(zoo):
     np.testing.assert_array_equal(pred.predict(new.known_pairs(), zoo=new), [4.0])
 
 
-def test_score_predictor_rejects_a_pair_without_the_score(zoo):
+def test_score_predictor_predicts_nan_for_a_pair_without_the_score(zoo):
+    # known pairs (m0, d0), (m1, d0), (m0, d1); only (m0, d0) has a leep score
     pred = ScorePredictor("leep").fit(zoo, zoo.known_pairs())
-    with pytest.raises(ValueError, match=r"pair \['m1', 'd0'\] has no score 'leep' \(2 of 3"):
-        pred.predict(zoo.known_pairs())
+    np.testing.assert_array_equal(pred.predict(zoo.known_pairs()), [-3.0, np.nan, np.nan])
 
 
 def test_score_predictor_fit_rejects_an_unknown_metric(zoo):

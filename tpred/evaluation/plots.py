@@ -21,7 +21,9 @@ def plot_run(result, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for protocol, frame in result.predictions.groupby("protocol", sort=False):
+    predictions = result.predictions[np.isfinite(result.predictions["predicted"].to_numpy(
+        dtype=np.float64))]                     # `score:<m>` is NaN where a pair lacks m
+    for protocol, frame in predictions.groupby("protocol", sort=False):
         paths.append(plot_predicted_vs_true(frame, out_dir / f"pred_vs_true_{protocol}.png",
                                             title=protocol))
         paths.append(plot_spearman(frame, out_dir / f"spearman_{protocol}.png", title=protocol))

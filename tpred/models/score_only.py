@@ -14,7 +14,9 @@ class ScorePredictor:
 
     A score ranks models for a dataset but is not on the accuracy scale (LogME is a log
     evidence, LEEP a log likelihood), so only the per-dataset ranking metrics of this predictor
-    mean something; its RMSE/MAE do not (the evaluation skips them for `score:*`). Nothing is
+    mean something; its RMSE/MAE do not (the evaluation skips them for `score:*`). A pair
+    without the score is predicted as NaN: the evaluation ranks only the pairs that have it
+    (its `pairs` column says how many). Nothing is
     learned: `fit` checks the metric, and no accuracy is read. Built by
     `make_predictor("score:<metric>", cfg)`; not in `PREDICTORS`, as the name carries the metric.
 
@@ -36,24 +38,18 @@ class ScorePredictor:
         return self
 
     def predict(self, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
-        """The scores [P] of `pairs` in `zoo` (default: the fitted one).
+        """The scores [P] of `pairs` in `zoo` (default: the fitted one); NaN where a pair lacks
+        the score.
 
         Raises:
             NotFittedError: before `fit`.
-            ValueError: `zoo` has no such metric, or a pair lacks the score.
+            ValueError: `zoo` has no such metric.
         """
         if not hasattr(self, "zoo_"):
             raise NotFittedError("ScorePredictor is not fitted; call fit(zoo, train_pairs)")
         zoo = self.zoo_ if zoo is None else zoo
         _check_metric(zoo, self.metric, "ScorePredictor.predict")
-        values = zoo.score_matrix(pairs, [self.metric])[:, 0]             # [P]
-        if (missing := np.isnan(values)).any():
-            i = int(np.flatnonzero(missing)[0])
-            raise ValueError(f"ScorePredictor.predict: pair "
-                             f"{pairs[['model', 'dataset']].iloc[i].tolist()} has no score "
-                             f"{self.metric!r} ({int(missing.sum())} of {len(pairs)} pairs lack "
-                             f"one)")
-        return values
+        return zoo.score_matrix(pairs, [self.metric])[:, 0]               # [P], NaN: no score
 
 
 def _check_metric(zoo: Zoo, metric: str, caller: str) -> None:

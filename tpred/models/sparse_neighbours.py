@@ -37,8 +37,11 @@ from sklearn.preprocessing import normalize
 from tpred.models.neighbours import neighbour_mean
 
 #: entries per block: candidate pairs (`candidate_neighbour_mean`) or similarity entries
-#: (`blocked_neighbour_mean`); 2^21 float64 entries are 16 MB per array
-BLOCK = 2**21
+#: (`blocked_neighbour_mean`); 2^19 float64 entries are 4 MB per array. A block of candidates
+#: holds about ten such arrays plus the sparse rows `Similarity.pairs` gathers: on 40,000
+#: datasets knn's predict traced a 300 MB peak with 2^21, 180 MB with 2^19
+#: (tests/models/test_gnn_minibatch.py holds all methods under 256 MB there).
+BLOCK = 2**19
 
 
 @dataclass

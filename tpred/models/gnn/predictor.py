@@ -28,6 +28,7 @@ from tpred.models._inputs import NodeFeatures, check_ids_in_zoo, encoder_for, re
 from tpred.models.base import register
 from tpred.models.gnn.baseline import NUM_BASELINE_TERMS
 from tpred.models.gnn.batch import NUM_NEIGHBOUR_TERMS, RecordGraph, make_batch
+from tpred.models.gnn.minibatch import fit_large, predict_large, use_minibatch
 from tpred.models.gnn.network import GNNNet
 from tpred.models.gnn.trainer import (
     draw_message_split,
@@ -90,6 +91,9 @@ class GNNPredictor:
                 score metric.
         """
         graph = self._prepare(zoo, train_pairs, "fit")
+        if graph is None:  # a large graph: mini-batches (tpred/models/gnn/minibatch.py)
+            fit_large(self, zoo, self.train_pairs_)
+            return self
         self.members_, self.epochs_ = [], []
         with torch_context(self.config.num_threads):
             for k in range(self.config.ensemble):
@@ -98,9 +102,10 @@ class GNNPredictor:
                 self.epochs_.append(epoch)
         return self
 
-    def _prepare(self, zoo: Zoo, train_pairs: pd.DataFrame, caller: str) -> RecordGraph:
+    def _prepare(self, zoo: Zoo, train_pairs: pd.DataFrame, caller: str) -> RecordGraph | None:
         """Everything `fit` derives before training (deterministically): metrics, featurizers
-        fitted on the training nodes, node features, their centres and the training graph."""
+        fitted on the training nodes, node features, their centres and the training graph
+        (None when the graph is large and trains on mini-batches: `minibatch.use_minibatch`)."""
         if len(train_pairs) == 0:
             raise ValueError(f"GNNPredictor.{caller}: train_pairs is empty")
         train_pairs = train_pairs[PAIR].reset_index(drop=True)
@@ -118,6 +123,12 @@ class GNNPredictor:
         self.center_ = {  # node features are centred on the training nodes for similarities
             MODEL: self.model_x_[zoo.model_ids.get_indexer(models)].mean(0),
             DATASET: self.dataset_x_[zoo.dataset_ids.get_indexer(datasets)].mean(0)}
+        self.minibatch_ = use_minibatch(self.config.batch_size, len(train_pairs),
+                                        len(zoo.model_ids), len(zoo.dataset_ids))
+        if self.minibatch_:
+            self.num_features_ = {MODEL: self.model_x_.shape[1],
+                                  DATASET: self.dataset_x_.shape[1]}
+            return None
         graph = self._graph(zoo, train_pairs, self.model_x_, self.dataset_x_)
         self.num_features_ = {t: int(graph.data[t].x.shape[1]) for t in (MODEL, DATASET)}
         return graph
@@ -225,6 +236,10 @@ class GNNPredictor:
         model_x, dataset_x = ((self.model_x_, self.dataset_x_) if zoo is self.zoo_
                               else self._features(zoo))
         own = pd.MultiIndex.from_frame(known).isin(pd.MultiIndex.from_frame(pairs))
+        if getattr(self, "minibatch_", False):
+            stacked = np.clip(predict_large(self, zoo, known[~own].reset_index(drop=True), pairs,
+                                            model_x, dataset_x), 0.0, 1.0)      # [K, P]
+            return (stacked.mean(0), stacked.std(0)) if return_std else stacked.mean(0)
         g = self._graph(zoo, known[~own].reset_index(drop=True), model_x, dataset_x)
         src = g.model_index.get_indexer(pairs["model"].to_numpy())
         dst = g.dataset_index.get_indexer(pairs["dataset"].to_numpy())
