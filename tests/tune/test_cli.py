@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,6 +82,30 @@ def test_tune_a_new_dataset_end_to_end(zoo_and_run, tmp_path, capsys):
     assert meta["student"] == report["student"]["model"] and meta["method"] == "btuning"
     assert {"head.weight", "head.bias"} < keys and any(k.startswith("backbone.") for k in keys)
     assert f"test accuracy {report['test_accuracy']:.4f}" in printed
+
+
+def test_python_dash_m_tpred_tune_runs_as_a_command(zoo_and_run, tmp_path):
+    """The command itself (a fresh interpreter, `python -m tpred.tune`), not only `main`."""
+    zoo_root, run = zoo_and_run
+    out = tmp_path / "out"
+    root = str(Path(tpred.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([sys.executable, "-m", "tpred.tune", "--run", str(run), "--dataset",
+                           HELD_OUT, "--data", f"digits:{HELD_OUT}", "--teachers", "2",
+                           "--out", str(out), *FAST], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "tune.json").read_text())
+    assert len(report["teachers"]) == 2 and report["method"] == "btuning"
+    assert f"test accuracy {report['test_accuracy']:.4f}" in done.stdout
+    assert {p.name for p in out.iterdir()} == {"student.safetensors", "tune.json", "curve.png"}
+    # bad input through the command: one line on stderr, exit status 2, nothing written
+    bad = subprocess.run([sys.executable, "-m", "tpred.tune", "--run", str(run), "--dataset",
+                          "noisy_8b_20", "--out", str(tmp_path / "o2")], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert bad.returncode == 2 and not (tmp_path / "o2").exists()
+    assert bad.stderr.strip().splitlines()[-1].startswith(PROG_ERROR + "dataset 'noisy_8b_20'")
 
 
 def test_a_dataset_of_the_run_is_ranked_by_its_records(zoo_and_run, tmp_path):
