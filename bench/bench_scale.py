@@ -59,8 +59,9 @@ def make_zoo(num_models: int, seed: int, work: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ one child run
-def child(zoo_dir: Path, method: str, seed: int) -> dict:
-    """Fit and predict one method on one cold-dataset fold; figures as a dict."""
+def child(zoo_dir: Path, method: str, seed: int, overrides: list[str] | None = None) -> dict:
+    """Fit and predict one method on one cold-dataset fold (the zoo's config.yaml, then each
+    `--set` override); figures as a dict."""
     from tpred.config import TrainConfig
     from tpred.data import load_zoo
     from tpred.errors import UndefinedMetricWarning
@@ -69,22 +70,25 @@ def child(zoo_dir: Path, method: str, seed: int) -> dict:
     from tpred.models import make_predictor
 
     cfg = TrainConfig.from_yaml(zoo_dir / "config.yaml")
+    for assignment in overrides or []:
+        cfg = cfg.override(assignment)
     zoo = load_zoo(cfg.data, model_features=cfg.model_features,
                    dataset_features=cfg.dataset_features)
     split = make_splits("cold-dataset", zoo, seed, cfg.protocol)[0]
     rss_loaded = _peak_rss_mb()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     predictor = make_predictor(method, cfg, seed).fit(zoo, split.train)
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
+    fit_s, fit_cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
     predicted = np.asarray(predictor.predict(split.test), dtype=np.float64)
-    predict_s = time.perf_counter() - start
+    predict_s, predict_cpu_s = time.perf_counter() - start, time.process_time() - cpu
     frame = split.test.assign(true=zoo.accuracy(split.test), predicted=predicted)
     with warnings.catch_warnings():  # datasets with < 2 held-out models: NaN, skipped
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         spearman = summarize(frame)["spearman"]
     return {"records": len(zoo.records), "train": len(split.train), "test": len(split.test),
-            "fit_s": fit_s, "predict_s": predict_s, "rss_loaded_mb": rss_loaded,
+            "fit_s": fit_s, "predict_s": predict_s, "fit_cpu_s": fit_cpu_s,
+            "predict_cpu_s": predict_cpu_s, "rss_loaded_mb": rss_loaded,
             "peak_rss_mb": _peak_rss_mb(), "spearman": spearman}
 
 
@@ -106,11 +110,13 @@ def _env() -> dict[str, str]:
 
 
 def run_child(zoo_dir: Path, method: str, seed: int, *, budget_gb: float,
-              timeout_s: float) -> dict:
+              timeout_s: float, overrides: list[str] | None = None) -> dict:
     """Run `child` in a fresh process; stop it past the memory budget or the timeout."""
     import psutil
 
     cmd = [sys.executable, __file__, "--child", str(zoo_dir), method, str(seed)]
+    for assignment in overrides or []:
+        cmd += ["--set", assignment]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env())
     watched, start, status, peak = psutil.Process(proc.pid), time.monotonic(), "ok", 0.0
@@ -149,28 +155,33 @@ def report(rows: pd.DataFrame, idle_mb: float) -> str:
     lines = []
     ok = rows[rows["status"] == "ok"].copy()
     ok["time_s"] = ok["fit_s"] + ok["predict_s"]
+    # CPU seconds of the child (all its threads): on a shared machine wall time also counts
+    # the waits for a core; rows from before this column was added have NaN
+    ok["cpu_s"] = (ok["fit_cpu_s"] + ok["predict_cpu_s"]) if "fit_cpu_s" in ok else np.nan
     table = ok.groupby(["size", "method"], sort=False).agg(
         records=("records", "first"), fit_s=("fit_s", "mean"), predict_s=("predict_s", "mean"),
+        cpu_s=("cpu_s", "mean"),
         peak_rss_mb=("peak_rss_mb", "max"), spearman=("spearman", "mean"),
         spearman_std=("spearman", lambda v: v.std(ddof=1) if len(v) > 1 else 0.0),
         seeds=("seed", "count"))
     lines.append(f"{'models':>7} {'method':<20} {'records':>9} {'fit s':>9} {'predict s':>9} "
-                 f"{'peak RSS MB':>11} {'cold-dataset Spearman':>22}")
+                 f"{'CPU s':>8} {'peak RSS MB':>11} {'cold-dataset Spearman':>22}")
     for (size, method), r in table.iterrows():
-        lines.append(f"{size:>7} {method:<20} {r.records:>9} {r.fit_s:>9.2f} {r.predict_s:>9.2f} "
-                     f"{r.peak_rss_mb:>11.0f} {r.spearman:>12.3f} ± {r.spearman_std:.3f} "
-                     f"(n={r.seeds})")
+        lines.append(f"{size:>7} {method:<20} {int(r.records):>9} {r.fit_s:>9.2f} "
+                     f"{r.predict_s:>9.2f} {r.cpu_s:>8.2f} {r.peak_rss_mb:>11.0f} "
+                     f"{r.spearman:>12.3f} ± {r.spearman_std:.3f} (n={int(r.seeds)})")
     for _, r in rows[rows["status"] != "ok"].iterrows():
         lines.append(f"{r['size']:>7} {r['method']:<20} {r['status']}")
     lines.append(f"\nslopes of log(y) on log(records); idle process RSS {idle_mb:.0f} MB "
                  f"(subtracted for the memory slope); goal: 10^6 records < {GOAL_S // 60} min, "
                  f"< {GOAL_GB:g} GB")
-    lines.append(f"{'method':<20} {'time slope':>10} {'RSS slope':>10}   10^6 records")
+    lines.append(f"{'method':<20} {'time slope':>10} {'CPU slope':>10} {'RSS slope':>10}   "
+                 f"10^6 records")
     for method, g in table.reset_index().groupby("method", sort=False):
         x = g["records"].to_numpy(dtype=float)
         t = (g["fit_s"] + g["predict_s"]).to_numpy()
         m = np.maximum(g["peak_rss_mb"].to_numpy() - idle_mb, 1.0)
-        st, sm = slope(x, t), slope(x, m)
+        st, sm, sc = slope(x, t), slope(x, m), slope(x, g["cpu_s"].to_numpy())
         big = g[g["records"] >= 0.9 * GOAL_RECORDS]
         if len(big):
             r = big.iloc[-1]
@@ -184,7 +195,7 @@ def report(rows: pd.DataFrame, idle_mb: float) -> str:
                     f"{(idle_mb + (r.peak_rss_mb - idle_mb) * factor**sm) / 1024:.1f} GB")
         else:
             goal = "not enough sizes to extrapolate"
-        lines.append(f"{method:<20} {st:>10.2f} {sm:>10.2f}   {goal}")
+        lines.append(f"{method:<20} {st:>10.2f} {sc:>10.2f} {sm:>10.2f}   {goal}")
     return "\n".join(lines)
 
 
@@ -224,10 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=REPO / "runs" / "bench-scale",
                         help="folder of the synthetic zoos")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench-scale" / "scale.csv")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override an entry of the zoos' config.yaml for every run, e.g. "
+                             "gnn.max_epochs=20 (repeatable; printed with the table)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(Path(args.child[0]), args.child[1], int(args.child[2]))))
+        print(json.dumps(child(Path(args.child[0]), args.child[1], int(args.child[2]),
+                               args.overrides)))
         return 0
 
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -244,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             for seed in seeds:
                 row = run_child(zoo_dir, method, seed, budget_gb=args.budget_gb,
-                                timeout_s=args.timeout)
+                                timeout_s=args.timeout, overrides=args.overrides)
                 rows.append({"size": size, **row})
                 print(f"#   {method} seed {seed}: {row['status']} "
                       + (f"fit {row['fit_s']:.1f} s, predict {row['predict_s']:.1f} s, "
@@ -252,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                          if row["status"] == "ok" else ""), file=sys.stderr)
                 pd.DataFrame(rows).to_csv(args.out, index=False)  # kept if a later size dies
     frame = pd.DataFrame(rows)
+    if args.overrides:
+        print("config overrides: " + ", ".join(args.overrides))
     print(report(frame, idle_mb))
     plot(frame, args.out.with_suffix(".png"))
     print(f"\nrows in {args.out}, plot in {args.out.with_suffix('.png')}")

@@ -58,10 +58,12 @@ from tpred.models.gnn.trainer import (
 )
 from tpred.models.sparse_neighbours import Similarity, candidate_neighbour_mean
 
-#: the full-batch path is used up to this many records and nodes of each type (its N x N
-#: matrices: 10^4 nodes are 0.8 GB each); beyond, or with `GNNConfig.batch_size` set, this one
+#: the full-batch path is used up to this many records and nodes of each type; beyond, or with
+#: `GNNConfig.batch_size` set, this one. Its N x N matrices are 0.8 GB each at 10^4 nodes, and
+#: bench/bench_scale.py's 1,000 x 10,000 zoo (33,823 records) took the full-batch gnn past 8 GB
+#: RSS (1,000 datasets: 610 MB), hence 2,000 nodes.
 LARGE_RECORDS = 200_000
-LARGE_NODES = 10_000
+LARGE_NODES = 2_000
 #: targets per step when the graph is large and `GNNConfig.batch_size` is not set
 DEFAULT_BATCH_SIZE = 4096
 #: incoming edges sampled per node, per edge type, at hop 1 and hop 2 (as PyG's num_neighbors)
