@@ -3,6 +3,9 @@
     python bench/bench_predictors.py                          # all three benchmarks, seeds 0-4
     python bench/bench_predictors.py --benchmarks digits --seeds 0 1
     python bench/bench_predictors.py --out runs/bench         # also results.csv and results.md
+    python bench/bench_predictors.py --parts runs/parts --seeds 0 &   # one process per seed,
+    python bench/bench_predictors.py --parts runs/parts --seeds 1 &   # then one call over all
+    python bench/bench_predictors.py --parts runs/parts --seeds 0 1   # seeds aggregates them
 
 Benchmarks: the embedded digits zoo (configs/default.yaml), DomainNet-270 and sfda11 (read from
 ../shared/benchmarks). Protocols: cold-dataset and random-0.5 on each, plus the paper protocol
@@ -13,7 +16,8 @@ after the fact). Metrics: Spearman, weighted τ, top-1 regret, RMSE (paper: Avg,
 For each cell the gnn is compared with the best other method: `ok` when it is at least as good
 within one standard deviation (the larger of the two), and the line `cold-dataset weighted τ`
 says whether its mean is strictly higher. The runtime ratio is the gnn's fit + predict time over
-knn's, both summed over the same splits of the same run. Nothing is tuned here: the configs are
+knn's, both summed over the same splits (of one run, or of the parts' processes run side by
+side). Nothing is tuned here: the configs are
 run as shipped.
 """
 
@@ -28,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from tpred.data import load_zoo
-from tpred.evaluation.run import evaluate
+from tpred.evaluation.run import aggregate, evaluate
 from tpred.train import REPO_ROOT, load_config
 
 BENCHMARKS = {
@@ -38,33 +42,57 @@ BENCHMARKS = {
 }
 METRICS = {"held": ["spearman", "weighted_tau", "top1_regret", "rmse"],
            "paper": ["avg_pearson", "bucket_0_10"]}
-LOWER_IS_BETTER = {"top1_regret", "rmse"}
+LOWER_IS_BETTER = {"top1_regret", "rmse", "mae"}
 LABELS = {"spearman": "Spearman", "weighted_tau": "weighted τ", "top1_regret": "top-1 regret",
           "rmse": "RMSE", "avg_pearson": "Avg", "bucket_0_10": "Cold Start"}
 
 
-def run_benchmark(name: str, seeds: list[int], methods: list[str] | None
+def run_benchmark(name: str, seeds: list[int], methods: list[str] | None,
+                  parts: Path | None = None, protocols: list[str] | None = None
                   ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Results (method, protocol, metric, mean, std, n) and runtime per method of one benchmark."""
-    path, protocols = BENCHMARKS[name]
-    held = [p for p in protocols if p != "paper"]
-    names = ["random" if p.startswith("random") else p for p in held]
-    overrides = [f"protocols=[{','.join(names)}]", "protocol.random_fractions=[0.5]",
-                 f"seeds={seeds}"]
+    """Results (method, protocol, metric, mean, std, n) and runtime per method of one benchmark.
+
+    Every (protocol, seed) is evaluated on its own; with `parts` its per-seed metrics and
+    runtimes are saved there as soon as they exist (`<name>_<protocol>_<seed>.csv`) and read
+    back instead of recomputed, so a run that is stopped loses at most one seed, and seeds can
+    be run by separate processes and aggregated by a last call over all of them.
+    """
+    path, wanted = BENCHMARKS[name]
+    wanted = [p for p in wanted if protocols is None or p in protocols]
+    base = ["protocol.random_fractions=[0.5]"]
     if methods:
-        overrides.append(f"methods=[{','.join(methods)}]")
-    cfg = load_config(REPO_ROOT / path, overrides)
-    zoo = load_zoo(cfg.data, REPO_ROOT, model_features=cfg.model_features,
-                   dataset_features=cfg.dataset_features)
-    frames, runtime = [], {}
-    runs = [cfg] + ([cfg.override("protocols=[paper]")] if "paper" in protocols else [])
-    for c in runs:
-        result = evaluate(zoo, c, progress=True)
-        frames.append(result.results)
-        for k, v in result.runtime_s.items():
-            runtime[k] = runtime.get(k, 0.0) + v
-    results = pd.concat(frames, ignore_index=True).assign(benchmark=name)
-    return results, runtime
+        base.append(f"methods=[{','.join(methods)}]")
+    cfg = load_config(REPO_ROOT / path, base)
+    zoo = None
+    per_seed, runtime = [], {}
+    for protocol in wanted:
+        proto = "random" if protocol.startswith("random") else protocol
+        proto_seeds = list(cfg.protocol.paper_seeds) if protocol == "paper" else seeds
+        for seed in proto_seeds:
+            part = parts / f"{name}_{protocol}_{seed}.csv" if parts else None
+            if part is not None and part.exists():
+                frame = pd.read_csv(part)
+            else:
+                if zoo is None:
+                    zoo = load_zoo(cfg.data, REPO_ROOT, model_features=cfg.model_features,
+                                   dataset_features=cfg.dataset_features)
+                seed_key = "protocol.paper_seeds" if protocol == "paper" else "seeds"
+                result = evaluate(zoo, cfg.override(f"protocols=[{proto}]")
+                                  .override(f"{seed_key}=[{seed}]"), progress=False)
+                frame = pd.concat([result.per_seed.assign(kind="metric"),
+                                   pd.DataFrame({"method": list(result.runtime_s),
+                                                 "value": list(result.runtime_s.values()),
+                                                 "kind": "runtime"})], ignore_index=True)
+                if part is not None:
+                    part.parent.mkdir(parents=True, exist_ok=True)
+                    frame.to_csv(part, index=False)
+                print(f"  {name} {protocol} seed {seed} done", flush=True)
+            per_seed.append(frame[frame["kind"] == "metric"])
+            for _, row in frame[frame["kind"] == "runtime"].iterrows():
+                runtime[row["method"]] = runtime.get(row["method"], 0.0) + row["value"]
+    metrics = pd.concat(per_seed, ignore_index=True)[["method", "protocol", "seed", "metric",
+                                                       "value"]]
+    return aggregate(metrics).assign(benchmark=name), runtime
 
 
 def best_score_rows(results: pd.DataFrame) -> pd.DataFrame:
@@ -89,7 +117,8 @@ def verdicts(results: pd.DataFrame) -> list[str]:
     """One line per (protocol, metric): the gnn against the best other method."""
     lines = []
     for (protocol, metric), group in results.groupby(["protocol", "metric"], sort=False):
-        if "gnn" not in set(group["method"]) or len(group) < 2:
+        shown = METRICS["paper" if protocol == "paper" else "held"]
+        if metric not in shown or "gnn" not in set(group["method"]) or len(group) < 2:
             continue
         gnn = group[group["method"] == "gnn"].iloc[0]
         others = group[group["method"] != "gnn"].dropna(subset=["mean"])
@@ -125,7 +154,7 @@ def markdown(results: pd.DataFrame, runtime: dict[str, float], name: str, seeds:
         out.append("\n".join(lines))
     if "gnn" in runtime and "knn" in runtime:
         out.append(f"gnn runtime / knn runtime: {runtime['gnn'] / runtime['knn']:.1f}× "
-                   f"({runtime['gnn']:.0f} s / {runtime['knn']:.0f} s, same splits, one run)")
+                   f"({runtime['gnn']:.0f} s / {runtime['knn']:.0f} s, same splits)")
     return "\n\n".join(out)
 
 
@@ -136,13 +165,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--methods", nargs="+", default=None,
                         help="default: every method of each config")
+    parser.add_argument("--protocols", nargs="+", default=None,
+                        help="only these of each benchmark's protocols (cold-dataset, "
+                             "random-0.5, paper)")
+    parser.add_argument("--parts", type=Path, default=None,
+                        help="folder of per-seed results: saved as each seed finishes, reused "
+                             "when present (resume, or seeds run by separate processes)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for results.csv, runtime.csv and results.md")
     args = parser.parse_args(argv)
     all_results, all_runtime, text = [], [], []
     for name in args.benchmarks:
         start = time.perf_counter()
-        results, runtime = run_benchmark(name, args.seeds, args.methods)
+        results, runtime = run_benchmark(name, args.seeds, args.methods, args.parts,
+                                         args.protocols)
         results = best_score_rows(results)
         block = markdown(results, runtime, name, args.seeds)
         lines = verdicts(results)

@@ -26,7 +26,7 @@ def test_embeddings_notebook_executes_top_to_bottom(monkeypatch):
     monkeypatch.delenv("TPRED_RUN", raising=False)  # train its own small run on digits-zoo
     monkeypatch.delenv("TPRED_DATASET", raising=False)
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOK.parent)}})
     client.execute()  # raises CellExecutionError naming the failing cell
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]

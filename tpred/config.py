@@ -30,6 +30,8 @@ import yaml
 
 ProtocolName = Literal["paper", "random", "cold-dataset", "cold-model", "leave-domain-out"]
 ConvName = Literal["gat", "gatv2", "sage"]
+#: similarities of the gnn's neighbour terms (tpred/models/gnn/batch.py)
+KernelName = Literal["features", "scores", "features+scores"]
 RecordsFormat = Literal["auto", "long", "wide"]
 ImputeName = Literal["median", "error"]
 DuplicatesName = Literal["error", "mean", "max", "last"]
@@ -195,6 +197,10 @@ class GNNConfig:
     residual: bool = True
     ensemble: PositiveInt = 1
     neighbors: NonNegativeInt = 10
+    neighbor_kernels: tuple[KernelName, ...] = ("features",)
+    zmean_term: bool = False
+    score_edges: bool = True
+    ema_decay: Probability = 0.97
     num_threads: PositiveInt | None = None
     #: targets per training step on mini-batches with sampled neighbourhoods
     #: (tpred/models/gnn/minibatch.py); None: full batch unless the graph is large

@@ -202,7 +202,8 @@ def test_fit_gate_is_least_squares_of_the_residual_on_the_neighbour_terms(monkey
     one = batch.GNNBatch(graph=None, src=torch.zeros(50, dtype=torch.long),
                          dst=torch.zeros(50, dtype=torch.long), pair_x=pair_x,
                          base=torch.tensor(base, dtype=torch.float32),
-                         y=torch.tensor(y, dtype=torch.float32))
+                         y=torch.tensor(y, dtype=torch.float32), num_gated=2)
+    np.testing.assert_allclose(one.gated.numpy(), near.astype(np.float32))
     np.testing.assert_allclose(trainer.fit_gate([one, one]).numpy(), [0.7, -0.3], atol=1e-5)
 
 
@@ -212,16 +213,17 @@ def test_neighbour_terms_use_message_edges_of_similar_nodes_only(zoo):
     msg = np.arange(len(g.rec_acc))[1:]                      # edge 0 is the queried pair
     m, d = g.rec_src[:1], g.rec_dst[:1]
     resid = np.linspace(-0.1, 0.1, len(msg))
-    near = batch.neighbour_terms(g, g.rec_src[msg], g.rec_dst[msg], resid, m, d, 10)
+    kernel = g.kernels[0]                                    # default: features only
+    near = batch.neighbour_terms(g, kernel, g.rec_src[msg], g.rec_dst[msg], resid, m, d, 10)
     table = np.full((len(g.model_index), len(g.dataset_index)), np.nan)
     table[g.rec_src[msg], g.rec_dst[msg]] = resid
     assert np.isnan(table[m[0], d[0]])                       # its own record is not an input
     shrink = batch.NEIGHBOUR_SHRINK
     np.testing.assert_allclose(near[0], [
-        neighbour_mean(g.similarity["dataset"][d], table[m], 10, shrink=shrink)[0],
-        neighbour_mean(g.similarity["model"][m], table[:, d].T, 10, shrink=shrink)[0]])
+        neighbour_mean(kernel.dataset_sim[d], table[m], 10, shrink=shrink)[0],
+        neighbour_mean(kernel.model_sim[m], table[:, d].T, 10, shrink=shrink)[0]])
     assert (near != 0).all()
-    off = batch.neighbour_terms(g, g.rec_src[msg], g.rec_dst[msg], resid, m, d, 0)
+    off = batch.neighbour_terms(g, kernel, g.rec_src[msg], g.rec_dst[msg], resid, m, d, 0)
     assert (off == 0).all()                                  # k = 0: all zeros
 
 
@@ -293,3 +295,82 @@ def test_errors(zoo):
         _gnn(score_metrics=["nope"]).fit(zoo, zoo.known_pairs())
     with pytest.raises(ValueError, match=r"out_channels \(10\) must be divisible by heads \(3\)"):
         EdgeConv(4, 10, edge_dim=0, heads=3, kind="gat", dropout=0.0)
+
+
+# ------------------------------------------------------------------------- layer and batch
+def _hand_conv(kind: str) -> EdgeConv:
+    """A 1 -> 2 channel, 1-head `EdgeConv` with hand-set weights (see the test below)."""
+    conv = EdgeConv(1, 2, edge_dim=1, heads=1, kind=kind, dropout=0.0)
+    with torch.no_grad():
+        conv.lin_src.weight.copy_(torch.tensor([[1.0], [1.0]]))
+        conv.lin_dst.weight.copy_(torch.tensor([[-4.0], [-1.0]]))
+        conv.lin_edge.weight.copy_(torch.tensor([[0.5], [0.0]]))
+        conv.lin_root.weight.copy_(torch.tensor([[2.0], [0.0]]))
+        conv.lin_root.bias.copy_(torch.tensor([0.0, 0.1]))
+        conv.att.copy_(torch.tensor([[[1.0, -1.0]]]))
+    return conv.eval()
+
+
+@pytest.mark.parametrize("kind", ["gatv2", "sage"])
+def test_edge_conv_against_a_hand_computed_case(kind):
+    # two source nodes (x = 1, 2) send to one destination node (x = 0.5) over edges with
+    # features +1 and -1. Values v = W_s x_j + W_e e: [1.5, 1] and [1.5, 2]; query
+    # W_d x_i = [-2, -0.5]; root W_r x_i + b = [1, 0.1].
+    x = (torch.tensor([[1.0], [2.0]]), torch.tensor([[0.5]]))
+    edge_index = torch.tensor([[0, 1], [0, 0]])
+    out = _hand_conv(kind)(x, edge_index, torch.tensor([[1.0], [-1.0]]))
+    v = np.array([[1.5, 1.0], [1.5, 2.0]])
+    if kind == "sage":                                       # plain mean of the values
+        agg = v.mean(0)
+    else:  # gatv2: logits a . LeakyReLU(q + v) = [-0.1 - 0.5, -0.1 - 1.5] = [-0.6, -1.6]
+        logit = np.array([-0.6, -1.6])
+        alpha = np.exp(logit) / np.exp(logit).sum()          # softmax: [0.7311, 0.2689]
+        agg = alpha @ v
+    np.testing.assert_allclose(out.detach().numpy(), [agg + [1.0, 0.1]], rtol=1e-6)
+    if kind == "gatv2":
+        np.testing.assert_allclose(out.detach().numpy(), [[2.5, 1.3689414]], rtol=1e-6)
+
+
+def test_make_batch_is_a_named_batch_of_message_edges_and_queried_pairs(zoo):
+    model = _gnn().fit(zoo, zoo.known_pairs())
+    g = model._graph(zoo, zoo.known_pairs(), model.model_x_, model.dataset_x_)
+    scores = model._pair_scores(zoo, g)
+    msg, target = np.arange(0, len(g.rec_acc), 2), np.arange(1, len(g.rec_acc), 2)
+    b = batch.make_batch(g, msg, scores, neighbors=5, target=target)
+    assert isinstance(b, batch.GNNBatch)
+    from tpred.graph import RECORD, REV_RECORD
+    assert b.graph[RECORD].edge_index.shape == (2, len(msg))          # only message edges
+    assert b.graph[REV_RECORD].edge_index.shape == (2, len(msg))      # and their reverses
+    np.testing.assert_array_equal(b.src.numpy(), g.rec_src[target])
+    np.testing.assert_array_equal(b.dst.numpy(), g.rec_dst[target])
+    np.testing.assert_allclose(b.y.numpy(), g.rec_acc[target].astype(np.float32))
+    assert b.num_gated == 2 and b.pair_x.shape == (
+        len(target), scores.shape[1] + baseline.NUM_BASELINE_TERMS + 2)
+    assert torch.equal(b.gated, b.pair_x[:, -2:])
+    # the baseline is fitted on the message edges only
+    base = fit_baseline(g.rec_src[msg], g.rec_dst[msg], g.rec_acc[msg], zoo.num_models,
+                        zoo.num_datasets, fallback_mu=float(g.rec_acc.mean()),
+                        model_gram=g.gram["model"], dataset_gram=g.gram["dataset"])
+    np.testing.assert_allclose(b.base.numpy(),
+                               base(g.rec_src[target], g.rec_dst[target]).astype(np.float32))
+
+
+def test_optional_gated_terms_and_no_score_edges(zoo):
+    """Score-similarity kernels, the zmean term and a graph without score edges all fit; the
+    zmean term is `ZMeanPredictor`'s prediction minus the baseline's."""
+    from tpred.graph import SCORE
+    from tpred.models.zmean import ZMeanPredictor
+    config = replace(FAST, max_epochs=3, neighbor_kernels=("features", "scores",
+                                                           "features+scores"),
+                     zmean_term=True, score_edges=False)
+    train, test = _split(zoo)
+    model = _gnn(config).fit(zoo, train)
+    assert len(model.members_[0]["neighbour_gate"]) == 7
+    pred = model.predict(test)
+    assert pred.shape == (len(test),) and np.isfinite(pred).all()
+    g = model._graph(zoo, train, model.model_x_, model.dataset_x_)
+    assert SCORE not in g.data.edge_types
+    b = batch.make_batch(g, np.arange(len(g.rec_acc)), model._pair_scores(zoo, g), neighbors=5,
+                         target=np.arange(len(g.rec_acc)))
+    expected = ZMeanPredictor().fit(zoo, train).predict(train) - b.base.numpy()
+    np.testing.assert_allclose(b.gated[:, -1].numpy(), expected, atol=1e-5)

@@ -8,6 +8,7 @@ import pytest
 from tpred.models.neighbours import (
     cosine_similarity,
     neighbour_mean,
+    neighbour_order,
     neighbour_residuals,
     residual_table,
     self_excluded_similarity,
@@ -69,3 +70,14 @@ def test_neighbour_residuals_by_hand():
     # no similarity for a side: that column is 0
     none = neighbour_residuals(table, np.array([0, 1]), np.array([1, 1]), None, model_sim, 2)
     assert (none[:, 0] == 0).all() and (none[:, 1] != 0).all()
+
+
+def test_neighbour_mean_with_a_precomputed_order_is_the_same():
+    rng = np.random.default_rng(0)
+    sim = rng.normal(size=(6, 9))
+    sim[np.arange(6), np.arange(6)] = -np.inf
+    values = np.where(rng.random((6, 9)) < 0.3, np.nan, rng.normal(size=(6, 9)))
+    for k in (0, 1, 3, 20):
+        np.testing.assert_array_equal(
+            neighbour_mean(sim, values, k, shrink=1.0, order=neighbour_order(sim)),
+            neighbour_mean(sim, values, k, shrink=1.0))

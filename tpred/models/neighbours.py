@@ -37,30 +37,37 @@ def self_excluded_similarity(x: np.ndarray) -> np.ndarray | None:
     return sim
 
 
-def neighbour_mean(sim: np.ndarray, values: np.ndarray, k: int, *, shrink: float = 0.0
-                   ) -> np.ndarray:
+def neighbour_order(sim: np.ndarray) -> np.ndarray:
+    """Each row's columns by decreasing similarity, ties by position (a stable sort).
+
+    Shapes: sim [P, N] -> [P, N] int64.
+    """
+    return np.argsort(-sim, axis=1, kind="stable")
+
+
+def neighbour_mean(sim: np.ndarray, values: np.ndarray, k: int, *, shrink: float = 0.0,
+                   order: np.ndarray | None = None) -> np.ndarray:
     """Per row, the max(sim, 0)-weighted mean of `values` over its k most similar non-NaN
     entries: sum(w v) / (sum(w) + shrink); 0 where the denominator is 0.
 
-    The k are taken in decreasing similarity, ties by position (as a stable sort would).
+    The k are taken in decreasing similarity, ties by position (`neighbour_order`; pass it as
+    `order` when the same similarity rows are used many times, as the gnn does every epoch).
     Hand-written because scikit-learn's neighbour models cannot skip the NaN (unknown) entries
     per row. Each row is computed on its own (no value depends on another row).
 
-    Shapes: sim, values [P, N] -> [P].
+    Shapes: sim, values, order [P, N] -> [P].
     """
     out = np.zeros(len(sim))
-    k = min(k, sim.shape[1])
-    if k == 0:
+    if k == 0 or sim.shape[1] == 0:
         return out
-    masked = np.where(np.isnan(values), -np.inf, sim)                     # [P, N]
-    top = np.argpartition(-masked, k - 1, axis=1)[:, :k]                  # [P, k]
-    # argpartition leaves the k unordered: order them as a stable descending sort would
-    top = np.take_along_axis(
-        top, np.lexsort((top, -np.take_along_axis(masked, top, axis=1)), axis=-1), axis=1)
-    weight = np.maximum(np.take_along_axis(masked, top, axis=1), 0.0)     # [P, k]
-    value = np.nan_to_num(np.take_along_axis(values, top, axis=1))        # [P, k]
+    order = neighbour_order(sim) if order is None else order
+    value = np.take_along_axis(values, order, axis=1)                     # [P, N] sorted
+    known = ~np.isnan(value)
+    take = known & (np.cumsum(known, axis=1) <= k)                        # first k known
+    weight = np.where(take, np.maximum(np.take_along_axis(sim, order, axis=1), 0.0), 0.0)
     total = weight.sum(1) + shrink
-    return np.divide((weight * value).sum(1), total, out=out, where=total > 0)
+    return np.divide((weight * np.where(take, value, 0.0)).sum(1), total, out=out,
+                     where=total > 0)
 
 
 def residual_table(src: np.ndarray, dst: np.ndarray, residual: np.ndarray, num_models: int,
@@ -76,7 +83,8 @@ def residual_table(src: np.ndarray, dst: np.ndarray, residual: np.ndarray, num_m
 
 def neighbour_residuals(table: np.ndarray, model_pos: np.ndarray, dataset_pos: np.ndarray,
                         dataset_sim: np.ndarray | None, model_sim: np.ndarray | None, k: int,
-                        *, shrink: float = 0.0) -> np.ndarray:
+                        *, shrink: float = 0.0, dataset_order: np.ndarray | None = None,
+                        model_order: np.ndarray | None = None) -> np.ndarray:
     """The two neighbour residuals of each pair (m, d).
 
     Column 0: `neighbour_mean` of row m of `table` (m's residuals on every dataset) weighted by
@@ -90,16 +98,19 @@ def neighbour_residuals(table: np.ndarray, model_pos: np.ndarray, dataset_pos: n
         dataset_sim: each pair's dataset's similarity to the table's datasets [P, D].
         model_sim: each pair's model's similarity to the table's models [P, M].
         k, shrink: as in `neighbour_mean`.
+        dataset_order, model_order: `neighbour_order` of the similarities, if already known.
 
     Shapes: -> [P, 2].
     """
     out = np.zeros((len(model_pos), 2))
     if dataset_sim is not None:
         rows = model_pos >= 0
+        order = None if dataset_order is None else dataset_order[rows]
         out[rows, 0] = neighbour_mean(dataset_sim[rows], table[model_pos[rows]], k,
-                                      shrink=shrink)
+                                      shrink=shrink, order=order)
     if model_sim is not None:
         rows = dataset_pos >= 0
+        order = None if model_order is None else model_order[rows]
         out[rows, 1] = neighbour_mean(model_sim[rows], table[:, dataset_pos[rows]].T, k,
-                                      shrink=shrink)
+                                      shrink=shrink, order=order)
     return out

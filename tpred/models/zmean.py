@@ -41,18 +41,7 @@ class ZMeanPredictor:
         acc = zoo.accuracy(train_pairs)                                   # [P]
         src, models = pd.factorize(train_pairs["model"].to_numpy())
         dst, datasets = pd.factorize(train_pairs["dataset"].to_numpy())
-        num_m, num_d = len(models), len(datasets)
-        count = np.bincount(dst, minlength=num_d).astype(np.float64)       # [D]
-        mean = np.bincount(dst, acc, num_d) / np.maximum(count, 1)
-        std = np.sqrt(np.bincount(dst, (acc - mean[dst]) ** 2, num_d) / np.maximum(count, 1))
-        defined = (count >= 2) & (std > STD_EPS)                          # [D]
-        ok = defined[dst]                                                 # [P]
-        z = np.where(ok, (acc - mean[dst]) / np.where(defined, std, 1.0)[dst], 0.0)
-        per_model = np.bincount(src, ok.astype(np.float64), num_m)
-        z_model = np.bincount(src, z, num_m) / np.maximum(per_model, 1)   # [M]
-        typical = float(std[defined].mean()) if defined.any() else 0.0
-        scale = np.where(defined, std, typical)                           # [D]
-        level = np.bincount(dst, acc - scale[dst] * z_model[src], num_d) / np.maximum(count, 1)
+        z_model, level, scale = zmean_fit(src, dst, acc, len(models), len(datasets))
         self.z_model_ = pd.Series(z_model, index=pd.Index(models, name="model"))
         self.level_ = pd.Series(level, index=pd.Index(datasets, name="dataset"))
         self.scale_ = pd.Series(scale, index=pd.Index(datasets, name="dataset"))
@@ -68,6 +57,28 @@ class ZMeanPredictor:
         level = self.level_.reindex(datasets).fillna(self.fallback_level_).to_numpy()
         scale = self.scale_.reindex(datasets).fillna(self.fallback_scale_).to_numpy()
         return level + scale * z                                          # [P]
+
+
+def zmean_fit(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: int,
+              num_datasets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Model z-means and dataset levels and scales of `ZMeanPredictor` from pairs by position.
+
+    A dataset without pairs gets level 0 and the mean scale (callers decide its fallback).
+
+    Shapes: src, dst, acc [P] -> z_model [num_models], level, scale [num_datasets].
+    """
+    count = np.bincount(dst, minlength=num_datasets).astype(np.float64)   # [D]
+    mean = np.bincount(dst, acc, num_datasets) / np.maximum(count, 1)
+    std = np.sqrt(np.bincount(dst, (acc - mean[dst]) ** 2, num_datasets) / np.maximum(count, 1))
+    defined = (count >= 2) & (std > STD_EPS)                              # [D]
+    ok = defined[dst]                                                     # [P]
+    z = np.where(ok, (acc - mean[dst]) / np.where(defined, std, 1.0)[dst], 0.0)
+    per_model = np.bincount(src, ok.astype(np.float64), num_models)
+    z_model = np.bincount(src, z, num_models) / np.maximum(per_model, 1)  # [M]
+    typical = float(std[defined].mean()) if defined.any() else 0.0
+    scale = np.where(defined, std, typical)                               # [D]
+    level = np.bincount(dst, acc - scale[dst] * z_model[src], num_datasets) / np.maximum(count, 1)
+    return z_model, level, scale
 
 
 @register("zmean")

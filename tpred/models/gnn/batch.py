@@ -8,16 +8,19 @@ message edges and queried pairs into a `GNNBatch`:
 - the message graph: `build_graph`'s graph restricted to the message record edges (both
   directions, as `ToUndirected` made them) whose edge features are the accuracy centred on the
   baseline's mu and the residual over the baseline; score edges unchanged;
-- per queried pair: the decoder inputs [scores ‖ baseline terms ‖ neighbour residuals], the
-  baseline prediction and (for training pairs) the target accuracy.
+- per queried pair: the decoder inputs [scores ‖ baseline terms ‖ gated terms], the baseline
+  prediction and (for training pairs) the target accuracy. The gated terms are the simple
+  methods' corrections of the baseline that the network blends linearly into its output (the
+  gate, `GNNNet.neighbour_gate`): two neighbour residuals per similarity kernel
+  (`neighbour_terms`, as `knn`), and with `GNNConfig.zmean_term` the `zmean` deviation.
 
-The baseline and the neighbour residuals are fitted on the message edges only, so a queried
-pair's own record never enters its own inputs.
+The baseline and every gated term are fitted on the message edges only, so a queried pair's own
+record never enters its own inputs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,14 +29,35 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from tpred.graph import DATASET, MODEL, RECORD, message_graph
-from tpred.models.gnn.baseline import fit_baseline
-from tpred.models.neighbours import neighbour_residuals, residual_table
+from tpred.models.gnn.baseline import Baseline, fit_baseline
+from tpred.models.neighbours import neighbour_order, neighbour_residuals, residual_table
+from tpred.models.zmean import zmean_fit
 
-#: decoder inputs per pair from the neighbour residuals (`neighbour_residuals`' two columns)
+#: neighbour terms per similarity kernel (`neighbour_terms`' two columns); the mini-batch path
+#: (`minibatch.py`) has the default single kernel, so this many gated terms
 NUM_NEIGHBOUR_TERMS = 2
 #: shrinkage added to the neighbour terms' total weight (a cosine weight of 1 is one fully
 #: similar neighbour), so a pair with few or dissimilar neighbours gets a damped term
 NEIGHBOUR_SHRINK = 1.0
+
+
+@dataclass
+class Kernel:
+    """One similarity of the neighbour terms: per node type, similarity and its order.
+
+    Shapes: dataset_sim, dataset_order [D, D]; model_sim, model_order [M, M] (None: the kernel
+        has no similarity for that node type, and its column is 0).
+    """
+
+    dataset_sim: np.ndarray | None
+    model_sim: np.ndarray | None
+    dataset_order: np.ndarray | None = field(init=False)
+    model_order: np.ndarray | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dataset_order = (None if self.dataset_sim is None
+                              else neighbour_order(self.dataset_sim))
+        self.model_order = None if self.model_sim is None else neighbour_order(self.model_sim)
 
 
 @dataclass
@@ -46,23 +70,30 @@ class RecordGraph:
         model_index, dataset_index: node ids (positions are node numbers).
         gram: per node type, the Gram matrix of node features (None: no features), for the
             baseline's feature prior.
-        similarity: per node type, cosine similarity of centred node features with the
-            diagonal at -inf (None: no features), for the neighbour residuals.
+        kernels: the similarities of the neighbour terms (each with the diagonal at -inf, so a
+            node is never its own neighbour).
+        zmean_term: whether the batches carry the `zmean` term.
 
-    Shapes: gram[t], similarity[t] [N_t, N_t].
+    Shapes: gram[t] [N_t, N_t].
     """
 
     data: HeteroData
     model_index: pd.Index
     dataset_index: pd.Index
     gram: dict[str, np.ndarray | None]
-    similarity: dict[str, np.ndarray | None]
+    kernels: list[Kernel]
+    zmean_term: bool = False
 
     def __post_init__(self) -> None:
         src, dst = self.data[RECORD].edge_index.numpy()
         #: record edges as arrays [E]: model, dataset, accuracy (float64 of the graph's float32)
         self.rec_src, self.rec_dst = src, dst
         self.rec_acc = self.data[RECORD].edge_label.numpy().astype(np.float64)
+
+    @property
+    def num_gated(self) -> int:
+        """Gated terms per pair: 2 per kernel, plus 1 for the zmean term."""
+        return NUM_NEIGHBOUR_TERMS * len(self.kernels) + int(self.zmean_term)
 
 
 @dataclass
@@ -75,11 +106,12 @@ class GNNBatch:
             score edges in both directions.
         src, dst: the queried pairs' model and dataset node numbers.
         pair_x: decoder inputs per pair: standardised scores and missing flags [2S], baseline
-            terms [`NUM_BASELINE_TERMS`], neighbour residuals [`NUM_NEIGHBOUR_TERMS`] (last).
+            terms [`NUM_BASELINE_TERMS`], gated terms [G] (last).
         base: the baseline's prediction of each pair.
         y: the target accuracies (empty when predicting).
+        num_gated: G.
 
-    Shapes: src, dst, base [P]; pair_x [P, 2S + 4 + 2]; y [P] or [0].
+    Shapes: src, dst, base [P]; pair_x [P, 2S + 4 + G]; y [P] or [0].
     """
 
     graph: HeteroData
@@ -88,11 +120,12 @@ class GNNBatch:
     pair_x: Tensor
     base: Tensor
     y: Tensor
+    num_gated: int = NUM_NEIGHBOUR_TERMS
 
     @property
-    def near(self) -> Tensor:
-        """The neighbour residual columns of `pair_x` [P, NUM_NEIGHBOUR_TERMS]."""
-        return self.pair_x[:, self.pair_x.shape[1] - NUM_NEIGHBOUR_TERMS:]
+    def gated(self) -> Tensor:
+        """The gated columns of `pair_x` [P, G]."""
+        return self.pair_x[:, self.pair_x.shape[1] - self.num_gated:]
 
 
 def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
@@ -123,29 +156,53 @@ def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
         y = torch.from_numpy(g.rec_acc[target].astype(np.float32))
     else:
         (src, dst), scores, y = query, pair_scores, torch.empty(0)
-    near = neighbour_terms(g, m_src, m_dst, m_resid, src, dst, neighbors)
-    pair_x = np.concatenate([scores, base.terms(src, dst), near], axis=1).astype(np.float32)
+    gated = [neighbour_terms(g, kernel, m_src, m_dst, m_resid, src, dst, neighbors)
+             for kernel in g.kernels]
+    if g.zmean_term:
+        gated.append(zmean_term(m_src, m_dst, m_acc, base, num_m, num_d, src, dst))
+    pair_x = np.concatenate([scores, base.terms(src, dst), *gated],
+                            axis=1).astype(np.float32)
     return GNNBatch(graph, torch.from_numpy(src), torch.from_numpy(dst),
                     torch.from_numpy(pair_x), torch.from_numpy(base(src, dst).astype(np.float32)),
-                    y)
+                    y, g.num_gated)
 
 
-def neighbour_terms(g: RecordGraph, m_src: np.ndarray, m_dst: np.ndarray, m_resid: np.ndarray,
-                    src: np.ndarray, dst: np.ndarray, k: int) -> np.ndarray:
-    """Neighbour residuals of the queried pairs [P, NUM_NEIGHBOUR_TERMS] (zeros when k = 0).
+def neighbour_terms(g: RecordGraph, kernel: Kernel, m_src: np.ndarray, m_dst: np.ndarray,
+                    m_resid: np.ndarray, src: np.ndarray, dst: np.ndarray, k: int) -> np.ndarray:
+    """Neighbour residuals of the queried pairs under one kernel [P, 2] (zeros when k = 0).
 
-    `neighbour_residuals` over the residual table of the message edges, with the similarity of
-    centred node features (`RecordGraph.similarity`) and shrinkage `NEIGHBOUR_SHRINK`: column 0
-    is model m's residual on the k datasets most like d, column 1 the residual on d of the k
-    models most like m. A pair's own record is never a message edge, so it never enters its own
-    term.
+    `neighbour_residuals` over the residual table of the message edges, with shrinkage
+    `NEIGHBOUR_SHRINK`: column 0 is model m's residual on the k datasets most like d, column 1
+    the residual on d of the k models most like m. A pair's own record is never a message edge,
+    so it never enters its own term.
 
     Shapes: m_src, m_dst, m_resid [E_msg]; src, dst [P] -> [P, 2].
     """
     if k == 0 or len(m_src) == 0:
         return np.zeros((len(src), NUM_NEIGHBOUR_TERMS))
     table = residual_table(m_src, m_dst, m_resid, len(g.model_index), len(g.dataset_index))
-    sim_d, sim_m = g.similarity[DATASET], g.similarity[MODEL]
-    return neighbour_residuals(table, src, dst, None if sim_d is None else sim_d[dst],
-                               None if sim_m is None else sim_m[src], k,
-                               shrink=NEIGHBOUR_SHRINK)
+    d_sim, m_sim = kernel.dataset_sim, kernel.model_sim
+    return neighbour_residuals(
+        table, src, dst, None if d_sim is None else d_sim[dst],
+        None if m_sim is None else m_sim[src], k, shrink=NEIGHBOUR_SHRINK,
+        dataset_order=None if d_sim is None else kernel.dataset_order[dst],
+        model_order=None if m_sim is None else kernel.model_order[src])
+
+
+def zmean_term(m_src: np.ndarray, m_dst: np.ndarray, m_acc: np.ndarray, base: Baseline,
+               num_models: int, num_datasets: int, src: np.ndarray, dst: np.ndarray
+               ) -> np.ndarray:
+    """`zmean`'s prediction minus the baseline's, from the message edges [P, 1].
+
+    zmean ranks a dataset's models by their mean per-dataset z-score (`zmean_fit`); a dataset
+    without message edges takes the mean level and scale of the others, as `ZMeanPredictor`.
+
+    Shapes: m_src, m_dst, m_acc [E_msg]; src, dst [P] -> [P, 1].
+    """
+    if len(m_src) == 0:
+        return np.zeros((len(src), 1))
+    z_model, level, scale = zmean_fit(m_src, m_dst, m_acc, num_models, num_datasets)
+    seen = np.bincount(m_dst, minlength=num_datasets) > 0
+    level = np.where(seen, level, level[seen].mean())
+    scale = np.where(seen, scale, scale[seen].mean())
+    return (level[dst] + scale[dst] * z_model[src] - base(src, dst))[:, None]

@@ -4,9 +4,10 @@ Encoder: each node type's features are projected to `hidden_channels` (a type wi
 gets a learned constant), then `num_layers` `HeteroConv` layers of `EdgeConv` run over every edge
 type of the message graph (records and scores, both directions); the projection and every
 layer's output are concatenated (SCG4Trf's skip-combination). Decoder: an MLP on [z_model ‖
-z_dataset ‖ pair inputs]. In residual mode the output is base + near · gate + MLP, with the MLP's
-last layer starting at zero, so an untrained network is the additive baseline plus a linear
-blend of the neighbour residuals; otherwise it is a sigmoid of the MLP.
+z_dataset ‖ pair inputs]. In residual mode the output is base + gated · gate + MLP, with the
+MLP's last layer starting at zero, so an untrained network is the additive baseline plus a
+linear blend of the simple methods' corrections (neighbour residuals, zmean); otherwise it is a
+sigmoid of the MLP.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch_geometric.nn import HeteroConv
 
 from tpred.config import GNNConfig
 from tpred.graph import DATASET, MODEL
-from tpred.models.gnn.batch import NUM_NEIGHBOUR_TERMS, GNNBatch
+from tpred.models.gnn.batch import GNNBatch
 from tpred.models.gnn.conv import EdgeConv
 
 
@@ -30,12 +31,13 @@ class GNNNet(nn.Module):
         num_features: input features per node type (0 allowed).
         edge_dims: edge feature width per edge type used for message passing.
         num_pair_features: decoder inputs per pair besides the two embeddings (the last
-            `NUM_NEIGHBOUR_TERMS` of them are the neighbour residuals the gate weighs).
+            `num_gated` of them are the terms the gate weighs).
+        num_gated: terms blended linearly into the output (`GNNBatch.gated`).
         config: hidden size, layers, heads, conv, dropout, residual.
     """
 
     def __init__(self, num_features: dict[str, int], edge_dims: dict[tuple[str, str, str], int],
-                 num_pair_features: int, config: GNNConfig) -> None:
+                 num_pair_features: int, config: GNNConfig, num_gated: int = 2) -> None:
         super().__init__()
         hidden, self.dropout, self.residual = (config.hidden_channels, config.dropout,
                                                config.residual)
@@ -51,8 +53,8 @@ class GNNNet(nn.Module):
         width = hidden * (config.num_layers + 1)
         self.decoder = nn.Sequential(nn.Linear(2 * width + num_pair_features, hidden), nn.ReLU(),
                                      nn.Dropout(config.dropout), nn.Linear(hidden, 1))
-        #: weights of the neighbour residual terms in the output (residual mode)
-        self.neighbour_gate = nn.Parameter(torch.zeros(NUM_NEIGHBOUR_TERMS))
+        #: weights of the gated terms in the output (residual mode)
+        self.neighbour_gate = nn.Parameter(torch.zeros(num_gated))
         if config.residual:  # start exactly at the additive baseline
             nn.init.zeros_(self.decoder[-1].weight)
             nn.init.zeros_(self.decoder[-1].bias)
@@ -84,4 +86,4 @@ class GNNNet(nn.Module):
         out = self.decode(z, batch.src, batch.dst, batch.pair_x)              # [P]
         if not self.residual:
             return torch.sigmoid(out)
-        return batch.base + batch.near @ self.neighbour_gate + out
+        return batch.base + batch.gated @ self.neighbour_gate + out

@@ -27,7 +27,7 @@ from tpred.graph import (
 from tpred.models._inputs import NodeFeatures, check_ids_in_zoo, encoder_for, resolve_metrics
 from tpred.models.base import register
 from tpred.models.gnn.baseline import NUM_BASELINE_TERMS
-from tpred.models.gnn.batch import NUM_NEIGHBOUR_TERMS, RecordGraph, make_batch
+from tpred.models.gnn.batch import Kernel, RecordGraph, make_batch
 from tpred.models.gnn.minibatch import fit_large, predict_large, use_minibatch
 from tpred.models.gnn.network import GNNNet
 from tpred.models.gnn.trainer import (
@@ -37,7 +37,7 @@ from tpred.models.gnn.trainer import (
     train_network,
     validation_split,
 )
-from tpred.models.neighbours import self_excluded_similarity
+from tpred.models.neighbours import cosine_similarity, self_excluded_similarity
 
 if TYPE_CHECKING:
     from tpred.config import TrainConfig
@@ -125,6 +125,13 @@ class GNNPredictor:
             DATASET: self.dataset_x_[zoo.dataset_ids.get_indexer(datasets)].mean(0)}
         self.minibatch_ = use_minibatch(self.config.batch_size, len(train_pairs),
                                         len(zoo.model_ids), len(zoo.dataset_ids))
+        if self.minibatch_ and (tuple(self.config.neighbor_kernels) != ("features",)
+                                or self.config.zmean_term or not self.config.score_edges):
+            raise ValueError(
+                f"GNNPredictor.{caller}: gnn.neighbor_kernels, gnn.zmean_term and "
+                f"gnn.score_edges must keep their defaults on the mini-batch path (gnn.batch_size "
+                f"set or a large zoo), got {list(self.config.neighbor_kernels)}, "
+                f"{self.config.zmean_term}, {self.config.score_edges}")
         if self.minibatch_:
             self.num_features_ = {MODEL: self.model_x_.shape[1],
                                   DATASET: self.dataset_x_.shape[1]}
@@ -299,10 +306,15 @@ class GNNPredictor:
     def _net(self) -> GNNNet:
         s2 = 2 * len(self.metrics_)
         edge_dims: dict[tuple[str, str, str], int] = {RECORD: 2, REV_RECORD: 2}
-        if self.metrics_:
+        if self._edge_metrics():
             edge_dims.update({SCORE: s2, REV_SCORE: s2})
-        return GNNNet(self.num_features_, edge_dims,
-                      s2 + NUM_BASELINE_TERMS + NUM_NEIGHBOUR_TERMS, self.config)
+        gated = 2 * len(self.config.neighbor_kernels) + int(self.config.zmean_term)
+        return GNNNet(self.num_features_, edge_dims, s2 + NUM_BASELINE_TERMS + gated,
+                      self.config, num_gated=gated)
+
+    def _edge_metrics(self) -> list[str]:
+        """The metrics of the score edges (none when `config.score_edges` is off)."""
+        return self.metrics_ if self.config.score_edges else []
 
     def _features(self, zoo: Zoo) -> tuple[np.ndarray, np.ndarray]:
         """Every node of `zoo` through the fitted featurizers: [num_models, F_m], [.., F_d]."""
@@ -313,17 +325,55 @@ class GNNPredictor:
                dataset_x: np.ndarray) -> RecordGraph:
         """`zoo`'s graph with `edge_pairs` as records (`build_graph`) and its similarities."""
         data = build_graph(zoo, edge_pairs, model_x, dataset_x, model_index=zoo.model_ids,
-                           dataset_index=zoo.dataset_ids, score_metrics=self.metrics_)
+                           dataset_index=zoo.dataset_ids, score_metrics=self._edge_metrics())
         x = {MODEL: np.asarray(model_x, np.float64), DATASET: np.asarray(dataset_x, np.float64)}
         gram = {t: (v @ v.T if v.shape[1] else None) for t, v in x.items()}
-        similarity = {t: self_excluded_similarity(v - self.center_[t]) for t, v in x.items()}
-        return RecordGraph(data, zoo.model_ids, zoo.dataset_ids, gram, similarity)
+        features = {t: self_excluded_similarity(v - self.center_[t]) for t, v in x.items()}
+        scores = (self._score_similarity(zoo) if {"scores", "features+scores"}
+                  & set(self.config.neighbor_kernels) else {MODEL: None, DATASET: None})
+        kernels = []
+        for name in self.config.neighbor_kernels:
+            sim = {t: _combine(features[t] if name != "scores" else None,
+                               scores[t] if name != "features" else None)
+                   for t in (MODEL, DATASET)}
+            kernels.append(Kernel(sim[DATASET], sim[MODEL]))
+        return RecordGraph(data, zoo.model_ids, zoo.dataset_ids, gram, kernels,
+                           zmean_term=self.config.zmean_term)
+
+    def _score_similarity(self, zoo: Zoo) -> dict[str, np.ndarray | None]:
+        """Cosine of score vectors with the diagonal at -inf, per node type [N_t, N_t].
+
+        A dataset's vector is its z-scored scores (`standardize_scores`) against every model of
+        `zoo`, a model's its z-scored scores on every dataset (missing scores 0), as `knn`
+        does. Scores need no fine-tuning, so every node's may be used. None without metrics.
+        """
+        if not self.metrics_:
+            return {MODEL: None, DATASET: None}
+        num_m, num_d, num_s = zoo.num_models, zoo.num_datasets, len(self.metrics_)
+        grid = pd.DataFrame({"model": np.repeat(zoo.model_ids.to_numpy(dtype=object), num_d),
+                             "dataset": np.tile(zoo.dataset_ids.to_numpy(dtype=object), num_m)})
+        z = np.nan_to_num(standardize_scores(zoo, grid, self.metrics_)).reshape(num_m, num_d,
+                                                                              num_s)
+        out = {}
+        for t, vectors in ((MODEL, z.reshape(num_m, -1)),
+                           (DATASET, z.transpose(1, 0, 2).reshape(num_d, -1))):
+            sim = cosine_similarity(vectors, vectors)
+            np.fill_diagonal(sim, -np.inf)
+            out[t] = sim
+        return out
 
     def _pair_scores(self, zoo: Zoo, g: RecordGraph) -> np.ndarray:
         """Decoder score inputs of every record edge of `g` [E, 2S]."""
         pairs = pd.DataFrame({"model": g.model_index[g.rec_src],
                               "dataset": g.dataset_index[g.rec_dst]})
         return score_features(standardize_scores(zoo, pairs, self.metrics_))
+
+
+def _combine(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """The mean of two similarities, or the one that exists (None if neither)."""
+    if a is None or b is None:
+        return a if b is None else b
+    return (a + b) / 2
 
 
 @register("gnn")

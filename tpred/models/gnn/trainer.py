@@ -10,7 +10,8 @@ are made (full graph here) can change without touching it. Per member (`GNNPredi
   accuracy is never the input when it is the target. Each dataset draws its own supervised share
   q ~ U(0, 1), so the network sees datasets with every number of known models, cold ones
   included; each model loses all its message edges with probability `MODEL_COLD_PROB`;
-- the weights validated and kept are an exponential moving average of the trained ones.
+- the weights validated and kept are an exponential moving average of the trained ones
+  (`GNNConfig.ema_decay`).
 
 Deterministic on CPU: `torch_context` makes a private torch RNG state, deterministic algorithms
 and a fixed thread count (one by default: the graphs are small, and a second thread costs more
@@ -29,15 +30,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tpred.config import GNNConfig
-from tpred.models.gnn.batch import NUM_NEIGHBOUR_TERMS, GNNBatch
+from tpred.models.gnn.batch import GNNBatch
 from tpred.models.gnn.network import GNNNet
 
 #: per epoch, the probability that a model's records are all supervised (none a message edge),
 #: so that the network also learns cold models
 MODEL_COLD_PROB = 0.1
-#: decay of the exponential moving average of the weights that is validated and kept (single
-#: fits were unstable from seed to seed; the average is as good as an ensemble of three)
-EMA_DECAY = 0.97
 #: the neighbour terms' output weights start at a least-squares fit (`fit_gate`) over this
 #: many training draws, with this ridge (relative to the number of pairs)
 GATE_FIT_DRAWS = 5
@@ -52,8 +50,8 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
                   config: GNNConfig) -> tuple[dict[str, Tensor], int]:
     """Train `net` on `draw()`'s batches (MSE, Adam); return the kept weights and their epoch.
 
-    The neighbour gate starts at `fit_gate` over `GATE_FIT_DRAWS` draws (residual mode with
-    neighbours). Each epoch trains on one fresh batch and updates the moving average of the
+    The gate starts at `fit_gate` over `GATE_FIT_DRAWS` draws (residual mode with gated
+    terms). Each epoch trains on one fresh batch and updates the moving average of the
     weights; the average is scored on `val_batch`, and training stops after `config.patience`
     epochs without improvement. Without a validation batch the average after `max_epochs`
     epochs is kept.
@@ -61,11 +59,15 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
     Returns:
         (state dict of the kept averaged network, its 1-based epoch).
     """
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    if config.residual and config.neighbors:
+    # foreach: one fused update over all parameters instead of a Python loop per tensor (the
+    # same arithmetic; on CPU torch defaults to the loop)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                           foreach=True)
+    if config.residual and len(net.neighbour_gate):
         with torch.no_grad():
             net.neighbour_gate.copy_(fit_gate([draw() for _ in range(GATE_FIT_DRAWS)]))
     avg = copy.deepcopy(net)  # exponential moving average of the weights: validated, kept
+    avg_params, net_params = list(avg.parameters()), list(net.parameters())
     best, best_loss, best_epoch, bad = None, np.inf, 0, 0
     for epoch in range(config.max_epochs):
         batch = draw()
@@ -75,8 +77,7 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
         loss.backward()
         opt.step()
         with torch.no_grad():
-            for a, p in zip(avg.parameters(), net.parameters(), strict=True):
-                a.lerp_(p, 1.0 - EMA_DECAY)
+            torch._foreach_lerp_(avg_params, net_params, 1.0 - config.ema_decay)
         if val_batch is None:
             continue
         avg.eval()
@@ -84,28 +85,30 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
             val_loss = float(F.mse_loss(avg(val_batch), val_batch.y))
         if val_loss < best_loss - MIN_IMPROVEMENT:
             best_loss, best_epoch, bad = val_loss, epoch + 1, 0
-            best = copy.deepcopy(avg.state_dict())
+            best = {k: v.detach().clone() for k, v in avg.state_dict().items()}
         else:
             bad += 1
             if bad >= config.patience:
                 break
     if best is None:
-        best, best_epoch = copy.deepcopy(avg.state_dict()), config.max_epochs
+        best = {k: v.detach().clone() for k, v in avg.state_dict().items()}
+        best_epoch = config.max_epochs
     return best, best_epoch
 
 
 def fit_gate(batches: list[GNNBatch]) -> Tensor:
-    """Least-squares weights of the neighbour terms for the residual y − base [NUM_NEIGHBOUR_TERMS].
+    """Least-squares weights of the gated terms for the residual y − base [G].
 
     Stacked over training draws, with ridge `GATE_RIDGE` × pairs; the network then starts at
-    base + near @ gate, the best linear blend of the baseline and the neighbour residuals,
-    instead of a fixed guess (the gate then trains with the rest).
+    base + gated @ gate, the best linear blend of the baseline and the simple methods'
+    corrections on draws that mimic the protocols, instead of a fixed guess (the gate then
+    trains with the rest). This is stacking: the draws are the inner folds.
     """
-    near = torch.cat([b.near for b in batches]).double()                   # [P, 2]
+    gated = torch.cat([b.gated for b in batches]).double()                 # [P, G]
     resid = torch.cat([b.y - b.base for b in batches]).double()            # [P]
-    gram = near.T @ near + GATE_RIDGE * len(near) * torch.eye(NUM_NEIGHBOUR_TERMS,
-                                                              dtype=torch.float64)
-    return torch.linalg.solve(gram, near.T @ resid).float()
+    gram = gated.T @ gated + GATE_RIDGE * len(gated) * torch.eye(gated.shape[1],
+                                                                 dtype=torch.float64)
+    return torch.linalg.solve(gram, gated.T @ resid).float()
 
 
 def draw_message_split(rec_src: np.ndarray, rec_dst: np.ndarray, fit_idx: np.ndarray,

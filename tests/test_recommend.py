@@ -1,0 +1,174 @@
+"""`python -m tpred.recommend`: a zoo built with tpred.extract + tpred.finetune from tiny models,
+a --fit-only run, and a budgeted shortlist for a new image folder; the rule by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from scipy.stats import norm
+
+import tpred.extract
+from tpred.extract import ExtractSettings, extract
+from tpred.extract.demo import write_digit_folder
+from tpred.finetune import FinetuneSettings, finetune
+from tpred.recommend import boundary_priority, main, next_models, recommend
+from tpred.scores.table import score_directory
+from tpred.train import main as train_main
+
+SMALL = ExtractSettings(image_size=8)
+TASKS = [(0, 1, 2), (3, 4, 5), (6, 7, 8), (1, 4, 7), (2, 5, 9), (0, 5, 8)]
+NEW = (0, 3, 9)
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory, tiny_net):
+    """Four TorchScript TinyNets x six digit folders: extract, finetune, score, --fit-only."""
+    root = tmp_path_factory.mktemp("own-zoo")
+    specs = []
+    for i in range(4):
+        torch.manual_seed(i)
+        path = root / f"net{i}.pt"
+        torch.jit.save(torch.jit.script(tiny_net(num_classes=3 + i).eval()), str(path))
+        specs.append(f"torch:{path}")
+    names = [f"net{i}" for i in range(4)]
+    sources = [write_digit_folder(root / "data" / f"task{j}", classes=c, per_class=6,
+                                  test_per_class=3, size=8) for j, c in enumerate(TASKS)]
+    zoo = root / "zoo"
+    extract(specs, sources, zoo / "features", names=names, settings=SMALL, progress=False)
+    finetune(specs, sources, zoo / "records.csv", names=names,
+             settings=FinetuneSettings(epochs=2, lr=0.02, batch_size=6, extract=SMALL),
+             progress=False)
+    score_directory(zoo / "features", zoo / "scores.csv", ["logme", "leep"], progress=False)
+    for table in ("models.csv", "datasets.csv"):
+        (zoo / table).write_bytes((zoo / "features" / table).read_bytes())
+    cfg = {"name": "own", "data": {"root": str(zoo), "scores": "scores.csv"},
+           "model_features": {"numeric": ["num_parameters", "num_source_classes"],
+                              "text": ["architecture"]},
+           "dataset_features": {"numeric": ["num_classes", "samples_per_class", "train_size"],
+                                "text": ["labels"]},
+           "text": {"encoder": "hash", "cache_dir": None},
+           "methods": ["gnn"], "seeds": [0, 1], "protocols": [],
+           "gnn": {"hidden_channels": 8, "heads": 1, "max_epochs": 15, "patience": 5,
+                   "num_threads": 1},
+           "output_dir": str(root / "runs")}
+    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert train_main(["--config", str(root / "cfg.yaml"), "--fit-only"]) == 0
+    new = write_digit_folder(root / "data" / "new-digits", classes=NEW, per_class=6,
+                             test_per_class=3, size=8)
+    return root / "runs" / "own", new, dict(zip(names, specs, strict=True))
+
+
+def test_a_budget_of_half_the_models_forward_passes_exactly_that_many(own_run, tmp_path,
+                                                                      monkeypatch, capsys):
+    run, new, specs = own_run
+    loaded = []
+    real = tpred.extract.load_model
+
+    def counting(spec, **kwargs):
+        loaded.append(spec)
+        return real(spec, **kwargs)
+
+    monkeypatch.setattr(tpred.extract, "load_model", counting)
+    out = tmp_path / "out"
+    assert main(["--run", str(run), "--data", str(new), "--budget", "2", "--top-k", "2",
+                 "--image-size", "8", "--out", str(out), "--quiet"]) == 0
+    assert len(loaded) == 2 and set(loaded) <= set(specs.values())
+    ranking = pd.read_csv(out / "ranking.csv")
+    assert sorted(ranking["model"]) == sorted(specs) and ranking["rank"].tolist() == [1, 2, 3, 4]
+    assert ranking["predicted"].is_monotonic_decreasing
+    assert (ranking["std"] > 0).all()                            # two seeds: a calibrated std
+    assert ranking["scored"].sum() == 2
+    assert set(ranking.loc[ranking["scored"], "spec"]) == set(loaded)
+    steps = json.loads((out / "steps.json").read_text())
+    assert [len(s["scored_now"]) for s in steps["steps"]] == [0, 1, 1]
+    assert steps["metadata"] == {"dataset": "new-digits", "num_classes": 3,
+                                 "samples_per_class": 6, "train_size": 18, "test_size": 9,
+                                 "labels": "nine, three, zero"}
+    scores = pd.read_csv(out / "scores.csv")
+    assert set(scores["model"]) == set(ranking.loc[ranking["scored"], "model"])
+    assert set(scores["metric"]) == {"logme", "leep"} and (scores["dataset"] == "new-digits").all()
+    report = (out / "report.md").read_text()
+    assert "2 of 4 models forward-passed" in report and "ranking.png" in report
+    assert (out / "ranking.png").stat().st_size > 1000
+    assert "top-2" in capsys.readouterr().out
+
+
+def test_scores_change_the_predictions(own_run, tmp_path):
+    run, new, _ = own_run
+    outs = []
+    for budget in ("0", "4"):
+        out = tmp_path / budget
+        assert main(["--run", str(run), "--data", str(new), "--budget", budget,
+                     "--image-size", "8", "--out", str(out), "--quiet"]) == 0
+        outs.append(pd.read_csv(out / "ranking.csv").set_index("model").sort_index())
+    assert not outs[0]["scored"].any() and outs[1]["scored"].all()
+    assert not np.allclose(outs[0]["predicted"], outs[1]["predicted"])
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--budget", "5"], "--budget 5: must be between 0 and the number of models \\(4\\)"),
+    (["--top-k", "0"], "--top-k 0: must be between 1"),
+    (["--name", "task0"], "'task0' is already in the run's zoo"),
+])
+def test_bad_input_is_one_line_and_exit_status_2(own_run, tmp_path, capsys, args, match):
+    run, new, _ = own_run
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--run", str(run), "--data", str(new), "--out", str(tmp_path / "o"), *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("python -m tpred.recommend: error: ")
+    assert pytest.importorskip("re").search(match, err)
+
+
+def test_boundary_priority_by_hand():
+    mu = np.array([0.9, 0.8, 0.7, 0.5])
+    sd = np.array([0.05, 0.1, 0.1, np.nan])
+    # K=1: tau = 0.85; z = 0.05/0.05 = 1, 0.05/0.1 = 0.5, 0.15/0.1 = 1.5; NaN std -> 0
+    np.testing.assert_allclose(boundary_priority(mu, sd, 1),
+                               [norm.sf(1.0), norm.sf(0.5), norm.sf(1.5), 0.0])
+    # K=2: tau = 0.75
+    np.testing.assert_allclose(boundary_priority(mu, sd, 2),
+                               [norm.sf(3.0), norm.sf(0.5), norm.sf(0.5), 0.0])
+    assert boundary_priority(mu, sd, 4).tolist() == [1.0] * 4
+    # a uniform calibration factor keeps the order
+    assert np.argsort(boundary_priority(mu, 3 * sd, 1)).tolist() == \
+        np.argsort(boundary_priority(mu, sd, 1)).tolist()
+
+
+def test_next_models_rules():
+    ranking = pd.DataFrame({"model": list("abcd"), "predicted": [0.9, 0.8, 0.7, 0.5],
+                            "std": [0.05, 0.1, 0.1, 0.3]})
+    # K=2, tau 0.75: priorities b, c (z 0.5) > d (z 0.83) > a (z 3); b wins the tie (mu + sigma)
+    assert next_models(ranking, [], 4, k=2) == ["b", "c", "d", "a"]
+    assert next_models(ranking, ["b"], 2, k=2) == ["c", "d"]
+    assert next_models(ranking, [], 2, k=2, rule="metadata", order=list("dcba")) == ["d", "c"]
+    got = next_models(ranking, ["a"], 3, k=2, rule="random", rng=np.random.default_rng(0))
+    assert sorted(got) == ["b", "c", "d"]
+
+
+def test_recommend_loop_scores_each_model_once_and_repredicts_after_each_batch():
+    models = [f"m{i}" for i in range(5)]
+    calls, seen = [], []
+
+    def predict(scores):
+        seen.append(None if scores is None else sorted(scores["model"]))
+        return pd.DataFrame({"model": models, "predicted": np.linspace(0.9, 0.5, 5),
+                             "std": np.full(5, 0.1)})
+
+    def scorer(batch):
+        calls.append(list(batch))
+        return pd.DataFrame({"model": batch, "dataset": "d", "metric": "logme",
+                             "value": 1.0})
+
+    rec = recommend(predict, scorer, dataset="d", models=models, budget=3, top_k=1,
+                    batch_size=2)
+    assert [len(c) for c in calls] == [2, 1] and len(set(sum(calls, []))) == 3
+    assert seen == [None, sorted(calls[0]), sorted(calls[0] + calls[1])]
+    assert rec.ranking["scored"].sum() == 3 and rec.scored == sum(calls, [])
+    with pytest.raises(ValueError, match="--batch-size 0"):
+        recommend(predict, scorer, dataset="d", models=models, budget=1, batch_size=0)
