@@ -22,6 +22,30 @@ from tpred.models.sparse_neighbours import (
 )
 
 
+@pytest.fixture(autouse=True, params=["whole", "pair by pair"])
+def similarity_path(request, monkeypatch):
+    """Every test runs with the small-zoo path (the whole similarity computed once) and with the
+    large-zoo path (each asked-for pair computed on its own)."""
+    if request.param == "pair by pair":
+        monkeypatch.setattr(sn, "DENSE_MAX", 0)
+    return request.param
+
+
+def test_whole_and_pair_by_pair_similarities_are_equal(similarity_path):
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    scores = sp.random(6, 9, density=0.4, random_state=3, format="csr")
+    sim = Similarity([x, scores], [y, scores], same_nodes=True)
+    assert (sim._dense is None) == (similarity_path == "pair by pair")
+    a, b = np.repeat(np.arange(6), 6), np.tile(np.arange(6), 6)
+    def unit(m):
+        return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-300)
+    dense = scores.toarray()
+    want = (unit(x) @ unit(y).T + unit(dense) @ unit(dense).T) / 2
+    np.fill_diagonal(want, -np.inf)
+    np.testing.assert_allclose(sim.pairs(a, b), want[a, b], rtol=0, atol=1e-12)
+
+
 def stable_top_k_mean(sim, values, k, shrink=0.0):
     """Reference: per row, the k most similar non-NaN entries by a stable sort (ties: lowest
     position, also at the k-th place, where the dense `neighbour_mean` takes argpartition's

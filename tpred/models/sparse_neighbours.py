@@ -42,6 +42,8 @@ from tpred.models.neighbours import neighbour_mean
 #: datasets knn's predict traced a 300 MB peak with 2^21, 180 MB with 2^19
 #: (tests/models/test_gnn_minibatch.py holds all methods under 256 MB there).
 BLOCK = 2**19
+#: a similarity of at most this many entries (8 MB of float64) is computed whole, once
+DENSE_MAX = 2**20
 
 
 @dataclass
@@ -67,9 +69,17 @@ class Similarity:
         self._q = [_unit_rows(q) for q, _ in kept]
         self._r = [_unit_rows(r) for _, r in kept]
         self.num_reference = self.reference[0].shape[0] if self.reference else 0
+        num_query = self.query[0].shape[0] if self.query else 0
+        # a small zoo's whole similarity is cheaper to compute once than to gather pair by pair
+        # (row gathers of sparse score vectors dominated knn on a 20 x 200 zoo)
+        self._dense = (self.block(np.arange(num_query))
+                       if num_query * self.num_reference <= DENSE_MAX else None)
 
     def pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Similarity of query a[i] to reference b[i] [len(a)] (computed in this call only)."""
+        """Similarity of query a[i] to reference b[i] [len(a)] (computed in this call only,
+        or read from the whole matrix when it is at most `DENSE_MAX` entries)."""
+        if self._dense is not None:
+            return self._dense[a, b]
         out = np.zeros(len(a))
         for q, r in zip(self._q, self._r, strict=True):
             if sp.issparse(q):
