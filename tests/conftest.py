@@ -9,6 +9,27 @@ import pytest
 import torch
 from torch import nn
 
+#: test folders whose networks are tiny: one torch thread there, since on a shared 2-core
+#: machine two OpenMP threads spin-wait against each other (measured: 12 ms vs 0.55 ms per
+#: forward of the test CNN under load)
+ONE_THREAD_FOLDERS = ("extract", "finetune")
+
+
+@pytest.fixture
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(root).parts if item.path.is_relative_to(root) else ()
+        if parts and parts[0] in ONE_THREAD_FOLDERS:
+            item.fixturenames.insert(0, "one_torch_thread")
+
 
 @pytest.fixture(scope="session")
 def small_digits_zoo(tmp_path_factory):
