@@ -165,13 +165,18 @@ def fit_final(zoo: Zoo, cfg: TrainConfig, methods: Sequence[str], out_dir: Path,
         (the checkpoint's path `out_dir/checkpoint/`, or None when every method failed;
         method -> `Type: message` of each method that failed).
     """
+    from tqdm.auto import tqdm
+
     from tpred.checkpoint import CHECKPOINT_NAME, calibrate_all, fit_all, save_checkpoint
 
     fitted, calibration, failed = {}, {}, {}
-    for method in methods:
+    # one bar over the methods (fitted one at a time so that one failure loses nothing else)
+    bar = tqdm(list(methods), desc="fit on all records", disable=not progress)
+    for method in bar:
+        bar.set_postfix_str(method)
         try:
-            fitted.update(fit_all(zoo, cfg, [method], progress=progress))
-            calibration.update(calibrate_all(zoo, cfg, [method], progress=progress))
+            fitted.update(fit_all(zoo, cfg, [method], progress=False))
+            calibration.update(calibrate_all(zoo, cfg, [method], progress=False))
         except Exception as err:  # noqa: BLE001  (one method's failure must not lose the rest)
             fitted.pop(method, None)
             failed[method] = f"{type(err).__name__}: {' '.join(str(err).split())}"
