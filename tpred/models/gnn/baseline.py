@@ -7,6 +7,7 @@ node without edges (cold start) gets a level from its metadata instead of 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,15 +67,26 @@ def fit_baseline(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: 
     Shapes: src, dst, acc [E]; model_gram [num_models, num_models], dataset_gram
         [num_datasets, num_datasets] -> effects [num_models], [num_datasets].
     """
+    return fit_shrunk_baseline(src, dst, acc, num_models, num_datasets, fallback_mu=fallback_mu,
+                               shrink_models=lambda e, n: shrink_to_prior(e, n, model_gram),
+                               shrink_datasets=lambda e, n: shrink_to_prior(e, n, dataset_gram))
+
+
+def fit_shrunk_baseline(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: int,
+                        num_datasets: int, *, fallback_mu: float,
+                        shrink_models: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                        shrink_datasets: Callable[[np.ndarray, np.ndarray], np.ndarray]
+                        ) -> Baseline:
+    """The additive fit of `fit_baseline`, each node type's effects then passed through its
+    `shrink(effect [N], degree [N]) -> [N]` (the kernel prior here, the feature-space prior of
+    the mini-batch gnn)."""
     deg_m = np.bincount(src, minlength=num_models).astype(np.float64)
     deg_d = np.bincount(dst, minlength=num_datasets).astype(np.float64)
     if len(acc) == 0:
         return Baseline(fallback_mu, np.zeros(num_models), np.zeros(num_datasets), deg_m, deg_d)
     mu, me, de = additive_effects(src, dst, acc, num_models, num_datasets,
                                   num_iters=BASELINE_ITERS)
-    me = shrink_to_prior(me, deg_m, model_gram)
-    de = shrink_to_prior(de, deg_d, dataset_gram)
-    return Baseline(mu, me, de, deg_m, deg_d)
+    return Baseline(mu, shrink_models(me, deg_m), shrink_datasets(de, deg_d), deg_m, deg_d)
 
 
 def shrink_to_prior(effect: np.ndarray, degree: np.ndarray, gram: np.ndarray | None

@@ -46,8 +46,12 @@ from tpred.graph import (
     score_features,
     standardize_scores,
 )
-from tpred.models.additive import additive_effects
-from tpred.models.gnn.baseline import BASELINE_ITERS, PRIOR_RIDGE, PRIOR_STRENGTH, Baseline
+from tpred.models.gnn.baseline import (
+    PRIOR_RIDGE,
+    PRIOR_STRENGTH,
+    Baseline,
+    fit_shrunk_baseline,
+)
 from tpred.models.gnn.batch import NEIGHBOUR_SHRINK, NUM_NEIGHBOUR_TERMS, GNNBatch
 from tpred.models.gnn.trainer import (
     draw_message_split,
@@ -106,14 +110,10 @@ def fit_baseline_primal(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_m
                         num_datasets: int, *, fallback_mu: float, model_x: np.ndarray | None,
                         dataset_x: np.ndarray | None) -> Baseline:
     """`baseline.fit_baseline` with the prior solved in feature space (no Gram matrices)."""
-    deg_m = np.bincount(src, minlength=num_models).astype(np.float64)
-    deg_d = np.bincount(dst, minlength=num_datasets).astype(np.float64)
-    if len(acc) == 0:
-        return Baseline(fallback_mu, np.zeros(num_models), np.zeros(num_datasets), deg_m, deg_d)
-    mu, me, de = additive_effects(src, dst, acc, num_models, num_datasets,
-                                  num_iters=BASELINE_ITERS)
-    return Baseline(mu, shrink_to_prior_primal(me, deg_m, model_x),
-                    shrink_to_prior_primal(de, deg_d, dataset_x), deg_m, deg_d)
+    return fit_shrunk_baseline(
+        src, dst, acc, num_models, num_datasets, fallback_mu=fallback_mu,
+        shrink_models=lambda e, n: shrink_to_prior_primal(e, n, model_x),
+        shrink_datasets=lambda e, n: shrink_to_prior_primal(e, n, dataset_x))
 
 
 class _Incoming:
