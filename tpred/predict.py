@@ -43,14 +43,23 @@ PROG = "python -m tpred.predict"
 log = logging.getLogger("tpred.predict")
 
 
+#: --trust of the commands that only read a run (the extracting ones say more, see recommend)
+TRUST_HELP = ("allow an old pickle checkpoint (checkpoint.pkl): unpickling runs the code it "
+              "holds, so only for a file you made or trust")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, run_help: str,
+                      trust_help: str = TRUST_HELP) -> None:
+    """`--run RUN` (required) and `--trust`: the options of every command that loads a run
+    (tpred.predict, tpred.tune, tpred.recommend)."""
+    parser.add_argument("--run", type=Path, required=True, help=run_help)
+    parser.add_argument("--trust", action="store_true", help=trust_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True,
-                        help="run folder (holds checkpoint/) or a checkpoint folder")
-    parser.add_argument("--trust", action="store_true",
-                        help="allow an old pickle checkpoint (checkpoint.pkl): unpickling runs "
-                             "the code it holds, so only for a file you made or trust")
+    add_run_arguments(parser, run_help="run folder (holds checkpoint/) or a checkpoint folder")
     parser.add_argument("--models", type=Path, help="CSV of new models (metadata)")
     parser.add_argument("--datasets", type=Path, help="CSV of new datasets (metadata)")
     parser.add_argument("--scores", type=Path,

@@ -400,10 +400,14 @@ def plot_ranking(rec: Recommendation, path: Path) -> None:
 
 # ------------------------------------------------------------------------------ command line
 def build_parser() -> argparse.ArgumentParser:
+    from tpred.predict import add_run_arguments
+
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True,
-                        help="run folder (holds checkpoint/), e.g. from tpred.train --fit-only")
+    add_run_arguments(parser, run_help="run folder (holds checkpoint/), e.g. from tpred.train "
+                                       "--fit-only",
+                      trust_help="let files run code: an old pickle checkpoint, pickled torch "
+                                 "modules, Hugging Face trust_remote_code (only files you trust)")
     parser.add_argument("--data", required=True,
                         help="the new dataset: any tpred.extract source (image folder, "
                              "datasets folder, hf:<name>, text CSV) or digits:<dataset>")
@@ -422,9 +426,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=None,
                         help="image side for the models' inputs: the --image-size the zoo's "
                              "features were extracted with (default: each model's own)")
-    parser.add_argument("--trust", action="store_true",
-                        help="let files run code: an old pickle checkpoint, pickled torch "
-                             "modules, Hugging Face trust_remote_code (only files you trust)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--quiet", action="store_true", help="less logging")
     return parser

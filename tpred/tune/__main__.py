@@ -40,16 +40,13 @@ PROG = "python -m tpred.tune"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tpred.predict import add_run_arguments
     from tpred.tune.fit import TuneConfig
 
     d = TuneConfig()
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True,
-                        help="run folder of `python -m tpred.train` (holds checkpoint/)")
-    parser.add_argument("--trust", action="store_true",
-                        help="allow an old pickle checkpoint (checkpoint.pkl): unpickling runs "
-                             "the code it holds, so only for a file you made or trust")
+    add_run_arguments(parser, run_help="run folder of `python -m tpred.train` (holds checkpoint/)")
     parser.add_argument("--dataset", required=True,
                         help="dataset id: one of the run's, or a new one (then give --data)")
     parser.add_argument("--data", default=None,
