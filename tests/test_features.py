@@ -219,3 +219,14 @@ def test_text_embedder_encodes_each_distinct_text_once():
     out = TextEmbedder(encoder, column="labels").fit_transform(np.array([["a"], ["b"], ["a"]]))
     assert calls == [["a", "b"]]
     np.testing.assert_array_equal(out, HashEncoder(dim=3)(["a", "b", "a"]).numpy())
+
+
+def test_a_categorical_column_blank_in_every_fitted_row_is_one_missing_category():
+    import warnings
+
+    frame = pd.DataFrame({"domain": [np.nan, np.nan, np.nan]}, index=["a", "b", "c"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no scikit-learn "Skipping features" warning
+        feats = NodeFeaturizer(NodeFeatureConfig(categorical=("domain",))).fit(frame)
+    assert feats.get_feature_names_out().tolist() == ["cat__domain_missing"]
+    np.testing.assert_array_equal(feats.transform(frame), np.ones((3, 1)))

@@ -188,7 +188,10 @@ class NodeFeaturizer(TransformerMixin, BaseEstimator):
             steps.append(("missing", MissingIndicator(error_on_new=False), list(cfg.numeric)))
         if cfg.categorical:
             steps.append(("cat", Pipeline([
-                ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
+                # keep_empty_features: a column blank in every fitted row is all `missing` (one
+                # constant feature) instead of dropped with a scikit-learn warning per fit
+                ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY,
+                                         keep_empty_features=True)),
                 ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
             ]), [self._str_name(c) for c in cfg.categorical]))
         for col in cfg.text:
