@@ -4,6 +4,7 @@ a --fit-only run, and a budgeted shortlist for a new image folder; the rule by h
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -49,8 +50,9 @@ def own_run(tmp_path_factory, tiny_net):
     cfg = {"name": "own", "data": {"root": str(zoo), "scores": "scores.csv"},
            "model_features": {"numeric": ["num_parameters", "num_source_classes"],
                               "text": ["architecture"]},
+           # as configs/own-zoo.yaml: `modality` is measured from the new data too
            "dataset_features": {"numeric": ["num_classes", "samples_per_class", "train_size"],
-                                "text": ["labels"]},
+                                "categorical": ["modality"], "text": ["labels"]},
            "text": {"encoder": "hash", "cache_dir": None},
            "methods": ["gnn"], "seeds": [0, 1], "protocols": [],
            "gnn": {"hidden_channels": 8, "heads": 1, "max_epochs": 15, "patience": 5,
@@ -71,13 +73,17 @@ def test_a_budget_of_half_the_models_forward_passes_exactly_that_many(own_run, t
 
     def counting(spec, **kwargs):
         loaded.append(spec)
+        sizes.append(kwargs.get("image_size"))
         return real(spec, **kwargs)
 
+    sizes: list = []
     monkeypatch.setattr(tpred.extract, "load_model", counting)
     out = tmp_path / "out"
+    # no --image-size: the size the zoo was extracted with (8) comes from its models.csv
     assert main(["--run", str(run), "--data", str(new), "--budget", "2", "--top-k", "2",
-                 "--image-size", "8", "--out", str(out), "--quiet"]) == 0
+                 "--out", str(out), "--quiet"]) == 0
     assert len(loaded) == 2 and set(loaded) <= set(specs.values())
+    assert sizes == [8, 8]
     ranking = pd.read_csv(out / "ranking.csv")
     assert sorted(ranking["model"]) == sorted(specs) and ranking["rank"].tolist() == [1, 2, 3, 4]
     assert ranking["predicted"].is_monotonic_decreasing
@@ -86,7 +92,7 @@ def test_a_budget_of_half_the_models_forward_passes_exactly_that_many(own_run, t
     assert set(ranking.loc[ranking["scored"], "spec"]) == set(loaded)
     steps = json.loads((out / "steps.json").read_text())
     assert [len(s["scored_now"]) for s in steps["steps"]] == [0, 1, 1]
-    assert steps["metadata"] == {"dataset": "new-digits", "num_classes": 3,
+    assert steps["metadata"] == {"dataset": "new-digits", "modality": "image", "num_classes": 3,
                                  "samples_per_class": 6, "train_size": 18, "test_size": 9,
                                  "labels": "nine, three, zero"}
     scores = pd.read_csv(out / "scores.csv")
@@ -108,6 +114,49 @@ def test_scores_change_the_predictions(own_run, tmp_path):
         outs.append(pd.read_csv(out / "ranking.csv").set_index("model").sort_index())
     assert not outs[0]["scored"].any() and outs[1]["scored"].all()
     assert not np.allclose(outs[0]["predicted"], outs[1]["predicted"])
+
+
+def test_a_model_that_cannot_be_loaded_is_an_error_row_and_the_budget_goes_on(
+        own_run, tmp_path, capsys):
+    """A checkpoint gone missing (or hub weights offline): one warning line and a report
+    entry; the forward pass goes to the next model, so the budget is still spent in full."""
+    run, new, specs = own_run
+    path = Path(specs["net0"].removeprefix("torch:"))
+    hidden = path.with_suffix(".away")
+    path.rename(hidden)
+    try:
+        out = tmp_path / "out"
+        assert main(["--run", str(run), "--data", str(new), "--budget", "3",
+                     "--out", str(out)]) == 0
+    finally:
+        hidden.rename(path)
+    ranking = pd.read_csv(out / "ranking.csv").set_index("model")
+    assert ranking["scored"].sum() == 3 and not ranking.at["net0", "scored"]
+    steps = json.loads((out / "steps.json").read_text())
+    assert sum(len(s["scored_now"]) for s in steps["steps"]) == 3
+    report = (out / "report.md").read_text()
+    assert "could not be loaded or run (1" in report and "- net0: " in report
+    err = capsys.readouterr().err
+    assert "net0: not scored (" in err and "Traceback" not in err
+
+
+def test_load_options_round_trip_through_a_models_row():
+    from tpred.extract import LoadOptions
+
+    options = LoadOptions(pretrained=False, layer="blocks.3", image_size=64, seed=7)
+    assert LoadOptions.from_row(options.columns()) == options
+    # written to CSV and read back as strings / floats
+    row = pd.read_csv(pd.io.common.StringIO(pd.DataFrame([options.columns()]).to_csv(
+        index=False))).iloc[0].to_dict()
+    assert LoadOptions.from_row(row) == options
+    # a hand-made table: no load_* cells, `pretrained` False means random weights
+    assert LoadOptions.from_row({"pretrained": "False"}) == LoadOptions(pretrained=False)
+    assert LoadOptions.from_row({"pretrained": float("nan")}) == LoadOptions()
+    with pytest.raises(ValueError, match=r"zoo/models.csv, model 'm': column 'load_image_size' "
+                                         r"must be a whole number >= 1, got '6.5'"):
+        LoadOptions.from_row({"load_image_size": "6.5"}, where="zoo/models.csv, model 'm'")
+    with pytest.raises(ValueError, match="column 'load_pretrained' must be true or false"):
+        LoadOptions.from_row({"load_pretrained": "maybe"})
 
 
 @pytest.mark.parametrize("args, match", [

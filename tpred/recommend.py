@@ -44,6 +44,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,18 +210,22 @@ def recommend(predict: Callable[[pd.DataFrame | None], pd.DataFrame], scorer: Sc
 
     ranking = step([])
     order = list(ranking["model"])
-    while len(scored) < budget:
-        batch = next_models(ranking, scored, min(batch_size, budget - len(scored)), k=top_k,
+    tried: list[str] = []  # chosen once (forward-passed, or could not be): never again
+    while len(scored) < budget and len(tried) < len(models):
+        batch = next_models(ranking, tried, min(batch_size, budget - len(scored)), k=top_k,
                             rule=rule, order=order, rng=rng)
         start = time.perf_counter()
         got = scorer(batch)
         seconds["forward"] += time.perf_counter() - start
         scores, errors = got if isinstance(got, tuple) else (got, None)
-        scored.extend(batch)
+        failed = (set() if errors is None or not len(errors)
+                  else set(errors.loc[errors["metric"] == FORWARD, "model"]))
+        tried.extend(batch)
+        scored.extend(m for m in batch if m not in failed)  # a failed load spends no pass
         score_parts.append(scores)
         if errors is not None and len(errors):
             error_parts.append(errors)
-        ranking = step(batch)
+        ranking = step([m for m in batch if m not in failed])
     out = ranking.reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     out["scored"] = out["model"].isin(scored)
@@ -265,33 +270,58 @@ def measure(source: str, name: str | None = None):
     return data, row
 
 
+#: the `metric` of an error row for a model that could not be loaded or run (no forward pass)
+FORWARD = "(forward pass)"
+
+
 def forward_scorer(run, data, dataset: str, *, metrics: Sequence[str], device: str = "cpu",
                    trust: bool = False, batch_size: int = 64, image_size: int | None = None,
                    passed: list[str] | None = None) -> Scorer:
-    """A `Scorer` that re-creates each model from the run's spec, runs it over the dataset's
-    training split (one forward pass per model) and scores the features.
+    """A `Scorer` that re-creates each model from the run's spec and load options (the
+    `load_*` cells tpred.extract recorded: random weights, feature layer, image size, seed),
+    runs it over the dataset's training split (one forward pass per model) and scores the
+    features. A model that cannot be loaded or run becomes an error row (metric `FORWARD`,
+    kind `error`) and the others go on.
 
     Args:
-        image_size: resize images to this size (as `tpred.extract --image-size`; give the
-            value the zoo's features were extracted with).
+        image_size: resize images to this size instead of the recorded one (as
+            `tpred.extract --image-size`).
         passed: when given, every forward-passed model is appended to it.
     """
     import tpred.zoo.hub  # noqa: F401  (registers digits: in tpred.extract)
     from tpred.extract import extract_split, load_model
-    from tpred.scores.table import score_arrays
-    from tpred.tune.pipeline import model_spec
+    from tpred.scores.table import ERROR_COLUMNS, score_arrays
+    from tpred.tune.pipeline import model_options, model_spec
 
     def score(batch: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-        pairs = {}
+        pairs, failed = {}, []
         for model in batch:
-            net = load_model(model_spec(run, model), device=device, trust=trust,
-                             image_size=image_size, name=model)
-            got = extract_split(net, data.train, batch_size=batch_size)
+            options = model_options(run, model)
+            if image_size is not None:
+                options["image_size"] = image_size
+            # a user's model may raise anything on load or forward (a missing file, no
+            # network for hub weights, a shape error): one error row, the rest goes on
+            try:
+                net = load_model(model_spec(run, model), device=device, trust=trust,
+                                 name=model, **options)
+                got = extract_split(net, data.train, batch_size=batch_size)
+            except Exception as err:  # noqa: BLE001
+                log.debug("%s could not be forward-passed", model, exc_info=True)
+                text = str(err).strip()
+                reason = type(err).__name__ + (f": {text.splitlines()[0]}" if text else "")
+                warnings.warn(f"{model}: not scored ({reason})", UserWarning, stacklevel=2)
+                failed.append((model, dataset, FORWARD, "error", reason))
+                continue
             if passed is not None:
                 passed.append(model)
             pairs[(model, dataset)] = ((got.features, got.labels) if got.probs is None
                                        else (got.features, got.labels, got.probs))
-        scores, errors = score_arrays(pairs, list(metrics), progress=False)
+        scores, errors = (score_arrays(pairs, list(metrics), progress=False) if pairs else
+                          (pd.DataFrame(columns=["model", "dataset", "metric", "value"]),
+                           pd.DataFrame(columns=ERROR_COLUMNS)))
+        if failed:
+            errors = pd.concat([errors, pd.DataFrame(failed, columns=ERROR_COLUMNS)],
+                               ignore_index=True)
         return scores, errors
 
     return score
@@ -307,7 +337,10 @@ def run_predictor(run, dataset: str, metadata: dict[str, Any], *, method: str | 
     target = Target(None, metadata, str(dataset))
 
     def predict(scores: pd.DataFrame | None) -> pd.DataFrame:
-        return rank(run, dataset, target, method=method, datasets=datasets, scores=scores)
+        with warnings.catch_warnings():
+            if scores is None:  # before any forward pass: metadata only is the point
+                warnings.filterwarnings("ignore", message=".*have no scores")
+            return rank(run, dataset, target, method=method, datasets=datasets, scores=scores)
 
     return predict
 
@@ -361,9 +394,14 @@ def report_markdown(rec: Recommendation, *, run_path: str = "", source: str = ""
         now = ", ".join(s["scored_now"]) or "nothing (metadata and text only)"
         lines.append(f"- step {s['step']} (scored {now}): "
                      + ", ".join(t["model"] for t in s["top_k"]))
-    if len(rec.errors):
-        lines += ["", f"Scores that could not be computed ({len(rec.errors)}):", ""]
-        lines += [f"- {e.model} {e.metric}: {e.reason}" for e in rec.errors.itertuples()]
+    unrun = rec.errors[rec.errors["metric"] == FORWARD]
+    if len(unrun):
+        lines += ["", f"Models that could not be loaded or run ({len(unrun)}; predicted "
+                  "without their scores, no forward pass spent):", ""]
+        lines += [f"- {e.model}: {e.reason}" for e in unrun.itertuples()]
+    if len(other := rec.errors[rec.errors["metric"] != FORWARD]):
+        lines += ["", f"Scores that could not be computed ({len(other)}):", ""]
+        lines += [f"- {e.model} {e.metric}: {e.reason}" for e in other.itertuples()]
     lines += ["", f"![predicted accuracy ± std per model]({plot})", ""]
     return "\n".join(lines)
 
@@ -377,7 +415,7 @@ def plot_ranking(rec: Recommendation, path: Path) -> None:
 
     r = rec.ranking
     y = np.arange(len(r))
-    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.28 * len(r)))
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.28 * len(r)))  # 0.28 in per model
     for flag, style in ((False, dict(fmt="o", mfc="white", color="grey",
                                      label="predicted (no forward pass)")),
                         (True, dict(fmt="o", color="tab:blue",
@@ -392,9 +430,11 @@ def plot_ranking(rec: Recommendation, path: Path) -> None:
     ax.axhline(rec.top_k - 0.5, color="tab:red", lw=0.8, ls="--", label=f"top-{rec.top_k}")
     ax.set_xlabel("predicted accuracy ± calibrated std")
     ax.set_title(f"{rec.dataset}: {len(rec.scored)}/{len(r)} models scored", fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # below the axes: inside, it covers the last models' bars
+    height = 1.2 + 0.28 * len(r)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.55 / (height - 0.8)),
+              ncol=3, frameon=False)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -456,8 +496,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 image_size=args.image_size, passed=passed)
         predict = run_predictor(run, dataset, metadata, method=args.method,
                                 datasets=args.datasets)
-        rec = recommend(predict, scorer, dataset=dataset, metadata=metadata, models=models,
-                        budget=budget, top_k=top_k, batch_size=args.batch_size)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rec = recommend(predict, scorer, dataset=dataset, metadata=metadata, models=models,
+                            budget=budget, top_k=top_k, batch_size=args.batch_size)
+        # one line per distinct warning (the same note comes after every batch)
+        for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+            print(f"{PROG}: warning: {message}", file=sys.stderr)
     except ValueError as err:
         parser.error(str(err).splitlines()[0] if str(err) else type(err).__name__)
     paths = write_outputs(rec, args.out, specs=specs, run_path=str(args.run), source=args.data,

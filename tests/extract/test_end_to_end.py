@@ -89,6 +89,11 @@ def test_feature_files_have_the_measured_shapes(own_zoo):
     assert models.loc["timm-resnet18", "feature_dim"] == 512
     assert models.loc["vit", "architecture_family"] == "vit"
     assert models.loc["bert", "modality"] == "text"
+    # what re-creates each network (tpred.recommend, tpred.tune): COMMON's options
+    from tpred.extract import LoadOptions
+    for model in models.index:
+        assert LoadOptions.from_row(models.loc[model].to_dict()) == LoadOptions(
+            pretrained=False, image_size=16, seed=0)
 
 
 def test_num_parameters_are_counted_from_the_networks(own_zoo, tiny_vit, tiny_bert,

@@ -34,6 +34,7 @@ head="head", ...)` for a network whose classifier is `module.head`).
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import re
 import zipfile
@@ -79,6 +80,60 @@ class LoadOptions:
     trust: bool = False
     image_size: int | None = None
     seed: int = 0
+
+    def columns(self) -> dict[str, Any]:
+        """The `load_*` cells of the model's models.csv row: what re-creates the same network
+        (`trust` is never recorded: it is the user's decision each time). Blank = default."""
+        return {"load_pretrained": self.pretrained, "load_layer": self.layer or "",
+                "load_image_size": "" if self.image_size is None else self.image_size,
+                "load_seed": "" if self.pretrained else self.seed}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], *, where: str = "models.csv") -> LoadOptions:
+        """The options recorded in a models.csv row (`columns`); a row without `load_*` cells
+        (a table made by hand or by an older tpred) gives the defaults, except that
+        `pretrained` False in the row means random weights.
+
+        Raises:
+            ValueError: a cell that is not a boolean / integer, named with `where`.
+        """
+
+        def cell(column: str) -> Any:
+            value = row.get(column)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                return None
+            return value.strip() or None if isinstance(value, str) else value
+
+        def flag(column: str) -> bool | None:
+            value = cell(column)
+            if value is None or isinstance(value, bool) or type(value).__name__ == "bool_":
+                return None if value is None else bool(value)
+            if str(value).lower() in ("true", "1", "yes"):
+                return True
+            if str(value).lower() in ("false", "0", "no"):
+                return False
+            raise ValueError(f"{where}: column {column!r} must be true or false, got {value!r}")
+
+        def integer(column: str) -> int | None:
+            value = cell(column)
+            if value is None:
+                return None
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = float("nan")
+            if not number.is_integer() or number < (1 if column == "load_image_size" else 0):
+                raise ValueError(f"{where}: column {column!r} must be a whole number"
+                                 f"{' >= 1' if column == 'load_image_size' else ''}, got "
+                                 f"{value!r}")
+            return int(number)
+
+        pretrained = flag("load_pretrained")
+        if pretrained is None:
+            pretrained = flag("pretrained") is not False
+        layer = cell("load_layer")
+        return cls(pretrained=pretrained, layer=None if layer is None else str(layer),
+                   image_size=integer("load_image_size"), seed=integer("load_seed") or 0)
 
 
 @dataclass

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from tpred.extract.models import LoadedModel, default_name, load_model, parse_spec
+from tpred.extract.models import LoadedModel, LoadOptions, default_name, load_model, parse_spec
 from tpred.extract.sources import DataSource, SourceOptions, Split, open_source
 from tpred.parallel import check_options, run_tasks
 
@@ -477,7 +477,12 @@ def _extract_pair(task: _Task, settings: ExtractSettings, out: Path, *,
         result.model_row = {**{k: v for k, v in described.items() if k not in ("preprocessing",)},
                             "feature_dim": sidecar["feature_dim"],
                             "num_source_classes": sidecar["num_source_classes"],
-                            "flops": first.flops, "flops_input": first.input_shape}
+                            "flops": first.flops, "flops_input": first.input_shape,
+                            # how to load it again (tpred.recommend, tpred.tune): the options
+                            # this run gave load_model; blank = the loader's default
+                            **LoadOptions(pretrained=settings.pretrained, layer=settings.layer,
+                                          image_size=settings.image_size,
+                                          seed=settings.seed).columns()}
         result.dataset_row = source.describe()
         result.status = "done"
     # one model's or dataset's failure must not stop the others: whatever it raises (user

@@ -31,8 +31,8 @@ WEIGHTS_NAME = "student.safetensors"
 REPORT_NAME = "tune.json"
 PLOT_NAME = "curve.png"
 #: the measured metadata of a generic data source kept for the run's datasets table
-SOURCE_COLUMNS = ("dataset", "num_classes", "samples_per_class", "train_size", "test_size",
-                  "labels")
+SOURCE_COLUMNS = ("dataset", "modality", "num_classes", "samples_per_class", "train_size",
+                  "test_size", "labels")
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,8 +86,33 @@ def model_spec(run, model: str) -> str:
                      f"be re-created")
 
 
-def load_network(spec: str) -> Any:
-    """The pre-trained model of a spec (`tpred.extract.load_model`, on the CPU).
+def model_options(run, model: str) -> dict[str, Any]:
+    """How `model` of the run was loaded when its features were extracted: `load_model`'s
+    `pretrained`, `layer`, `image_size` and `seed`, from the `load_*` cells of its models.csv
+    row (`tpred.extract` writes them; blank or absent: the loader's defaults, with `pretrained`
+    False in the row meaning random weights).
+
+    Raises:
+        ValueError: the model is not in the run's zoo, or a bad `load_*` cell (named).
+    """
+    from dataclasses import asdict
+
+    from tpred.extract import LoadOptions
+
+    models = run.zoo.models
+    if model not in models.index:
+        raise ValueError(f"model {model!r} is not in the run's zoo; it has "
+                         f"{list(models.index)}")
+    row = models.loc[model].to_dict()
+    where = f"{zoo_folder(run) / run.config.data.models}, model {model!r}"
+    options = asdict(LoadOptions.from_row(row, where=where))
+    options.pop("trust")
+    return options
+
+
+def load_network(spec: str, **options: Any) -> Any:
+    """The pre-trained model of a spec (`tpred.extract.load_model`, on the CPU), loaded with
+    `options` (`model_options`: the zoo's pretrained / layer / image size / seed).
 
     Raises:
         ValueError: an unknown spec prefix, or the loader's own errors.
@@ -95,7 +120,7 @@ def load_network(spec: str) -> Any:
     import tpred.zoo.hub  # noqa: F401  (registers digits: in tpred.extract)
     from tpred.extract import load_model
 
-    return load_model(spec, device="cpu")
+    return load_model(spec, device="cpu", **options)
 
 
 def load_target(source: str, name: str) -> Target:
@@ -221,21 +246,22 @@ def tune_from_run(run, dataset: str, *, data: str | None = None, num_teachers: i
     chosen = ranking["model"].iloc[0] if student == "top1" else student
     teachers = list(ranking["model"].iloc[:num_teachers])
     specs = {m: model_spec(run, m) for m in dict.fromkeys([chosen, *teachers])}
-    net = load_network(specs[chosen])
+    net = load_network(specs[chosen], **model_options(run, chosen))
     train, test = target.data.train, target.data.test
     tune_data = TuneData(model_inputs(net, train), train.labels, model_inputs(net, test),
                          test.labels)
-    sources = [(m, _loader(specs[m], train)) for m in teachers]
+    sources = [(m, _loader(specs[m], train, model_options(run, m))) for m in teachers]
     result = tune(net, tune_data, cfg, teachers=sources, name=chosen, progress=progress)
     return RankedTune(dataset, ranking, chosen, teachers, specs, target, result,
                       time.perf_counter() - start)
 
 
-def _loader(spec: str, split: Any):
-    """A teacher source: loads the model and prepares its own inputs of `split`."""
+def _loader(spec: str, split: Any, options: dict[str, Any]):
+    """A teacher source: loads the model (with `options`) and prepares its own inputs of
+    `split`."""
 
     def load() -> tuple[Any, Batchable]:
-        model = load_network(spec)
+        model = load_network(spec, **options)
         return model, model_inputs(model, split)
 
     return load
