@@ -48,4 +48,7 @@ step "5b tpred.score (new dataset)" python -m tpred.score --features new/ \
     --out new/scores.csv "${metrics[@]}"
 step "5c tpred.predict --top-k 3" python -m tpred.predict --run runs/own-zoo \
     --datasets new/datasets.csv --scores new/scores.csv --top-k 3 --out predictions.csv
+step "6 tpred.recommend --budget 2" python -m tpred.recommend --run runs/own-zoo \
+    --data demo/digits-one-seven-nine --budget 2 --top-k 3 --out shortlist/
 cat predictions.ranking.csv
+echo "--- tpred.recommend (shortlist/ranking.csv)"; cat shortlist/ranking.csv
