@@ -253,6 +253,16 @@ def test_fit_calibration_closed_forms():
     assert fit_calibration(err[:0], err[:0], err[:0])[1] == 0
 
 
+def test_a_calibrated_std_of_an_accuracy_is_at_most_one_half():
+    from tpred.checkpoint import MAX_STD, Calibration
+
+    # fitted on 3 pairs of a 9-record zoo: scale ~400 (seen on the README's own zoo)
+    cal = Calibration(397.1, 0.0, 3, ("d",), (0.0, 1 / 3), (1.0, 1.0))
+    np.testing.assert_allclose(cal.apply(np.array([0.0, 1e-4, 0.009, 0.5])),
+                               [0.0, 0.03971, MAX_STD, MAX_STD])
+    assert MAX_STD == 0.5   # sqrt of Popoviciu's bound (1 - 0)^2 / 4
+
+
 def test_fit_calibration_floor_covers_pairs_whose_members_agree():
     # 50 pairs whose spread matches the error exactly and 50 whose members agree (std 0) but
     # miss by 0.05: no scale alone covers more than half of them, a floor does
@@ -318,7 +328,8 @@ def test_std_is_the_ensemble_std_through_the_calibration(run, new_zoo):
     raw = run.predict(**args, calibrated=False)
     cal = run.predict(**args)
     c = run.calibration["gnn"]
-    np.testing.assert_allclose(cal["std"], np.sqrt((c.scale * raw["std"]) ** 2 + c.floor ** 2))
+    np.testing.assert_allclose(cal["std"], np.minimum(
+        np.sqrt((c.scale * raw["std"]) ** 2 + c.floor ** 2), 0.5))     # capped at MAX_STD
     assert run.predict(**args, method="additive")["std"].isna().all()
 
 

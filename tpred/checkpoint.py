@@ -94,6 +94,14 @@ FLOOR_QUANTILES = np.linspace(0.05, 0.60, 12)
 
 
 # ------------------------------------------------------------------------------- calibration
+#: the largest std of any accuracy: a variable in [0, 1] has variance <= 1/4 (Popoviciu). A
+#: calibration fitted on a handful of pairs can ask for more (a scale of 400 on a 9-record
+#: zoo); more than this says nothing, so the calibrated std stops here
+MAX_STD = 0.5
+#: fewer validation pairs than this: the calibration is fitted but the run says it is rough
+MIN_CALIBRATION_PAIRS = 20
+
+
 @dataclass(frozen=True)
 class Calibration:
     """The factor that turns an ensemble's spread into a calibrated standard deviation.
@@ -116,8 +124,8 @@ class Calibration:
     coverage_calibrated: tuple[float, float]
 
     def apply(self, std: np.ndarray) -> np.ndarray:
-        """The calibrated std of ensemble stds [P] (`calibrated_std`)."""
-        return calibrated_std(std, self.scale, self.floor)
+        """The calibrated std of ensemble stds [P] (`calibrated_std`), at most `MAX_STD`."""
+        return np.minimum(calibrated_std(std, self.scale, self.floor), MAX_STD)
 
 
 def coverage(true: np.ndarray, mean: np.ndarray, std: np.ndarray, k: float) -> float:
@@ -227,6 +235,10 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
     sigma = calibrated_std(std, scale, floor)
     raw = (coverage(true, mean, std, 1), coverage(true, mean, std, 2))
     cal = (coverage(true, mean, sigma, 1), coverage(true, mean, sigma, 2))
+    if len(val_pairs) < MIN_CALIBRATION_PAIRS:
+        log.warning("calibration of %s: only %d validation pairs (datasets %s), so its std is a "
+                    "rough guide (capped at %.1f, the largest std of an accuracy)", method,
+                    len(val_pairs), list(held), MAX_STD)
     log.info("calibration of %s on %d validation pairs: scale %.3g, floor %.3g, coverage "
              "±1/±2 std %.3f/%.3f raw, %.3f/%.3f calibrated", method, len(val_pairs), scale,
              floor, *raw, *cal)

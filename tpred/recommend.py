@@ -399,9 +399,13 @@ def report_markdown(rec: Recommendation, *, run_path: str = "", source: str = ""
         lines += ["", f"Models that could not be loaded or run ({len(unrun)}; predicted "
                   "without their scores, no forward pass spent):", ""]
         lines += [f"- {e.model}: {e.reason}" for e in unrun.itertuples()]
-    if len(other := rec.errors[rec.errors["metric"] != FORWARD]):
-        lines += ["", f"Scores that could not be computed ({len(other)}):", ""]
-        lines += [f"- {e.model} {e.metric}: {e.reason}" for e in other.itertuples()]
+    scoring = rec.errors[rec.errors["metric"] != FORWARD]
+    for kind, title in (("error", "Scores that could not be computed"),
+                        ("note", "Scores computed but flagged (kept in scores.csv; why not to "
+                                 "trust them)")):
+        if len(part := scoring[scoring["kind"] == kind]):
+            lines += ["", f"{title} ({len(part)}):", ""]
+            lines += [f"- {e.model} {e.metric}: {e.reason}" for e in part.itertuples()]
     lines += ["", f"![predicted accuracy ± std per model]({plot})", ""]
     return "\n".join(lines)
 
