@@ -432,11 +432,13 @@ def plot_ranking(rec: Recommendation, path: Path) -> None:
     ax.set_yticks(y, r["model"])
     ax.invert_yaxis()
     ax.axhline(rec.top_k - 0.5, color="tab:red", lw=0.8, ls="--", label=f"top-{rec.top_k}")
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(max(lo, -0.02), min(hi, 1.02))  # an accuracy lives in [0, 1]
     ax.set_xlabel("predicted accuracy ± calibrated std")
     ax.set_title(f"{rec.dataset}: {len(rec.scored)}/{len(r)} models scored", fontsize=9)
     # below the axes: inside, it covers the last models' bars
     height = 1.2 + 0.28 * len(r)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.55 / (height - 0.8)),
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.45 / (height - 0.8)),
               ncol=3, frameon=False)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
