@@ -86,7 +86,7 @@ class LoadOptions:
         (`trust` is never recorded: it is the user's decision each time). Blank = default."""
         return {"load_pretrained": self.pretrained, "load_layer": self.layer or "",
                 "load_image_size": "" if self.image_size is None else self.image_size,
-                "load_seed": "" if self.pretrained else self.seed}
+                "load_seed": self.seed}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], *, where: str = "models.csv") -> LoadOptions:
