@@ -391,8 +391,9 @@ class ExtractSummary:
         return (f"{self.num_pairs} pair(s): {self.num_done} extracted, {self.num_skipped} "
                 f"already done, {self.num_other_modality} of another modality, "
                 f"{self.num_failed} failed; {self.num_item_errors} unreadable "
-                f"item(s) left out -> {self.out} ({self.seconds:.1f} s; errors in "
-                f"{self.errors_csv})")
+                f"item(s) left out -> {self.out} ({self.seconds:.1f} s"
+                + (f"; errors in {self.errors_csv})" if self.num_failed or self.num_item_errors
+                   else ")"))
 
 
 class _Cache:

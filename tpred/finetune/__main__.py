@@ -92,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"{args.protocol}: " + ", ".join(f"{v} {k.replace('_', ' ')}"
                                            for k, v in counts.items())
-          + f" -> {args.out} (errors in {errors_path(args.out)})", file=sys.stderr)
+          + f" -> {args.out}"
+          + (f" (errors in {errors_path(args.out)})" if counts["failed"] else ""),
+          file=sys.stderr)
     return 1 if counts["failed"] else 0
 
 
