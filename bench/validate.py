@@ -63,6 +63,10 @@ def main() -> None:
                         help="methods the variants apply to (the others run once, as configured)")
     parser.add_argument("--variant", action="append", default=None,
                         help="name:key=value;key=value (repeatable); default: the config as is")
+    parser.add_argument("--blend", type=float, nargs="*", default=[],
+                        help="also score (1 - w) gnn + w knn for each w, from the gnn's and "
+                             "knn's predictions of the same inner splits (what "
+                             "gnn.knn_weight_cold/warm do, without refitting)")
     parser.add_argument("--out", type=Path, default=None, help="CSV of every inner result")
     args = parser.parse_args()
     base = load_config(args.config)
@@ -74,6 +78,17 @@ def main() -> None:
     jobs = [(o, ip, m, v) for o in outer for ip in args.inner for m in args.methods
             for v in (variants if m in args.tune else [("-", [])])]
     rows = []
+    kept: dict[tuple, pd.DataFrame] = {}  # (outer, inner, method, variant) -> predictions
+
+    def add_row(key: tuple, method: str, vname: str, frame: pd.DataFrame, seconds: float):
+        protocol, seed, fold, inner_protocol = key
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            values = summarize(frame)
+        rows.append({"outer": protocol, "seed": seed, "fold": fold,
+                     "inner": inner_protocol, "method": method, "variant": vname,
+                     "seconds": seconds, **{m: values[m] for m in METRICS}})
+
     for (protocol, seed, split), inner_protocol, method, (vname, sets) in tqdm(
             jobs, desc="validate", unit="fit-set"):
         cfg = base
@@ -85,13 +100,21 @@ def main() -> None:
             predictor = make_predictor(method, cfg, seed).fit(izoo, inner.train)
             frames.append(inner.test.assign(true=izoo.accuracy(inner.test),
                                             predicted=predictor.predict(inner.test)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UndefinedMetricWarning)
-            values = summarize(pd.concat(frames, ignore_index=True))
-        rows.append({"outer": protocol, "seed": seed, "fold": split.fold,
-                     "inner": inner_protocol, "method": method, "variant": vname,
-                     "seconds": time.perf_counter() - start,
-                     **{m: values[m] for m in METRICS}})
+        key = (protocol, seed, split.fold, inner_protocol)
+        frame = pd.concat(frames, ignore_index=True)
+        add_row(key, method, vname, frame, time.perf_counter() - start)
+        if args.blend and method in ("gnn", "knn"):
+            kept[(*key, method, vname)] = frame
+    for (*key, method, vname), frame in kept.items():
+        if method != "gnn" or (near := kept.get((*key, "knn", "-"))) is None:
+            continue
+        assert (frame[["model", "dataset"]].to_numpy() == near[["model", "dataset"]]
+                .to_numpy()).all(), "gnn and knn predicted different inner splits"
+        for w in args.blend:
+            mixed = frame.assign(predicted=np.clip(
+                (1 - w) * frame["predicted"].to_numpy() + w * near["predicted"].to_numpy(),
+                0.0, 1.0))
+            add_row(tuple(key), f"gnn+knn@{w:g}", vname, mixed, 0.0)
     table = pd.DataFrame(rows)
     if args.out:
         table.to_csv(args.out, index=False)
