@@ -65,8 +65,8 @@ def main() -> None:
                         help="name:key=value;key=value (repeatable); default: the config as is")
     parser.add_argument("--blend", type=float, nargs="*", default=[],
                         help="also score (1 - w) gnn + w knn for each w, from the gnn's and "
-                             "knn's predictions of the same inner splits (what "
-                             "gnn.knn_weight_cold/warm do, without refitting)")
+                             "knn's predictions of the same inner splits (a blend tried for "
+                             "issue 12; bench/README.md)")
     parser.add_argument("--out", type=Path, default=None, help="CSV of every inner result")
     args = parser.parse_args()
     base = load_config(args.config)

@@ -86,7 +86,6 @@ PositiveInt = Annotated[int, Range(lo=1)]
 NonNegativeInt = Annotated[int, Range(lo=0)]
 Fraction = Annotated[float, Range(0, 1, lo_open=True, hi_open=True)]
 Probability = Annotated[float, Range(0, 1, hi_open=True)]
-Weight = Annotated[float, Range(0, 1)]
 PositiveFloat = Annotated[float, Range(lo=0, lo_open=True)]
 NonNegativeFloat = Annotated[float, Range(lo=0)]
 Name = Annotated[str, NonEmpty()]
@@ -200,10 +199,6 @@ class GNNConfig:
     neighbors: NonNegativeInt = 10
     neighbor_kernels: tuple[KernelName, ...] = ("features",)
     zmean_term: bool = False
-    #: weight of `knn`'s prediction in the gnn's output, (1 - w) gnn + w knn, for pairs whose
-    #: dataset has no records among the message edges (a new dataset) and for the others
-    knn_weight_cold: Weight = 0.0
-    knn_weight_warm: Weight = 0.0
     score_edges: bool = True
     ema_decay: Probability = 0.97
     num_threads: PositiveInt | None = None

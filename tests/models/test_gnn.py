@@ -374,29 +374,3 @@ def test_optional_gated_terms_and_no_score_edges(zoo):
                          target=np.arange(len(g.rec_acc)))
     expected = ZMeanPredictor().fit(zoo, train).predict(train) - b.base.numpy()
     np.testing.assert_allclose(b.gated[:, -1].numpy(), expected, atol=1e-5)
-
-
-# ----------------------------------------------------------------------- the knn blend
-def test_knn_weights_blend_the_output_with_knn_by_whether_the_dataset_has_records(zoo):
-    from tpred.models.knn import KNNPredictor
-
-    new = "d17"
-    small = _subzoo(zoo, new)
-    train = small.known_pairs()
-    cold_zoo = _with_records(zoo, zoo.records[zoo.records["dataset"] != new])
-    query = pd.DataFrame({"model": list(zoo.model_ids[:3]) + list(zoo.model_ids[:2]),
-                          "dataset": [new] * 3 + ["d0", "d1"]})       # 3 cold pairs, 2 warm
-    plain = _gnn().fit(small, train)
-    near = KNNPredictor(model_features=TOY_MODEL_FEATURES, dataset_features=TOY_DATASET_FEATURES,
-                        encoder=HashEncoder()).fit(small, train).predict(query, cold_zoo)
-    g = plain.predict(query, zoo=cold_zoo)
-    blended = _gnn(replace(FAST, knn_weight_cold=0.25, knn_weight_warm=1.0)).fit(small, train)
-    # the networks are the same (the weights change the output only)
-    np.testing.assert_allclose(blended.predict(query, zoo=cold_zoo),
-                               np.clip([*(0.75 * g[:3] + 0.25 * near[:3]), *near[3:]], 0, 1),
-                               rtol=0, atol=1e-12)
-    # restored from its learned state: knn refitted, the same output
-    clone = _gnn(replace(FAST, knn_weight_cold=0.25, knn_weight_warm=1.0)).restore(
-        small, train, blended.learned_state())
-    np.testing.assert_array_equal(clone.predict(query, zoo=cold_zoo),
-                                  blended.predict(query, zoo=cold_zoo))

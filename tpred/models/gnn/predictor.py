@@ -37,7 +37,6 @@ from tpred.models.gnn.trainer import (
     train_network,
     validation_split,
 )
-from tpred.models.knn import KNNPredictor
 from tpred.models.neighbours import cosine_similarity, self_excluded_similarity
 
 if TYPE_CHECKING:
@@ -127,19 +126,12 @@ class GNNPredictor:
         self.minibatch_ = use_minibatch(self.config.batch_size, len(train_pairs),
                                         len(zoo.model_ids), len(zoo.dataset_ids))
         if self.minibatch_ and (tuple(self.config.neighbor_kernels) != ("features",)
-                                or self.config.zmean_term or not self.config.score_edges
-                                or self._blends()):
+                                or self.config.zmean_term or not self.config.score_edges):
             raise ValueError(
-                f"GNNPredictor.{caller}: gnn.neighbor_kernels, gnn.zmean_term, gnn.score_edges "
-                f"and gnn.knn_weight_cold/warm must keep their defaults on the mini-batch path "
-                f"(gnn.batch_size set or a large zoo), got {list(self.config.neighbor_kernels)}, "
-                f"{self.config.zmean_term}, {self.config.score_edges}, "
-                f"{self.config.knn_weight_cold}/{self.config.knn_weight_warm}")
-        # knn beside the networks (deterministic: refitted by `restore` too)
-        self.knn_ = (KNNPredictor(model_features=self.model_features,
-                                  dataset_features=self.dataset_features, encoder=self.encoder,
-                                  score_metrics=self.score_metrics).fit(zoo, train_pairs)
-                     if self._blends() else None)
+                f"GNNPredictor.{caller}: gnn.neighbor_kernels, gnn.zmean_term and "
+                f"gnn.score_edges must keep their defaults on the mini-batch path (gnn.batch_size "
+                f"set or a large zoo), got {list(self.config.neighbor_kernels)}, "
+                f"{self.config.zmean_term}, {self.config.score_edges}")
         if self.minibatch_:
             self.num_features_ = {MODEL: self.model_x_.shape[1],
                                   DATASET: self.dataset_x_.shape[1]}
@@ -268,13 +260,7 @@ class GNNPredictor:
                 net.load_state_dict(state)
                 net.eval()
                 preds.append(net(batch).numpy().astype(np.float64))
-        stacked = np.stack(preds)                                             # [K, P]
-        if self._blends():
-            cold = ~pairs["dataset"].isin(known.loc[~own, "dataset"]).to_numpy()
-            w = np.where(cold, self.config.knn_weight_cold, self.config.knn_weight_warm)
-            near = self.knn_.predict(pairs, None if zoo is self.zoo_ else zoo)
-            stacked = (1 - w) * stacked + w * near
-        stacked = np.clip(stacked, 0.0, 1.0)
+        stacked = np.clip(np.stack(preds), 0.0, 1.0)                          # [K, P]
         mean = stacked.mean(axis=0)
         if return_std:
             return mean, stacked.std(axis=0)
@@ -325,10 +311,6 @@ class GNNPredictor:
         gated = 2 * len(self.config.neighbor_kernels) + int(self.config.zmean_term)
         return GNNNet(self.num_features_, edge_dims, s2 + NUM_BASELINE_TERMS + gated,
                       self.config, num_gated=gated)
-
-    def _blends(self) -> bool:
-        """Whether `knn`'s prediction enters the output (`knn_weight_cold/warm`)."""
-        return self.config.knn_weight_cold > 0 or self.config.knn_weight_warm > 0
 
     def _edge_metrics(self) -> list[str]:
         """The metrics of the score edges (none when `config.score_edges` is off)."""
