@@ -30,7 +30,12 @@ from torch_geometric.data import HeteroData
 
 from tpred.graph import DATASET, MODEL, RECORD, message_graph
 from tpred.models.gnn.baseline import Baseline, fit_baseline
-from tpred.models.neighbours import neighbour_order, neighbour_residuals, residual_table
+from tpred.models.neighbours import (
+    neighbour_order,
+    neighbour_residuals,
+    neighbour_weight,
+    residual_table,
+)
 from tpred.models.zmean import zmean_fit
 
 #: neighbour terms per similarity kernel (`neighbour_terms`' two columns); the mini-batch path
@@ -43,21 +48,32 @@ NEIGHBOUR_SHRINK = 1.0
 
 @dataclass
 class Kernel:
-    """One similarity of the neighbour terms: per node type, similarity and its order.
+    """One similarity of the neighbour terms: per node type, similarity, its order and the
+    weights in that order (`neighbour_weight`), computed once per graph.
 
-    Shapes: dataset_sim, dataset_order [D, D]; model_sim, model_order [M, M] (None: the kernel
-        has no similarity for that node type, and its column is 0).
+    Shapes: dataset_sim, dataset_order, dataset_weight [D, D]; model_sim, model_order,
+        model_weight [M, M] (None: the kernel has no similarity for that node type, and its
+        column is 0).
     """
 
     dataset_sim: np.ndarray | None
     model_sim: np.ndarray | None
     dataset_order: np.ndarray | None = field(init=False)
     model_order: np.ndarray | None = field(init=False)
+    dataset_weight: np.ndarray | None = field(init=False)
+    model_weight: np.ndarray | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.dataset_order = (None if self.dataset_sim is None
-                              else neighbour_order(self.dataset_sim))
-        self.model_order = None if self.model_sim is None else neighbour_order(self.model_sim)
+        self.dataset_order, self.dataset_weight = _ordered(self.dataset_sim)
+        self.model_order, self.model_weight = _ordered(self.model_sim)
+
+
+def _ordered(sim: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`neighbour_order` of a similarity and `neighbour_weight` in that order (None, None)."""
+    if sim is None:
+        return None, None
+    order = neighbour_order(sim)
+    return order, neighbour_weight(sim, order)
 
 
 @dataclass
@@ -186,7 +202,9 @@ def neighbour_terms(g: RecordGraph, kernel: Kernel, m_src: np.ndarray, m_dst: np
         table, src, dst, None if d_sim is None else d_sim[dst],
         None if m_sim is None else m_sim[src], k, shrink=NEIGHBOUR_SHRINK,
         dataset_order=None if d_sim is None else kernel.dataset_order[dst],
-        model_order=None if m_sim is None else kernel.model_order[src])
+        model_order=None if m_sim is None else kernel.model_order[src],
+        dataset_weight=None if d_sim is None else kernel.dataset_weight[dst],
+        model_weight=None if m_sim is None else kernel.model_weight[src])
 
 
 def zmean_term(m_src: np.ndarray, m_dst: np.ndarray, m_acc: np.ndarray, base: Baseline,
