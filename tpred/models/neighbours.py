@@ -46,35 +46,42 @@ def neighbour_order(sim: np.ndarray) -> np.ndarray:
 
 
 def neighbour_weight(sim: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """max(sim, 0) in `order` (`neighbour_order`): the weights `neighbour_mean` reads.
+    """max(sim, 0) in `order` (`neighbour_order`): the weights `sorted_neighbour_mean` reads.
 
     Shapes: sim, order [P, N] -> [P, N].
     """
     return np.maximum(np.take_along_axis(sim, order, axis=1), 0.0)
 
 
-def neighbour_mean(sim: np.ndarray | None, values: np.ndarray, k: int, *, shrink: float = 0.0,
-                   order: np.ndarray | None = None,
-                   weight: np.ndarray | None = None) -> np.ndarray:
+def neighbour_mean(sim: np.ndarray, values: np.ndarray, k: int, *, shrink: float = 0.0,
+                   order: np.ndarray | None = None) -> np.ndarray:
     """Per row, the max(sim, 0)-weighted mean of `values` over its k most similar non-NaN
     entries: sum(w v) / (sum(w) + shrink); 0 where the denominator is 0.
 
     The k are taken in decreasing similarity, ties by position (`neighbour_order`; pass it as
-    `order` when the same similarity rows are used many times, as the gnn does every epoch, and
-    `neighbour_weight(sim, order)` as `weight`; `sim` is then not read).
-    Hand-written because scikit-learn's neighbour models cannot skip the NaN (unknown) entries
-    per row. Each row is computed on its own (no value depends on another row).
+    `order` when the same similarity rows are used many times). Hand-written because
+    scikit-learn's neighbour models cannot skip the NaN (unknown) entries per row. Each row is
+    computed on its own (no value depends on another row).
 
     Shapes: sim, values, order [P, N] -> [P].
     """
-    out = np.zeros(len(values))
-    if k == 0 or values.shape[1] == 0:
+    if k == 0 or sim.shape[1] == 0:
+        return np.zeros(len(sim))
+    order = neighbour_order(sim) if order is None else order
+    return sorted_neighbour_mean(np.take_along_axis(values, order, axis=1),
+                                 neighbour_weight(sim, order), k, shrink=shrink)
+
+
+def sorted_neighbour_mean(value: np.ndarray, weight: np.ndarray, k: int, *,
+                          shrink: float = 0.0) -> np.ndarray:
+    """`neighbour_mean` of values and weights already in neighbour order (`neighbour_order`,
+    `neighbour_weight`), as the gnn gathers them every epoch from orders computed once.
+
+    Shapes: value, weight [P, N] -> [P].
+    """
+    out = np.zeros(len(value))
+    if k == 0 or value.shape[1] == 0:
         return out
-    if order is None:
-        order = neighbour_order(sim)
-    if weight is None:
-        weight = neighbour_weight(sim, order)
-    value = np.take_along_axis(values, order, axis=1)                     # [P, N] sorted
     known = ~np.isnan(value)
     take = known & (np.cumsum(known, axis=1) <= k)                        # first k known
     weight = np.where(take, weight, 0.0)
@@ -97,9 +104,7 @@ def residual_table(src: np.ndarray, dst: np.ndarray, residual: np.ndarray, num_m
 def neighbour_residuals(table: np.ndarray, model_pos: np.ndarray, dataset_pos: np.ndarray,
                         dataset_sim: np.ndarray | None, model_sim: np.ndarray | None, k: int,
                         *, shrink: float = 0.0, dataset_order: np.ndarray | None = None,
-                        model_order: np.ndarray | None = None,
-                        dataset_weight: np.ndarray | None = None,
-                        model_weight: np.ndarray | None = None) -> np.ndarray:
+                        model_order: np.ndarray | None = None) -> np.ndarray:
     """The two neighbour residuals of each pair (m, d).
 
     Column 0: `neighbour_mean` of row m of `table` (m's residuals on every dataset) weighted by
@@ -114,8 +119,6 @@ def neighbour_residuals(table: np.ndarray, model_pos: np.ndarray, dataset_pos: n
         model_sim: each pair's model's similarity to the table's models [P, M].
         k, shrink: as in `neighbour_mean`.
         dataset_order, model_order: `neighbour_order` of the similarities, if already known.
-        dataset_weight, model_weight: `neighbour_weight` of the similarities in that order,
-            if already known (with the order).
 
     Shapes: -> [P, 2].
     """
@@ -123,13 +126,11 @@ def neighbour_residuals(table: np.ndarray, model_pos: np.ndarray, dataset_pos: n
     if dataset_sim is not None:
         rows = model_pos >= 0
         order = None if dataset_order is None else dataset_order[rows]
-        weight = None if dataset_weight is None else dataset_weight[rows]
         out[rows, 0] = neighbour_mean(dataset_sim[rows], table[model_pos[rows]], k,
-                                      shrink=shrink, order=order, weight=weight)
+                                      shrink=shrink, order=order)
     if model_sim is not None:
         rows = dataset_pos >= 0
         order = None if model_order is None else model_order[rows]
-        weight = None if model_weight is None else model_weight[rows]
         out[rows, 1] = neighbour_mean(model_sim[rows], table[:, dataset_pos[rows]].T, k,
-                                      shrink=shrink, order=order, weight=weight)
+                                      shrink=shrink, order=order)
     return out
