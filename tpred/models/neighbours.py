@@ -45,26 +45,46 @@ def neighbour_order(sim: np.ndarray) -> np.ndarray:
     return np.argsort(-sim, axis=1, kind="stable")
 
 
+def neighbour_weight(sim: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """max(sim, 0) in `order` (`neighbour_order`): the weights `sorted_neighbour_mean` reads.
+
+    Shapes: sim, order [P, N] -> [P, N].
+    """
+    return np.maximum(np.take_along_axis(sim, order, axis=1), 0.0)
+
+
 def neighbour_mean(sim: np.ndarray, values: np.ndarray, k: int, *, shrink: float = 0.0,
                    order: np.ndarray | None = None) -> np.ndarray:
     """Per row, the max(sim, 0)-weighted mean of `values` over its k most similar non-NaN
     entries: sum(w v) / (sum(w) + shrink); 0 where the denominator is 0.
 
     The k are taken in decreasing similarity, ties by position (`neighbour_order`; pass it as
-    `order` when the same similarity rows are used many times, as the gnn does every epoch).
-    Hand-written because scikit-learn's neighbour models cannot skip the NaN (unknown) entries
-    per row. Each row is computed on its own (no value depends on another row).
+    `order` when the same similarity rows are used many times). Hand-written because
+    scikit-learn's neighbour models cannot skip the NaN (unknown) entries per row. Each row is
+    computed on its own (no value depends on another row).
 
     Shapes: sim, values, order [P, N] -> [P].
     """
-    out = np.zeros(len(sim))
     if k == 0 or sim.shape[1] == 0:
-        return out
+        return np.zeros(len(sim))
     order = neighbour_order(sim) if order is None else order
-    value = np.take_along_axis(values, order, axis=1)                     # [P, N] sorted
+    return sorted_neighbour_mean(np.take_along_axis(values, order, axis=1),
+                                 neighbour_weight(sim, order), k, shrink=shrink)
+
+
+def sorted_neighbour_mean(value: np.ndarray, weight: np.ndarray, k: int, *,
+                          shrink: float = 0.0) -> np.ndarray:
+    """`neighbour_mean` of values and weights already in neighbour order (`neighbour_order`,
+    `neighbour_weight`), as the gnn gathers them every epoch from orders computed once.
+
+    Shapes: value, weight [P, N] -> [P].
+    """
+    out = np.zeros(len(value))
+    if k == 0 or value.shape[1] == 0:
+        return out
     known = ~np.isnan(value)
     take = known & (np.cumsum(known, axis=1) <= k)                        # first k known
-    weight = np.where(take, np.maximum(np.take_along_axis(sim, order, axis=1), 0.0), 0.0)
+    weight = np.where(take, weight, 0.0)
     total = weight.sum(1) + shrink
     return np.divide((weight * np.where(take, value, 0.0)).sum(1), total, out=out,
                      where=total > 0)

@@ -5,8 +5,9 @@ The parts, one file each:
 - `conv.py`: `EdgeConv`, GAT / GATv2 / GraphSAGE message passing whose messages carry edge
   features (PyG's attention layers use them in the logits only);
 - `network.py`: `GNNNet`, per-type input projection, `HeteroConv` layers of `EdgeConv` over the
-  records and score edges (both directions), the skip-combination of every layer's output, and
-  an MLP decoder on [z_model ‖ z_dataset ‖ pair inputs];
+  records (and score edges with `GNNConfig.score_edges`; by default the scores enter the decoder
+  per pair only), both directions, the skip-combination of every layer's output, and an MLP
+  decoder on [z_model ‖ z_dataset ‖ pair inputs];
 - `baseline.py`: the additive baseline the decoder predicts a residual over (mu + model effect +
   dataset effect on the message edges, each effect shrunk toward a prior regressed on node
   features, so a cold node gets a level from its metadata);

@@ -30,7 +30,12 @@ from torch_geometric.data import HeteroData
 
 from tpred.graph import DATASET, MODEL, RECORD, message_graph
 from tpred.models.gnn.baseline import Baseline, fit_baseline
-from tpred.models.neighbours import neighbour_order, neighbour_residuals, residual_table
+from tpred.models.neighbours import (
+    neighbour_order,
+    neighbour_weight,
+    residual_table,
+    sorted_neighbour_mean,
+)
 from tpred.models.zmean import zmean_fit
 
 #: neighbour terms per similarity kernel (`neighbour_terms`' two columns); the mini-batch path
@@ -43,21 +48,32 @@ NEIGHBOUR_SHRINK = 1.0
 
 @dataclass
 class Kernel:
-    """One similarity of the neighbour terms: per node type, similarity and its order.
+    """One similarity of the neighbour terms: per node type, similarity, its order and the
+    weights in that order (`neighbour_weight`), computed once per graph.
 
-    Shapes: dataset_sim, dataset_order [D, D]; model_sim, model_order [M, M] (None: the kernel
-        has no similarity for that node type, and its column is 0).
+    Shapes: dataset_sim, dataset_order, dataset_weight [D, D]; model_sim, model_order,
+        model_weight [M, M] (None: the kernel has no similarity for that node type, and its
+        column is 0).
     """
 
     dataset_sim: np.ndarray | None
     model_sim: np.ndarray | None
     dataset_order: np.ndarray | None = field(init=False)
     model_order: np.ndarray | None = field(init=False)
+    dataset_weight: np.ndarray | None = field(init=False)
+    model_weight: np.ndarray | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.dataset_order = (None if self.dataset_sim is None
-                              else neighbour_order(self.dataset_sim))
-        self.model_order = None if self.model_sim is None else neighbour_order(self.model_sim)
+        self.dataset_order, self.dataset_weight = _ordered(self.dataset_sim)
+        self.model_order, self.model_weight = _ordered(self.model_sim)
+
+
+def _ordered(sim: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`neighbour_order` of a similarity and `neighbour_weight` in that order (None, None)."""
+    if sim is None:
+        return None, None
+    order = neighbour_order(sim)
+    return order, neighbour_weight(sim, order)
 
 
 @dataclass
@@ -171,22 +187,26 @@ def neighbour_terms(g: RecordGraph, kernel: Kernel, m_src: np.ndarray, m_dst: np
                     m_resid: np.ndarray, src: np.ndarray, dst: np.ndarray, k: int) -> np.ndarray:
     """Neighbour residuals of the queried pairs under one kernel [P, 2] (zeros when k = 0).
 
-    `neighbour_residuals` over the residual table of the message edges, with shrinkage
+    `neighbours.neighbour_residuals` over the residual table of the message edges, with shrinkage
     `NEIGHBOUR_SHRINK`: column 0 is model m's residual on the k datasets most like d, column 1
     the residual on d of the k models most like m. A pair's own record is never a message edge,
     so it never enters its own term.
 
     Shapes: m_src, m_dst, m_resid [E_msg]; src, dst [P] -> [P, 2].
     """
+    out = np.zeros((len(src), NUM_NEIGHBOUR_TERMS))
     if k == 0 or len(m_src) == 0:
-        return np.zeros((len(src), NUM_NEIGHBOUR_TERMS))
+        return out
     table = residual_table(m_src, m_dst, m_resid, len(g.model_index), len(g.dataset_index))
-    d_sim, m_sim = kernel.dataset_sim, kernel.model_sim
-    return neighbour_residuals(
-        table, src, dst, None if d_sim is None else d_sim[dst],
-        None if m_sim is None else m_sim[src], k, shrink=NEIGHBOUR_SHRINK,
-        dataset_order=None if d_sim is None else kernel.dataset_order[dst],
-        model_order=None if m_sim is None else kernel.model_order[src])
+    # `neighbour_residuals` with the orders and weights of the kernel computed once per graph:
+    # each pair's row of the table gathered directly in its neighbour order
+    if kernel.dataset_sim is not None:
+        out[:, 0] = sorted_neighbour_mean(table[src[:, None], kernel.dataset_order[dst]],
+                                          kernel.dataset_weight[dst], k, shrink=NEIGHBOUR_SHRINK)
+    if kernel.model_sim is not None:
+        out[:, 1] = sorted_neighbour_mean(table[kernel.model_order[src], dst[:, None]],
+                                          kernel.model_weight[src], k, shrink=NEIGHBOUR_SHRINK)
+    return out
 
 
 def zmean_term(m_src: np.ndarray, m_dst: np.ndarray, m_acc: np.ndarray, base: Baseline,

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import softmax
+from torch_geometric.utils import scatter, softmax
 
 
 class EdgeConv(MessagePassing):
@@ -59,8 +59,13 @@ class EdgeConv(MessagePassing):
         edge = None
         if self.lin_edge is not None and edge_attr is not None:
             edge = self.lin_edge(edge_attr).view(-1, h, c)                     # [E, H, C]
-        out = self.propagate(edge_index, x=(value, query), edge=edge,
-                             size=(len(x_src), len(x_dst)))                    # [N_d, H, C]
+        # what MessagePassing.propagate does for a plain edge_index, without its per-call
+        # bookkeeping (a quarter of the layer's time on these small graphs); the same ops
+        src, dst = edge_index
+        msg = self.message(value.index_select(0, src), query.index_select(0, dst), edge, dst,
+                           None, len(x_dst))                                   # [E, H, C]
+        out = scatter(msg, dst, dim=0, dim_size=len(x_dst),
+                      reduce="mean" if self.kind == "sage" else "sum")        # [N_d, H, C]
         return out.reshape(-1, h * c) + self.lin_root(x_dst)                   # [N_d, out]
 
     def message(self, x_j: Tensor, x_i: Tensor, edge: Tensor | None, index: Tensor,

@@ -290,7 +290,7 @@ def fit_large(predictor, zoo, train_pairs: pd.DataFrame) -> None:
     cfg = predictor.config
     data = build_graph(zoo, train_pairs, predictor.model_x_, predictor.dataset_x_,
                        model_index=zoo.model_ids, dataset_index=zoo.dataset_ids,
-                       score_metrics=predictor.metrics_)
+                       score_metrics=predictor._edge_metrics())
     g = make_large_graph(data, predictor.model_x_, predictor.dataset_x_, predictor.center_)
     pairs = pd.DataFrame({"model": zoo.model_ids[g.rec_src],
                           "dataset": zoo.dataset_ids[g.rec_dst]})
@@ -330,7 +330,8 @@ def predict_large(predictor, zoo, known: pd.DataFrame, pairs: pd.DataFrame,
     in chunks of the batch size (the neighbourhood sample is seeded by `predictor.seed`)."""
     cfg = predictor.config
     data = build_graph(zoo, known, model_x, dataset_x, model_index=zoo.model_ids,
-                       dataset_index=zoo.dataset_ids, score_metrics=predictor.metrics_)
+                       dataset_index=zoo.dataset_ids,
+                       score_metrics=predictor._edge_metrics())
     g = make_large_graph(data, model_x, dataset_x, predictor.center_)
     msg = np.arange(len(g.rec_src))
     base = fit_baseline_primal(g.rec_src, g.rec_dst, g.rec_acc, g.num_models, g.num_datasets,

@@ -126,12 +126,11 @@ class GNNPredictor:
         self.minibatch_ = use_minibatch(self.config.batch_size, len(train_pairs),
                                         len(zoo.model_ids), len(zoo.dataset_ids))
         if self.minibatch_ and (tuple(self.config.neighbor_kernels) != ("features",)
-                                or self.config.zmean_term or not self.config.score_edges):
+                                or self.config.zmean_term):
             raise ValueError(
-                f"GNNPredictor.{caller}: gnn.neighbor_kernels, gnn.zmean_term and "
-                f"gnn.score_edges must keep their defaults on the mini-batch path (gnn.batch_size "
-                f"set or a large zoo), got {list(self.config.neighbor_kernels)}, "
-                f"{self.config.zmean_term}, {self.config.score_edges}")
+                f"GNNPredictor.{caller}: gnn.neighbor_kernels and gnn.zmean_term must keep their "
+                f"defaults on the mini-batch path (gnn.batch_size set or a large zoo), got "
+                f"{list(self.config.neighbor_kernels)}, {self.config.zmean_term}")
         if self.minibatch_:
             self.num_features_ = {MODEL: self.model_x_.shape[1],
                                   DATASET: self.dataset_x_.shape[1]}
