@@ -201,11 +201,46 @@ def neighbour_terms(g: RecordGraph, kernel: Kernel, m_src: np.ndarray, m_dst: np
     # `neighbour_residuals` with the orders and weights of the kernel computed once per graph:
     # each pair's row of the table gathered directly in its neighbour order
     if kernel.dataset_sim is not None:
-        out[:, 0] = sorted_neighbour_mean(table[src[:, None], kernel.dataset_order[dst]],
-                                          kernel.dataset_weight[dst], k, shrink=NEIGHBOUR_SHRINK)
+        out[:, 0] = _first_k_mean(lambda rows, cols: table[src[rows, None],
+                                                           kernel.dataset_order[dst[rows], cols]],
+                                  lambda rows, cols: kernel.dataset_weight[dst[rows], cols],
+                                  len(src), len(g.dataset_index), k)
     if kernel.model_sim is not None:
-        out[:, 1] = sorted_neighbour_mean(table[kernel.model_order[src], dst[:, None]],
-                                          kernel.model_weight[src], k, shrink=NEIGHBOUR_SHRINK)
+        out[:, 1] = _first_k_mean(lambda rows, cols: table[kernel.model_order[src[rows], cols],
+                                                           dst[rows, None]],
+                                  lambda rows, cols: kernel.model_weight[src[rows], cols],
+                                  len(src), len(g.model_index), k)
+    return out
+
+
+#: neighbours gathered first per pair, in multiples of 8 (see `_first_k_mean`)
+FIRST_WIDTH = 8
+
+
+def _first_k_mean(values, weights, num_pairs: int, num_nodes: int, k: int) -> np.ndarray:
+    """`sorted_neighbour_mean` of every pair, reading only the first columns of its neighbour
+    order where they hold k known residuals (the whole row only for the pairs where they do
+    not): on DomainNet-270 a row is 270 neighbours long and the first k known are usually
+    within the first few dozen. Pure speed: each row's k known entries and their weights are
+    the same, and the width is a multiple of 8 so that numpy's row sums add the same numbers
+    in the same order (the extra entries of a full row are exact zeros).
+
+    Args:
+        values, weights: (rows [R], cols slice) -> residuals / weights [R, C] in neighbour
+            order.
+        num_pairs, num_nodes: P and the row length N.
+
+    Shapes: -> [P].
+    """
+    width = min(num_nodes, FIRST_WIDTH * -(-4 * k // FIRST_WIDTH))      # 4k, rounded up to 8
+    rows = np.arange(num_pairs)
+    head = slice(0, width)
+    value = values(rows, head)
+    out = sorted_neighbour_mean(value, weights(rows, head), k, shrink=NEIGHBOUR_SHRINK)
+    if width < num_nodes and len(short := np.flatnonzero((~np.isnan(value)).sum(1) < k)):
+        whole = slice(0, num_nodes)
+        out[short] = sorted_neighbour_mean(values(short, whole), weights(short, whole), k,
+                                           shrink=NEIGHBOUR_SHRINK)
     return out
 
 
