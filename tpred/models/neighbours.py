@@ -58,8 +58,9 @@ def neighbour_mean(sim: np.ndarray, values: np.ndarray, k: int, *, shrink: float
     """Per row, the max(sim, 0)-weighted mean of `values` over its k most similar non-NaN
     entries: sum(w v) / (sum(w) + shrink); 0 where the denominator is 0.
 
-    The k are taken in decreasing similarity, ties by position (`neighbour_order`; pass it as
-    `order` when the same similarity rows are used many times). Hand-written because
+    The k are taken in decreasing similarity, ties by position (`neighbour_order`, or `order`
+    when already computed; the gnn, which reads the same rows every epoch, orders them once and
+    calls `sorted_neighbour_mean`). Hand-written because
     scikit-learn's neighbour models cannot skip the NaN (unknown) entries per row. Each row is
     computed on its own (no value depends on another row).
 
@@ -103,8 +104,7 @@ def residual_table(src: np.ndarray, dst: np.ndarray, residual: np.ndarray, num_m
 
 def neighbour_residuals(table: np.ndarray, model_pos: np.ndarray, dataset_pos: np.ndarray,
                         dataset_sim: np.ndarray | None, model_sim: np.ndarray | None, k: int,
-                        *, shrink: float = 0.0, dataset_order: np.ndarray | None = None,
-                        model_order: np.ndarray | None = None) -> np.ndarray:
+                        *, shrink: float = 0.0) -> np.ndarray:
     """The two neighbour residuals of each pair (m, d).
 
     Column 0: `neighbour_mean` of row m of `table` (m's residuals on every dataset) weighted by
@@ -118,19 +118,16 @@ def neighbour_residuals(table: np.ndarray, model_pos: np.ndarray, dataset_pos: n
         dataset_sim: each pair's dataset's similarity to the table's datasets [P, D].
         model_sim: each pair's model's similarity to the table's models [P, M].
         k, shrink: as in `neighbour_mean`.
-        dataset_order, model_order: `neighbour_order` of the similarities, if already known.
 
     Shapes: -> [P, 2].
     """
     out = np.zeros((len(model_pos), 2))
     if dataset_sim is not None:
         rows = model_pos >= 0
-        order = None if dataset_order is None else dataset_order[rows]
         out[rows, 0] = neighbour_mean(dataset_sim[rows], table[model_pos[rows]], k,
-                                      shrink=shrink, order=order)
+                                      shrink=shrink)
     if model_sim is not None:
         rows = dataset_pos >= 0
-        order = None if model_order is None else model_order[rows]
         out[rows, 1] = neighbour_mean(model_sim[rows], table[:, dataset_pos[rows]].T, k,
-                                      shrink=shrink, order=order)
+                                      shrink=shrink)
     return out
