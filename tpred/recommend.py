@@ -220,12 +220,13 @@ def recommend(predict: Callable[[pd.DataFrame | None], pd.DataFrame], scorer: Sc
         scores, errors = got if isinstance(got, tuple) else (got, None)
         failed = (set() if errors is None or not len(errors)
                   else set(errors.loc[errors["metric"] == FORWARD, "model"]))
+        passed = [m for m in batch if m not in failed]  # a failed load spends no pass
         tried.extend(batch)
-        scored.extend(m for m in batch if m not in failed)  # a failed load spends no pass
+        scored.extend(passed)
         score_parts.append(scores)
         if errors is not None and len(errors):
             error_parts.append(errors)
-        ranking = step([m for m in batch if m not in failed])
+        ranking = step(passed)
     out = ranking.reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     out["scored"] = out["model"].isin(scored)
@@ -248,26 +249,16 @@ def scored_metrics(run) -> list[str]:
 
 
 def measure(source: str, name: str | None = None):
-    """A data source and its measured `datasets.csv` row (as `tpred.extract` measures it; a
-    `digits:` source: the zoo's full row).
+    """A data source and its measured `datasets.csv` row (`tpred.tune.pipeline.measure_source`;
+    default id: the folder or file name).
 
     Returns:
         (`tpred.extract.DataSource`, row dict with `dataset`).
     """
-    import tpred.zoo.hub as hub
-    from tpred.extract import open_source
     from tpred.extract.sources import source_name
-    from tpred.tune.pipeline import DIGITS, SOURCE_COLUMNS
+    from tpred.tune.pipeline import measure_source
 
-    name = name or source_name(source)
-    data = open_source(source, name=name)
-    if source.startswith(DIGITS):
-        return data, {**hub.target_data(source).metadata, "dataset": name}
-    described = data.describe()
-    row = {k: described[k] for k in SOURCE_COLUMNS}
-    if row.get("test_size") == "":
-        row.pop("test_size")
-    return data, row
+    return measure_source(source, name or source_name(source))
 
 
 #: the `metric` of an error row for a model that could not be loaded or run (no forward pass)

@@ -64,18 +64,26 @@ def _digits_ref(folder: Path, name: str) -> str:
     return f"{DIGITS}{name}" if same else f"{DIGITS}{folder.resolve()}/{name}"
 
 
+def _model_row(run, model: str) -> dict[str, Any]:
+    """`model`'s row of the run's models table.
+
+    Raises:
+        ValueError: the model is not in the run's zoo.
+    """
+    models = run.zoo.models
+    if model not in models.index:
+        raise ValueError(f"model {model!r} is not in the run's zoo; it has "
+                         f"{list(models.index)}")
+    return models.loc[model].to_dict()
+
+
 def model_spec(run, model: str) -> str:
     """The spec that re-creates `model` of the run.
 
     Raises:
         ValueError: the model is not in the run's zoo, or nothing says how to load it.
     """
-    models = run.zoo.models
-    if model not in models.index:
-        raise ValueError(f"model {model!r} is not in the run's zoo; it has "
-                         f"{list(models.index)}")
-    if "spec" in models.columns and isinstance(spec := models.at[model, "spec"], str) \
-            and spec.strip():
+    if isinstance(spec := _model_row(run, model).get("spec"), str) and spec.strip():
         return spec.strip()
     from tpred.zoo.hub import is_digits_zoo
 
@@ -99,13 +107,8 @@ def model_options(run, model: str) -> dict[str, Any]:
 
     from tpred.extract import LoadOptions
 
-    models = run.zoo.models
-    if model not in models.index:
-        raise ValueError(f"model {model!r} is not in the run's zoo; it has "
-                         f"{list(models.index)}")
-    row = models.loc[model].to_dict()
     where = f"{zoo_folder(run) / run.config.data.models}, model {model!r}"
-    options = asdict(LoadOptions.from_row(row, where=where))
+    options = asdict(LoadOptions.from_row(_model_row(run, model), where=where))
     options.pop("trust")
     return options
 
@@ -132,19 +135,32 @@ def load_target(source: str, name: str) -> Target:
     Raises:
         ValueError: the source's errors (`tpred.extract.open_source`), or no test split.
     """
+    data, metadata = measure_source(source, name)
+    if data.test is None:
+        raise ValueError(f"data source {source!r} has no test split (an image folder needs "
+                         f"train/ and test/; a table a split column)")
+    return Target(data, metadata, source)
+
+
+def measure_source(source: str, name: str) -> tuple[Any, dict[str, Any]]:
+    """A data source (`tpred.extract.open_source`) and its measured `datasets.csv` row, id
+    `name`: a `digits:` source's full row from the zoo (domain, division, ...), any other the
+    `SOURCE_COLUMNS` `tpred.extract` measures (`test_size` left out without a test split).
+
+    Raises:
+        ValueError: the source's errors.
+    """
     import tpred.zoo.hub as hub
     from tpred.extract import open_source
 
     data = open_source(source, name=name)
-    if data.test is None:
-        raise ValueError(f"data source {source!r} has no test split (an image folder needs "
-                         f"train/ and test/; a table a split column)")
     if source.startswith(DIGITS):
-        metadata = {**hub.target_data(source).metadata, "dataset": name}
-    else:
-        described = data.describe()
-        metadata = {k: described[k] for k in SOURCE_COLUMNS}
-    return Target(data, metadata, source)
+        return data, {**hub.target_data(source).metadata, "dataset": name}
+    described = data.describe()
+    row = {k: described[k] for k in SOURCE_COLUMNS}
+    if row.get("test_size") == "":
+        row.pop("test_size")
+    return data, row
 
 
 def model_inputs(model: Any, split: Any) -> Batchable:
