@@ -105,27 +105,23 @@ class LoadOptions:
             return value.strip() or None if isinstance(value, str) else value
 
         def flag(column: str) -> bool | None:
-            value = cell(column)
-            if value is None or isinstance(value, bool) or type(value).__name__ == "bool_":
-                return None if value is None else bool(value)
-            if str(value).lower() in ("true", "1", "yes"):
-                return True
-            if str(value).lower() in ("false", "0", "no"):
-                return False
+            if (value := cell(column)) is None:
+                return None
+            text = str(value).lower()  # a bool, numpy's bool_ or the CSV's text alike
+            if text in ("true", "1", "yes", "false", "0", "no"):
+                return text in ("true", "1", "yes")
             raise ValueError(f"{where}: column {column!r} must be true or false, got {value!r}")
 
-        def integer(column: str) -> int | None:
-            value = cell(column)
-            if value is None:
+        def integer(column: str, lowest: int) -> int | None:
+            if (value := cell(column)) is None:
                 return None
             try:
                 number = float(value)
             except (TypeError, ValueError):
                 number = float("nan")
-            if not number.is_integer() or number < (1 if column == "load_image_size" else 0):
+            if not number.is_integer() or number < lowest:
                 raise ValueError(f"{where}: column {column!r} must be a whole number"
-                                 f"{' >= 1' if column == 'load_image_size' else ''}, got "
-                                 f"{value!r}")
+                                 f"{f' >= {lowest}' if lowest else ''}, got {value!r}")
             return int(number)
 
         pretrained = flag("load_pretrained")
@@ -133,7 +129,8 @@ class LoadOptions:
             pretrained = flag("pretrained") is not False
         layer = cell("load_layer")
         return cls(pretrained=pretrained, layer=None if layer is None else str(layer),
-                   image_size=integer("load_image_size"), seed=integer("load_seed") or 0)
+                   image_size=integer("load_image_size", 1),
+                   seed=integer("load_seed", 0) or 0)
 
 
 @dataclass
