@@ -204,6 +204,12 @@ class GNNConfig:
     zmean_term: bool = False
     score_edges: bool = False
     ema_decay: Probability = 0.97
+    #: weight of a top-weighted pairwise ranking loss within each dataset beside the MSE
+    #: (`trainer.ranking_loss`); 0: MSE only
+    rank_loss: NonNegativeFloat = 0.0
+    #: candidates per pair of the learned-attention neighbour terms (`network.
+    #: NeighbourAttention`); 0: off
+    attention: NonNegativeInt = 0
     num_threads: PositiveInt | None = None
     #: targets per training step on mini-batches with sampled neighbourhoods
     #: (tpred/models/gnn/minibatch.py); None: full batch unless the graph is large

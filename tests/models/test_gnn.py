@@ -374,3 +374,87 @@ def test_optional_gated_terms_and_no_score_edges(zoo):
                          target=np.arange(len(g.rec_acc)))
     expected = ZMeanPredictor().fit(zoo, train).predict(train) - b.base.numpy()
     np.testing.assert_allclose(b.gated[:, -1].numpy(), expected, atol=1e-5)
+
+
+# ------------------------------------------------------- ranking loss and attention terms
+def test_ranking_loss_against_a_hand_computed_case():
+    """Pairs within a dataset only, ties dropped, weights 1/(1+r_i) + 1/(1+r_j), margins over
+    the dataset's std of the accuracies."""
+    y = torch.tensor([0.9, 0.5, 0.7, 0.2, 0.3, 0.4])
+    group = torch.tensor([0, 0, 0, 1, 1, 2])                 # dataset 2: one pair, no order
+    pred = torch.tensor([0.8, 0.6, 0.5, 0.25, 0.2, 0.9])
+    s0, s1 = np.std([0.9, 0.5, 0.7]), np.std([0.2, 0.3])
+    # (p_i - p_j, rank_i, rank_j, std) of every ordered pair, by hand
+    pairs = [(0.8 - 0.5, 0, 1, s0), (0.8 - 0.6, 0, 2, s0), (0.5 - 0.6, 1, 2, s0),
+             (0.2 - 0.25, 0, 1, s1)]
+    w = np.array([1 / (1 + a) + 1 / (1 + b) for _, a, b, _ in pairs])
+    loss = np.array([np.log1p(np.exp(-m / s)) for m, _, _, s in pairs])
+    expected = (w / w.sum() * loss).sum()
+    np.testing.assert_allclose(float(trainer.ranking_loss(pred, y, group)), expected, rtol=1e-5)
+    tied = torch.tensor([0.5, 0.5])                         # no ordered pair: 0, with a gradient
+    p = torch.tensor([0.1, 0.2], requires_grad=True)
+    out = trainer.ranking_loss(p, tied, torch.tensor([0, 0]))
+    out.backward()
+    assert float(out.detach()) == 0.0 and p.grad is not None
+
+
+def test_neighbour_attention_against_a_hand_computed_case():
+    from tpred.models.gnn.network import NeighbourAttention
+    att = NeighbourAttention(width=2, hidden=1)
+    with torch.no_grad():
+        att.q.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        att.q.bias.zero_()
+        att.k.weight.copy_(torch.tensor([[0.0, 2.0]]))
+        att.k.bias.zero_()
+        att.beta.fill_(3.0)
+        att.null.fill_(0.5)
+    z = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, -1.0]])   # 3 nodes
+    cand = batch.Candidates(node=torch.tensor([[1, 2]]), sim=torch.tensor([[0.4, 0.1]]),
+                            value=torch.tensor([[0.2, -0.3]]),
+                            known=torch.tensor([[True, True]]))
+    # query node 0: q = 1; k = 2 z[:, 1] -> node 1: 2, node 2: -2 (scale 1/sqrt(1))
+    logits = np.array([3 * 0.4 + 1 * 2, 3 * 0.1 + 1 * -2, 0.5])
+    alpha = np.exp(logits) / np.exp(logits).sum()
+    out = att(z, torch.tensor([0]), cand)
+    np.testing.assert_allclose(out.detach().numpy(), [alpha[0] * 0.2 - alpha[1] * 0.3],
+                               rtol=1e-5)
+    unknown = batch.Candidates(cand.node, cand.sim, cand.value, torch.tensor([[True, False]]))
+    logits = logits[[0, 2]]
+    alpha = np.exp(logits) / np.exp(logits).sum()            # an unknown candidate: no weight
+    np.testing.assert_allclose(att(z, torch.tensor([0]), unknown).detach().numpy(),
+                               [alpha[0] * 0.2], rtol=1e-5)
+
+
+def test_attention_candidates_are_message_edges_of_similar_nodes_and_start_at_least_squares(
+        zoo):
+    config = replace(FAST, attention=6, max_epochs=3)
+    model = _gnn(config).fit(zoo, zoo.known_pairs())
+    g = model._graph(zoo, zoo.known_pairs(), model.model_x_, model.dataset_x_)
+    msg = np.arange(len(g.rec_acc))[1:]                      # edge 0 is the queried pair
+    b = batch.make_batch(g, msg, model._pair_scores(zoo, g), neighbors=10,
+                         target=np.arange(1))
+    data_side, model_side = b.candidates
+    m, d = int(g.rec_src[0]), int(g.rec_dst[0])
+    kernel = g.kernels[0]
+    np.testing.assert_array_equal(data_side.node[0].numpy(), kernel.dataset_order[d, :6])
+    assert d not in data_side.node[0].numpy() and m not in model_side.node[0].numpy()
+    table = np.full((zoo.num_models, zoo.num_datasets), np.nan)
+    from tpred.graph import RECORD
+    base_resid = b.graph[RECORD].edge_attr[:, 1].numpy()        # message edges, in msg order
+    table[g.rec_src[msg], g.rec_dst[msg]] = base_resid
+    expected = table[m, data_side.node[0].numpy()]
+    np.testing.assert_array_equal(data_side.known[0].numpy(), ~np.isnan(expected))
+    np.testing.assert_allclose(data_side.value[0].numpy(), np.nan_to_num(expected), atol=1e-6)
+    # the gates start at the joint least-squares fit of the fixed and the attention terms
+    net = model._net()
+    draws = [b, b]
+    trainer.init_gates(net, draws)
+    net.eval()
+    with torch.no_grad():
+        columns = torch.cat([b.gated, net.attention_terms(net.encode(b.graph), b)], 1)
+    expected_gate = trainer.fit_gate(draws, [columns, columns])
+    np.testing.assert_allclose(torch.cat([net.neighbour_gate.detach(),
+                                          net.attention_gate().detach()]).numpy(),
+                               expected_gate.numpy(), rtol=1e-5)
+    assert GNNConfig().attention == 0 and model._net().attention is not None
+    assert _gnn().fit(zoo, zoo.known_pairs())._net().attention is None

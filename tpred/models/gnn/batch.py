@@ -89,6 +89,7 @@ class RecordGraph:
         kernels: the similarities of the neighbour terms (each with the diagonal at -inf, so a
             node is never its own neighbour).
         zmean_term: whether the batches carry the `zmean` term.
+        attention: candidates per pair of the attention neighbour term (`Candidates`; 0: off).
 
     Shapes: gram[t] [N_t, N_t].
     """
@@ -99,6 +100,7 @@ class RecordGraph:
     gram: dict[str, np.ndarray | None]
     kernels: list[Kernel]
     zmean_term: bool = False
+    attention: int = 0
 
     def __post_init__(self) -> None:
         src, dst = self.data[RECORD].edge_index.numpy()
@@ -126,6 +128,8 @@ class GNNBatch:
         base: the baseline's prediction of each pair.
         y: the target accuracies (empty when predicting).
         num_gated: G.
+        candidates: with `GNNConfig.attention`, the neighbours the network attends over: the
+            datasets like d where m has a message edge, the models like m with one on d.
 
     Shapes: src, dst, base [P]; pair_x [P, 2S + 4 + G]; y [P] or [0].
     """
@@ -137,11 +141,45 @@ class GNNBatch:
     base: Tensor
     y: Tensor
     num_gated: int = NUM_NEIGHBOUR_TERMS
+    candidates: tuple[Candidates | None, Candidates | None] | None = None
 
     @property
     def gated(self) -> Tensor:
         """The gated columns of `pair_x` [P, G]."""
         return self.pair_x[:, self.pair_x.shape[1] - self.num_gated:]
+
+
+@dataclass
+class Candidates:
+    """A pair's candidate neighbours of one node type for the attention term: the first
+    `RecordGraph.attention` nodes in the first kernel's neighbour order (most similar first),
+    their fixed similarity, and the residual over the baseline of the pair's other node with
+    each of them (from message edges; `known` False where there is none).
+
+    Shapes: node, sim, value, known [P, C] (node int64, known bool, the others float32).
+    """
+
+    node: Tensor
+    sim: Tensor
+    value: Tensor
+    known: Tensor
+
+
+def _candidates(table: np.ndarray, order: np.ndarray | None, sim: np.ndarray | None,
+                query: np.ndarray, other: np.ndarray, width: int, by_row: bool
+                ) -> Candidates | None:
+    """`Candidates` of the queried nodes `query` [P] (their neighbours' residuals with the
+    pairs' `other` nodes [P]); `by_row`: the neighbours index the table's rows (models)."""
+    if order is None:
+        return None
+    width = min(width, order.shape[1] - 1)                          # the last one is the node
+    node = order[query, :width]                                       # [P, C]
+    value = table[node, other[:, None]] if by_row else table[other[:, None], node]
+    known = ~np.isnan(value)
+    near = np.take_along_axis(sim[query], node, axis=1)
+    return Candidates(torch.from_numpy(node), torch.from_numpy(near.astype(np.float32)),
+                      torch.from_numpy(np.where(known, value, 0.0).astype(np.float32)),
+                      torch.from_numpy(known))
 
 
 def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
@@ -178,9 +216,17 @@ def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
         gated.append(zmean_term(m_src, m_dst, m_acc, base, num_m, num_d, src, dst))
     pair_x = np.concatenate([scores, base.terms(src, dst), *gated],
                             axis=1).astype(np.float32)
+    candidates = None
+    if g.attention:
+        table = residual_table(m_src, m_dst, m_resid, num_m, num_d)
+        kernel = g.kernels[0]
+        candidates = (_candidates(table, kernel.dataset_order, kernel.dataset_sim, dst, src,
+                                  g.attention, by_row=False),
+                      _candidates(table, kernel.model_order, kernel.model_sim, src, dst,
+                                  g.attention, by_row=True))
     return GNNBatch(graph, torch.from_numpy(src), torch.from_numpy(dst),
                     torch.from_numpy(pair_x), torch.from_numpy(base(src, dst).astype(np.float32)),
-                    y, g.num_gated)
+                    y, g.num_gated, candidates)
 
 
 def neighbour_terms(g: RecordGraph, kernel: Kernel, m_src: np.ndarray, m_dst: np.ndarray,

@@ -58,6 +58,10 @@ class GNNNet(nn.Module):
         if config.residual:  # start exactly at the additive baseline
             nn.init.zeros_(self.decoder[-1].weight)
             nn.init.zeros_(self.decoder[-1].bias)
+        #: the attention neighbour terms (`GNNConfig.attention`), one per node type
+        self.attention = (nn.ModuleDict({t: NeighbourAttention(width, config.hidden_channels)
+                                         for t in (DATASET, MODEL)})
+                          if config.attention else None)
 
     def encode(self, graph: HeteroData) -> dict[str, Tensor]:
         """Node embeddings [N_t, hidden * (num_layers + 1)] per type of the message graph."""
@@ -86,4 +90,60 @@ class GNNNet(nn.Module):
         out = self.decode(z, batch.src, batch.dst, batch.pair_x)              # [P]
         if not self.residual:
             return torch.sigmoid(out)
-        return batch.base + batch.gated @ self.neighbour_gate + out
+        out = batch.base + batch.gated @ self.neighbour_gate + out
+        if self.attention is not None:
+            out = out + self.attention_terms(z, batch) @ self.attention_gate()
+        return out
+
+    def attention_terms(self, z: dict[str, Tensor], batch: GNNBatch) -> Tensor:
+        """The attention neighbour terms before their gates [P, 2] (dataset side, model side;
+        0 where the batch has no candidates)."""
+        out = torch.zeros(len(batch.src), 2)
+        if self.attention is None or batch.candidates is None:
+            return out
+        cols = []
+        for t, query, cand in ((DATASET, batch.dst, batch.candidates[0]),
+                               (MODEL, batch.src, batch.candidates[1])):
+            cols.append(self.attention[t](z[t], query, cand) if cand is not None
+                        else torch.zeros(len(batch.src)))
+        return torch.stack(cols, dim=1)
+
+    def attention_gate(self) -> Tensor:
+        """The attention terms' weights [2] (dataset side, model side)."""
+        return torch.stack([self.attention[DATASET].gate, self.attention[MODEL].gate])
+
+
+class NeighbourAttention(nn.Module):
+    """A neighbour residual with learned weights: attention of a queried node over its
+    candidate neighbours (`batch.Candidates`), the values being the residuals of the pair's
+    other node with them.
+
+    logit_j = β · sim_j + ⟨q(z_node), k(z_j)⟩ / √h over the known candidates, plus a null
+    candidate of value 0 and logit b (the learned counterpart of the fixed terms' shrinkage:
+    a node with no confident neighbour gets a damped term); the output is Σ_j α_j v_j, and
+    `gate` its weight in the network's output (`GNNNet.attention_gate`; it starts at its
+    least-squares value, `trainer.fit_gate`). The similarity is thus learned from the
+    encoder's embeddings (node features and, through message passing, records) on top of the
+    fixed cosine. Written by hand: PyG's attention layers pass messages over graph edges, while
+    these candidates and their masked values change with every batch's message edges.
+
+    Shapes: z [N, Z]; query [P]; candidates [P, C] -> [P].
+    """
+
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.q, self.k = nn.Linear(width, hidden), nn.Linear(width, hidden)
+        self.beta = nn.Parameter(torch.tensor(5.0))
+        self.null = nn.Parameter(torch.tensor(0.0))
+        self.gate = nn.Parameter(torch.tensor(0.0))
+        self.scale = hidden ** -0.5
+
+    def forward(self, z: Tensor, query: Tensor, cand) -> Tensor:
+        # every query against every node, then the candidates' columns: one small matmul
+        # instead of gathering a [P, C, h] tensor (whose backward is a slow scatter)
+        dot = self.q(z)[query] @ self.k(z).T                                   # [P, N]
+        logit = self.beta * cand.sim + dot.gather(1, cand.node) * self.scale   # [P, C]
+        logit = logit.masked_fill(~cand.known, float("-inf"))
+        logit = torch.cat([logit, self.null.expand(len(logit), 1)], dim=1)     # [P, C + 1]
+        alpha = torch.softmax(logit, dim=1)[:, :-1]
+        return (alpha * cand.value).sum(1)

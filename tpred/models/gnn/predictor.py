@@ -126,7 +126,7 @@ class GNNPredictor:
         self.minibatch_ = use_minibatch(self.config.batch_size, len(train_pairs),
                                         len(zoo.model_ids), len(zoo.dataset_ids))
         if self.minibatch_ and (tuple(self.config.neighbor_kernels) != ("features",)
-                                or self.config.zmean_term):
+                                or self.config.zmean_term or self.config.attention):
             raise ValueError(
                 f"GNNPredictor.{caller}: gnn.neighbor_kernels and gnn.zmean_term must keep their "
                 f"defaults on the mini-batch path (gnn.batch_size set or a large zoo), got "
@@ -337,7 +337,7 @@ class GNNPredictor:
                    for t in (MODEL, DATASET)}
             kernels.append(Kernel(sim[DATASET], sim[MODEL]))
         return RecordGraph(data, zoo.model_ids, zoo.dataset_ids, gram, kernels,
-                           zmean_term=self.config.zmean_term)
+                           zmean_term=self.config.zmean_term, attention=self.config.attention)
 
     def _score_similarity(self, zoo: Zoo) -> dict[str, np.ndarray | None]:
         """Cosine of score vectors with the diagonal at -inf, per node type [N_t, N_t].

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tpred.config import GNNConfig
+from tpred.graph import DATASET, MODEL
 from tpred.models.gnn.batch import GNNBatch
 from tpred.models.gnn.network import GNNNet
 
@@ -63,9 +64,8 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
     # same arithmetic; on CPU torch defaults to the loop)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                            foreach=True)
-    if config.residual and len(net.neighbour_gate):
-        with torch.no_grad():
-            net.neighbour_gate.copy_(fit_gate([draw() for _ in range(GATE_FIT_DRAWS)]))
+    if config.residual and (len(net.neighbour_gate) or net.attention is not None):
+        init_gates(net, [draw() for _ in range(GATE_FIT_DRAWS)])
     avg = copy.deepcopy(net)  # exponential moving average of the weights: validated, kept
     avg_params, net_params = list(avg.parameters()), list(net.parameters())
     best, best_loss, best_epoch, bad = None, np.inf, 0, 0
@@ -73,7 +73,10 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
         batch = draw()
         net.train()
         opt.zero_grad()
-        loss = F.mse_loss(net(batch), batch.y)
+        pred = net(batch)
+        loss = F.mse_loss(pred, batch.y)
+        if config.rank_loss:
+            loss = loss + config.rank_loss * ranking_loss(pred, batch.y, batch.dst)
         loss.backward()
         opt.step()
         with torch.no_grad():
@@ -96,7 +99,66 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
     return best, best_epoch
 
 
-def fit_gate(batches: list[GNNBatch]) -> Tensor:
+def ranking_loss(pred: Tensor, y: Tensor, group: Tensor) -> Tensor:
+    """Top-weighted pairwise logistic loss within groups (datasets), scale-free per group.
+
+    For every two pairs i, j of one group with y_i > y_j: softplus(−(p_i − p_j) / s_g), weighted
+    by 1/(1 + r_i) + 1/(1 + r_j) with r the 0-based rank of the true accuracy in the group (the
+    hyperbolic weights of weighted τ), where s_g is the group's std of y (so every dataset
+    counts alike, as in the per-dataset rank metrics). The weighted mean over all such pairs;
+    0 when there are none. RankNet's loss with weighted τ's weights: written here because the
+    pairs are per group and change every epoch.
+
+    Shapes: pred, y, group [P] -> scalar.
+    """
+    g, yv = group.numpy(), y.detach().numpy().astype(np.float64)
+    order = np.lexsort((-yv, g))                                   # by group, y descending
+    g_sorted = g[order]
+    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    sizes = np.diff(np.r_[starts, len(g)])
+    rank = np.arange(len(g)) - np.repeat(starts, sizes)            # rank within the group
+    first, second, scale = [], [], []
+    for start, size in zip(starts, sizes, strict=True):
+        if size < 2:
+            continue
+        idx = order[start:start + size]
+        std = yv[idx].std()
+        if std <= 0:
+            continue
+        a, b = np.triu_indices(size, k=1)                          # a ranks above b
+        first.append(start + a)
+        second.append(start + b)
+        scale.append(np.full(len(a), std))
+    if not first:
+        return pred.sum() * 0.0
+    a, b, s = np.concatenate(first), np.concatenate(second), np.concatenate(scale)
+    keep = yv[order[a]] > yv[order[b]]                              # ties carry no order
+    a, b, s = a[keep], b[keep], s[keep]
+    weight = 1.0 / (1.0 + rank[a]) + 1.0 / (1.0 + rank[b])
+    i, j = torch.from_numpy(order[a]), torch.from_numpy(order[b])
+    margin = (pred[i] - pred[j]) / torch.from_numpy(s.astype(np.float32))
+    w = torch.from_numpy((weight / weight.sum()).astype(np.float32))
+    return (w * F.softplus(-margin)).sum()
+
+
+def init_gates(net: GNNNet, batches: list[GNNBatch]) -> None:
+    """Set the output weights of the gated terms and of the attention terms (when the network
+    has them) to their joint least-squares values on `batches` (`fit_gate`)."""
+    with torch.no_grad():
+        columns = [b.gated for b in batches]
+        if net.attention is not None:
+            net.eval()
+            columns = [torch.cat([c, net.attention_terms(net.encode(b.graph), b)], dim=1)
+                       for c, b in zip(columns, batches, strict=True)]
+            net.train()
+        gate = fit_gate(batches, columns)
+        net.neighbour_gate.copy_(gate[:len(net.neighbour_gate)])
+        if net.attention is not None:
+            net.attention[DATASET].gate.copy_(gate[-2])
+            net.attention[MODEL].gate.copy_(gate[-1])
+
+
+def fit_gate(batches: list[GNNBatch], columns: list[Tensor] | None = None) -> Tensor:
     """Least-squares weights of the gated terms for the residual y − base [G].
 
     Stacked over training draws, with ridge `GATE_RIDGE` × pairs; the network then starts at
@@ -104,7 +166,8 @@ def fit_gate(batches: list[GNNBatch]) -> Tensor:
     corrections on draws that mimic the protocols, instead of a fixed guess (the gate then
     trains with the rest). This is stacking: the draws are the inner folds.
     """
-    gated = torch.cat([b.gated for b in batches]).double()                 # [P, G]
+    gated = torch.cat(columns if columns is not None
+                      else [b.gated for b in batches]).double()              # [P, G]
     resid = torch.cat([b.y - b.base for b in batches]).double()            # [P]
     gram = gated.T @ gated + GATE_RIDGE * len(gated) * torch.eye(gated.shape[1],
                                                                  dtype=torch.float64)
