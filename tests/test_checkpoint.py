@@ -119,6 +119,34 @@ def test_members_that_no_longer_predict_what_they_did_are_refused(saved, tmp_pat
         tpred.load(folder)
 
 
+def test_a_checkpoint_saved_before_a_gnn_field_existed_loads_as_it_was(zoo, tmp_path):
+    """A saved config lacks the gnn fields added after it (`GNN_ADDED_FIELDS`): they take the
+    values that rebuild its networks, not today's defaults."""
+    from dataclasses import replace
+
+    from tpred.config import GNN_ADDED_FIELDS
+    cfg = replace(_config(), seeds=(0,),
+                  gnn=replace(FAST, ensemble=1, **GNN_ADDED_FIELDS))
+    run = Run(cfg, zoo, fit_all(zoo, cfg, ["gnn"], progress=False))
+    run.save(tmp_path)
+    file = tmp_path / "checkpoint" / "manifest.json"
+    manifest = json.loads(file.read_text())
+    for key in GNN_ADDED_FIELDS:
+        del manifest["config"]["gnn"][key]
+    file.write_text(json.dumps(manifest))
+    assert GNNConfig().attention != GNN_ADDED_FIELDS["attention"]   # the default differs
+    loaded = tpred.load(tmp_path)                                   # its check predictions pass
+    assert loaded.config.gnn.attention == GNN_ADDED_FIELDS["attention"]
+    pairs = zoo.all_pairs()
+    np.testing.assert_array_equal(loaded.ensembles["gnn"][0].predict(pairs, zoo),
+                                  run.ensembles["gnn"][0].predict(pairs, zoo))
+    # an old pickled predictor's config, unpickled: the same values
+    state = {k: v for k, v in GNNConfig().__dict__.items() if k not in GNN_ADDED_FIELDS}
+    old = GNNConfig.__new__(GNNConfig)
+    old.__setstate__(state)
+    assert {k: getattr(old, k) for k in GNN_ADDED_FIELDS} == GNN_ADDED_FIELDS
+
+
 def test_a_damaged_checkpoint_is_a_clear_error(saved, tmp_path):
     folder = _copy(saved[1], tmp_path)
     ckpt = folder / "checkpoint"

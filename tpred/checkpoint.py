@@ -67,7 +67,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 import tpred
-from tpred.config import TrainConfig
+from tpred.config import GNN_ADDED_FIELDS, TrainConfig
 from tpred.data.zoo import PAIR, Zoo
 from tpred.errors import UntrustedFileError
 from tpred.models import Predictor, is_seeded, make_predictor
@@ -438,7 +438,8 @@ def load_checkpoint(path: Path | str, *, trust: bool = False, progress: bool = F
     if path.is_file():
         return _load_pickle(path, trust=trust)
     manifest = _read_manifest(path)
-    cfg = TrainConfig.from_dict(manifest["config"], where=str(path / MANIFEST))
+    cfg = TrainConfig.from_dict(_with_added_fields(manifest["config"]),
+                                where=str(path / MANIFEST))
     tables = {name: read_table(path / "zoo" / f"{name}.csv", schema)
               for name, schema in manifest["tables"].items()}
     try:
@@ -531,9 +532,19 @@ def _load_pickle(path: Path, *, trust: bool) -> dict:
                          f"with `python -m tpred.train`)")
     if missing := [k for k in ("config", "zoo", "ensembles") if k not in payload]:
         raise ValueError(f"{path}: a format-{payload['format']} checkpoint lacks {missing}")
-    payload["config"] = TrainConfig.from_dict(payload["config"], where=str(path))
+    payload["config"] = TrainConfig.from_dict(_with_added_fields(payload["config"]),
+                                              where=str(path))
     payload["path"] = path
     return payload
+
+
+def _with_added_fields(config: Any) -> Any:
+    """A saved config (`TrainConfig.to_dict()`) with the gnn fields it predates set to the
+    values that reproduce it (`GNN_ADDED_FIELDS`); anything else is returned as is (and
+    `from_dict` says what is wrong with it)."""
+    if isinstance(config, dict) and isinstance(config.get("gnn"), dict):
+        return {**config, "gnn": {**GNN_ADDED_FIELDS, **config["gnn"]}}
+    return config
 
 
 def _read_manifest(path: Path) -> dict:

@@ -208,8 +208,9 @@ class GNNConfig:
     #: (`trainer.ranking_loss`); 0: MSE only
     rank_loss: NonNegativeFloat = 0.0
     #: candidates per pair of the learned-attention neighbour terms (`network.
-    #: NeighbourAttention`); 0: off
-    attention: NonNegativeInt = 0
+    #: NeighbourAttention`); 0: off. 20: better cold-dataset ranking than 0 on inner
+    #: validation of digits and DomainNet-270, neutral on sfda11 (bench/README.md, "Attention")
+    attention: NonNegativeInt = 20
     num_threads: PositiveInt | None = None
     #: targets per training step on mini-batches with sampled neighbourhoods
     #: (tpred/models/gnn/minibatch.py); None: full batch unless the graph is large
@@ -217,6 +218,17 @@ class GNNConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # an old pickled predictor's config lacks the fields added since: they take the value
+        # that reproduces it (`GNN_ADDED_FIELDS`), not today's default
+        self.__dict__.update({**GNN_ADDED_FIELDS, **state})
+
+
+#: `GNNConfig` fields added after checkpoints were first saved, with the value that reproduces
+#: a checkpoint saved without them (a saved config holds every field its tpred had; today's
+#: default for a new field would build another network than the one whose weights were saved)
+GNN_ADDED_FIELDS: dict[str, Any] = {"rank_loss": 0.0, "attention": 0}
 
 
 @dataclass(frozen=True)

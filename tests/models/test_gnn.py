@@ -456,5 +456,6 @@ def test_attention_candidates_are_message_edges_of_similar_nodes_and_start_at_le
     np.testing.assert_allclose(torch.cat([net.neighbour_gate.detach(),
                                           net.attention_gate().detach()]).numpy(),
                                expected_gate.numpy(), rtol=1e-5)
-    assert GNNConfig().attention == 0 and model._net().attention is not None
-    assert _gnn().fit(zoo, zoo.known_pairs())._net().attention is None
+    assert model._net().attention is not None
+    off = _gnn(replace(FAST, attention=0)).fit(zoo, zoo.known_pairs())
+    assert off._net().attention is None and "attention.dataset.gate" not in off.members_[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -126,7 +127,7 @@ class GNNPredictor:
         self.minibatch_ = use_minibatch(self.config.batch_size, len(train_pairs),
                                         len(zoo.model_ids), len(zoo.dataset_ids))
         if self.minibatch_ and (tuple(self.config.neighbor_kernels) != ("features",)
-                                or self.config.zmean_term or self.config.attention):
+                                or self.config.zmean_term):
             raise ValueError(
                 f"GNNPredictor.{caller}: gnn.neighbor_kernels and gnn.zmean_term must keep their "
                 f"defaults on the mini-batch path (gnn.batch_size set or a large zoo), got "
@@ -308,8 +309,12 @@ class GNNPredictor:
         if self._edge_metrics():
             edge_dims.update({SCORE: s2, REV_SCORE: s2})
         gated = 2 * len(self.config.neighbor_kernels) + int(self.config.zmean_term)
-        return GNNNet(self.num_features_, edge_dims, s2 + NUM_BASELINE_TERMS + gated,
-                      self.config, num_gated=gated)
+        # the mini-batch path has the fixed neighbour terms only: its batches hold no dense
+        # residual table to gather attention candidates from
+        config = (dataclasses.replace(self.config, attention=0)
+                  if getattr(self, "minibatch_", False) else self.config)
+        return GNNNet(self.num_features_, edge_dims, s2 + NUM_BASELINE_TERMS + gated, config,
+                      num_gated=gated)
 
     def _edge_metrics(self) -> list[str]:
         """The metrics of the score edges (none when `config.score_edges` is off)."""
