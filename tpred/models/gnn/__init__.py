@@ -6,8 +6,10 @@ The parts, one file each:
   features (PyG's attention layers use them in the logits only);
 - `network.py`: `GNNNet`, per-type input projection, `HeteroConv` layers of `EdgeConv` over the
   records (and score edges with `GNNConfig.score_edges`; by default the scores enter the decoder
-  per pair only), both directions, the skip-combination of every layer's output, and an MLP
-  decoder on [z_model ‖ z_dataset ‖ pair inputs];
+  per pair only), both directions, the skip-combination of every layer's output, an MLP
+  decoder on [z_model ‖ z_dataset ‖ pair inputs], and `NeighbourAttention`: neighbour residuals
+  whose weights are learned from the node embeddings on top of the fixed cosine
+  (`GNNConfig.attention` candidates per pair);
 - `baseline.py`: the additive baseline the decoder predicts a residual over (mu + model effect +
   dataset effect on the message edges, each effect shrunk toward a prior regressed on node
   features, so a cold node gets a level from its metadata);
@@ -15,14 +17,15 @@ The parts, one file each:
   reuse) and `GNNBatch`, one forward pass's input: the message graph and, per queried pair,
   [scores ‖ baseline terms ‖ neighbour residuals] (`tpred.models.neighbours`, shared with
   `knn`), the baseline prediction and the target;
-- `trainer.py`: `train_network` (Adam on MSE, moving-average weights, early stopping on a
+- `trainer.py`: `train_network` (Adam on MSE, optionally with a ranking loss, output gates
+  started at their least-squares fit, moving-average weights, early stopping on a
   validation split of the training records) and the per-epoch split of the other records into
   message and supervised edges that mimics every protocol;
 - `predictor.py`: `GNNPredictor` (fit, predict, embed), registered as `gnn`.
 
-The output is base + near · gate + decoder (residual mode, the default): an untrained network is
-the additive baseline plus a least-squares blend of the neighbour residuals, and training learns
-the rest. How each design was chosen (inner validation on training pairs only) is recorded in
+The output is base + near · gate + attention · gate' + decoder (residual mode, the default): an
+untrained network is the additive baseline plus a least-squares blend of the neighbour residuals
+(fixed and attention), and training learns the rest. How each design was chosen (inner validation on training pairs only) is recorded in
 `bench/README.md`.
 """
 

@@ -6,8 +6,9 @@ type of the message graph (records and scores, both directions); the projection 
 layer's output are concatenated (SCG4Trf's skip-combination). Decoder: an MLP on [z_model ‖
 z_dataset ‖ pair inputs]. In residual mode the output is base + gated · gate + MLP, with the
 MLP's last layer starting at zero, so an untrained network is the additive baseline plus a
-linear blend of the simple methods' corrections (neighbour residuals, zmean); otherwise it is a
-sigmoid of the MLP.
+linear blend of the simple methods' corrections (neighbour residuals, zmean) and of the attention
+neighbour terms (`NeighbourAttention`, with `GNNConfig.attention`); otherwise it is a sigmoid of
+the MLP.
 """
 
 from __future__ import annotations

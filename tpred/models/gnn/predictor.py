@@ -52,7 +52,9 @@ class GNNPredictor:
 
     The decoder predicts the residual over an additive baseline (`baseline.fit_baseline`, with
     a feature prior for cold nodes) fitted on the message edges, plus a learned blend of the
-    neighbour residuals (`batch.neighbour_terms`); see `tpred.models.gnn` for the parts.
+    neighbour residuals (`batch.neighbour_terms`) and of attention neighbour terms
+    (`network.NeighbourAttention`; not on the mini-batch path); see `tpred.models.gnn` for the
+    parts.
 
     Args:
         config: hyper-parameters (`GNNConfig`).
