@@ -25,8 +25,8 @@ The parts, one file each:
 
 The output is base + near · gate + attention · gate' + decoder (residual mode, the default): an
 untrained network is the additive baseline plus a least-squares blend of the neighbour residuals
-(fixed and attention), and training learns the rest. How each design was chosen (inner validation on training pairs only) is recorded in
-`bench/README.md`.
+(fixed and attention), and training learns the rest. How each design was chosen (inner
+validation on training pairs only) is recorded in `bench/README.md`.
 """
 
 from tpred.models.gnn.batch import GNNBatch, RecordGraph, make_batch
