@@ -211,6 +211,11 @@ class GNNConfig:
     #: NeighbourAttention`); 0: off. 20: better cold-dataset ranking than 0 on inner
     #: validation of digits and DomainNet-270, neutral on sfda11 (bench/README.md, "Attention")
     attention: NonNegativeInt = 20
+    #: the starting β of each attention head (one softmax over the candidates per β)
+    attention_betas: tuple[PositiveFloat, ...] = (5.0,)
+    #: gated terms that give a cold dataset (model) the level of its neighbours, as `knn`
+    #: (`batch.level_terms`)
+    level_terms: bool = False
     num_threads: PositiveInt | None = None
     #: targets per training step on mini-batches with sampled neighbourhoods
     #: (tpred/models/gnn/minibatch.py); None: full batch unless the graph is large

@@ -416,12 +416,12 @@ def test_neighbour_attention_against_a_hand_computed_case():
     logits = np.array([3 * 0.4 + 1 * 2, 3 * 0.1 + 1 * -2, 0.5])
     alpha = np.exp(logits) / np.exp(logits).sum()
     out = att(z, torch.tensor([0]), cand)
-    np.testing.assert_allclose(out.detach().numpy(), [alpha[0] * 0.2 - alpha[1] * 0.3],
+    np.testing.assert_allclose(out.detach().numpy().ravel(), [alpha[0] * 0.2 - alpha[1] * 0.3],
                                rtol=1e-5)
     unknown = batch.Candidates(cand.node, cand.sim, cand.value, torch.tensor([[True, False]]))
     logits = logits[[0, 2]]
     alpha = np.exp(logits) / np.exp(logits).sum()            # an unknown candidate: no weight
-    np.testing.assert_allclose(att(z, torch.tensor([0]), unknown).detach().numpy(),
+    np.testing.assert_allclose(att(z, torch.tensor([0]), unknown).detach().numpy().ravel(),
                                [alpha[0] * 0.2], rtol=1e-5)
 
 
@@ -459,3 +459,24 @@ def test_attention_candidates_are_message_edges_of_similar_nodes_and_start_at_le
     assert model._net().attention is not None
     off = _gnn(replace(FAST, attention=0)).fit(zoo, zoo.known_pairs())
     assert off._net().attention is None and "attention.dataset.gate" not in off.members_[0]
+
+
+def test_level_terms_give_cold_nodes_their_neighbours_level_by_hand():
+    sim = np.array([[-np.inf, 0.9, 0.5, 0.7],
+                    [0.9, -np.inf, 0.1, 0.2],
+                    [0.5, 0.1, -np.inf, 0.3],
+                    [0.7, 0.2, 0.3, -np.inf]])
+    kernel = batch.Kernel(dataset_sim=sim, model_sim=None)
+    base = baseline.Baseline(mu=0.5, model_effect=np.zeros(2),
+                             dataset_effect=np.array([0.3, 0.1, -0.2, 0.05]),
+                             model_degree=np.ones(2), dataset_degree=np.array([0, 3, 2, 1.0]))
+    src, dst = np.array([0, 1, 1]), np.array([0, 0, 2])          # dataset 0 is cold
+    out = batch.level_terms(kernel, base, src, dst, k=2)
+    level = (0.9 * 0.1 + 0.7 * 0.05) / (0.9 + 0.7)               # its 2 most similar warm ones
+    np.testing.assert_allclose(out, [[level - 0.3, 0], [level - 0.3, 0], [0, 0]])
+    # a cold neighbour is skipped: dataset 1 cold too, so 0's two are 3 and 2
+    cold2 = baseline.Baseline(0.5, np.zeros(2), base.dataset_effect, np.ones(2),
+                              np.array([0, 0, 2, 1.0]))
+    level = (0.7 * 0.05 + 0.5 * -0.2) / (0.7 + 0.5)
+    np.testing.assert_allclose(batch.level_terms(kernel, cold2, src[:1], dst[:1], k=2),
+                               [[level - 0.3, 0]])

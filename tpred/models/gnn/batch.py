@@ -90,6 +90,8 @@ class RecordGraph:
             node is never its own neighbour).
         zmean_term: whether the batches carry the `zmean` term.
         attention: candidates per pair of the attention neighbour term (`Candidates`; 0: off).
+        level_terms: whether the batches carry the cold nodes' neighbour levels
+            (`level_terms`).
 
     Shapes: gram[t] [N_t, N_t].
     """
@@ -101,6 +103,7 @@ class RecordGraph:
     kernels: list[Kernel]
     zmean_term: bool = False
     attention: int = 0
+    level_terms: bool = False
 
     def __post_init__(self) -> None:
         src, dst = self.data[RECORD].edge_index.numpy()
@@ -110,8 +113,9 @@ class RecordGraph:
 
     @property
     def num_gated(self) -> int:
-        """Gated terms per pair: 2 per kernel, plus 1 for the zmean term."""
-        return NUM_NEIGHBOUR_TERMS * len(self.kernels) + int(self.zmean_term)
+        """Gated terms per pair: 2 per kernel, 1 for the zmean term, 2 for the level terms."""
+        return (NUM_NEIGHBOUR_TERMS * len(self.kernels) + int(self.zmean_term)
+                + NUM_LEVEL_TERMS * int(self.level_terms))
 
 
 @dataclass
@@ -214,6 +218,8 @@ def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
              for kernel in g.kernels]
     if g.zmean_term:
         gated.append(zmean_term(m_src, m_dst, m_acc, base, num_m, num_d, src, dst))
+    if g.level_terms:
+        gated.append(level_terms(g.kernels[0], base, src, dst, neighbors))
     pair_x = np.concatenate([scores, base.terms(src, dst), *gated],
                             axis=1).astype(np.float32)
     candidates = None
@@ -287,6 +293,44 @@ def _first_k_mean(values, weights, num_pairs: int, num_nodes: int, k: int) -> np
         whole = slice(0, num_nodes)
         out[short] = sorted_neighbour_mean(values(short, whole), weights(short, whole), k,
                                            shrink=NEIGHBOUR_SHRINK)
+    return out
+
+
+#: gated level terms (`level_terms`): cold dataset, cold model
+NUM_LEVEL_TERMS = 2
+
+
+def level_terms(kernel: Kernel, base: Baseline, src: np.ndarray, dst: np.ndarray, k: int
+                ) -> np.ndarray:
+    """The cold nodes' levels as `knn` predicts them, over the baseline's [P, 2].
+
+    Column 0: for a pair whose dataset d has no message edge, the similarity-weighted mean
+    baseline effect of the k datasets most like d that have message edges, minus d's own
+    (its feature prior, `baseline.shrink_to_prior`); 0 for the other pairs. Column 1: the same
+    for the pair's model. With a gate on each, the network can lean on the neighbours' levels
+    where the graph has nothing of the node (cold start), as `knn` does, and keep the feature
+    prior where it predicts better.
+
+    Shapes: src, dst [P] -> [P, 2].
+    """
+    out = np.zeros((len(src), NUM_LEVEL_TERMS))
+    if k == 0:
+        return out
+    for col, (node, order, weight, effect, degree) in enumerate((
+            (dst, kernel.dataset_order, kernel.dataset_weight, base.dataset_effect,
+             base.dataset_degree),
+            (src, kernel.model_order, kernel.model_weight, base.model_effect,
+             base.model_degree))):
+        if order is None or not (degree > 0).any():
+            continue
+        cold = np.flatnonzero(degree[node] == 0)
+        if not len(cold):
+            continue
+        nodes, inverse = np.unique(node[cold], return_inverse=True)
+        neighbours = order[nodes]                                             # [U, N]
+        values = np.where(degree[neighbours] > 0, effect[neighbours], np.nan)
+        level = sorted_neighbour_mean(values, weight[nodes], k)               # [U]
+        out[cold, col] = (level - effect[nodes])[inverse]
     return out
 
 

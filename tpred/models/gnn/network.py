@@ -60,7 +60,8 @@ class GNNNet(nn.Module):
             nn.init.zeros_(self.decoder[-1].weight)
             nn.init.zeros_(self.decoder[-1].bias)
         #: the attention neighbour terms (`GNNConfig.attention`), one per node type
-        self.attention = (nn.ModuleDict({t: NeighbourAttention(width, config.hidden_channels)
+        self.attention = (nn.ModuleDict({t: NeighbourAttention(width, config.hidden_channels,
+                                                               tuple(config.attention_betas))
                                          for t in (DATASET, MODEL)})
                           if config.attention else None)
 
@@ -97,21 +98,21 @@ class GNNNet(nn.Module):
         return out
 
     def attention_terms(self, z: dict[str, Tensor], batch: GNNBatch) -> Tensor:
-        """The attention neighbour terms before their gates [P, 2] (dataset side, model side;
-        0 where the batch has no candidates)."""
-        out = torch.zeros(len(batch.src), 2)
-        if self.attention is None or batch.candidates is None:
-            return out
+        """The attention neighbour terms before their gates [P, 2H] (dataset side's H heads,
+        then the model side's; 0 where the batch has no candidates)."""
+        if self.attention is None:
+            return torch.zeros(len(batch.src), 0)
+        heads = len(self.attention[DATASET].gate)
         cols = []
-        for t, query, cand in ((DATASET, batch.dst, batch.candidates[0]),
-                               (MODEL, batch.src, batch.candidates[1])):
+        for i, (t, query) in enumerate(((DATASET, batch.dst), (MODEL, batch.src))):
+            cand = batch.candidates[i] if batch.candidates is not None else None
             cols.append(self.attention[t](z[t], query, cand) if cand is not None
-                        else torch.zeros(len(batch.src)))
-        return torch.stack(cols, dim=1)
+                        else torch.zeros(len(batch.src), heads))
+        return torch.cat(cols, dim=1)
 
     def attention_gate(self) -> Tensor:
-        """The attention terms' weights [2] (dataset side, model side)."""
-        return torch.stack([self.attention[DATASET].gate, self.attention[MODEL].gate])
+        """The attention terms' weights [2H] (dataset side, model side)."""
+        return torch.cat([self.attention[DATASET].gate, self.attention[MODEL].gate])
 
 
 class NeighbourAttention(nn.Module):
@@ -128,23 +129,28 @@ class NeighbourAttention(nn.Module):
     fixed cosine. Written by hand: PyG's attention layers pass messages over graph edges, while
     these candidates and their masked values change with every batch's message edges.
 
-    Shapes: z [N, Z]; query [P]; candidates [P, C] -> [P].
+    With several β (`GNNConfig.attention_betas`, their starting values) the module has H
+    heads: one softmax, null logit and gate per β, the ⟨q, k⟩ term shared, so the least-squares
+    start can mix sharper and broader neighbourhoods.
+
+    Shapes: z [N, Z]; query [P]; candidates [P, C] -> [P, H].
     """
 
-    def __init__(self, width: int, hidden: int) -> None:
+    def __init__(self, width: int, hidden: int, betas: tuple[float, ...] = (5.0,)) -> None:
         super().__init__()
         self.q, self.k = nn.Linear(width, hidden), nn.Linear(width, hidden)
-        self.beta = nn.Parameter(torch.tensor(5.0))
-        self.null = nn.Parameter(torch.tensor(0.0))
-        self.gate = nn.Parameter(torch.tensor(0.0))
+        self.beta = nn.Parameter(torch.tensor(betas, dtype=torch.float32))        # [H]
+        self.null = nn.Parameter(torch.zeros(len(betas)))                          # [H]
+        self.gate = nn.Parameter(torch.zeros(len(betas)))                          # [H]
         self.scale = hidden ** -0.5
 
     def forward(self, z: Tensor, query: Tensor, cand) -> Tensor:
         # every query against every node, then the candidates' columns: one small matmul
         # instead of gathering a [P, C, h] tensor (whose backward is a slow scatter)
         dot = self.q(z)[query] @ self.k(z).T                                   # [P, N]
-        logit = self.beta * cand.sim + dot.gather(1, cand.node) * self.scale   # [P, C]
-        logit = logit.masked_fill(~cand.known, float("-inf"))
-        logit = torch.cat([logit, self.null.expand(len(logit), 1)], dim=1)     # [P, C + 1]
-        alpha = torch.softmax(logit, dim=1)[:, :-1]
-        return (alpha * cand.value).sum(1)
+        logit = (cand.sim.unsqueeze(-1) * self.beta
+                 + (dot.gather(1, cand.node) * self.scale).unsqueeze(-1))       # [P, C, H]
+        logit = logit.masked_fill(~cand.known.unsqueeze(-1), float("-inf"))
+        null = self.null.expand(len(logit), 1, -1)                             # [P, 1, H]
+        alpha = torch.softmax(torch.cat([logit, null], dim=1), dim=1)[:, :-1]  # [P, C, H]
+        return (alpha * cand.value.unsqueeze(-1)).sum(1)                       # [P, H]

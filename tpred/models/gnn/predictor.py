@@ -28,7 +28,7 @@ from tpred.graph import (
 from tpred.models._inputs import NodeFeatures, check_ids_in_zoo, encoder_for, resolve_metrics
 from tpred.models.base import register
 from tpred.models.gnn.baseline import NUM_BASELINE_TERMS
-from tpred.models.gnn.batch import Kernel, RecordGraph, make_batch
+from tpred.models.gnn.batch import NUM_LEVEL_TERMS, Kernel, RecordGraph, make_batch
 from tpred.models.gnn.minibatch import fit_large, predict_large, use_minibatch
 from tpred.models.gnn.network import GNNNet
 from tpred.models.gnn.trainer import (
@@ -129,11 +129,12 @@ class GNNPredictor:
         self.minibatch_ = use_minibatch(self.config.batch_size, len(train_pairs),
                                         len(zoo.model_ids), len(zoo.dataset_ids))
         if self.minibatch_ and (tuple(self.config.neighbor_kernels) != ("features",)
-                                or self.config.zmean_term):
+                                or self.config.zmean_term or self.config.level_terms):
             raise ValueError(
-                f"GNNPredictor.{caller}: gnn.neighbor_kernels and gnn.zmean_term must keep their "
-                f"defaults on the mini-batch path (gnn.batch_size set or a large zoo), got "
-                f"{list(self.config.neighbor_kernels)}, {self.config.zmean_term}")
+                f"GNNPredictor.{caller}: gnn.neighbor_kernels, gnn.zmean_term and "
+                f"gnn.level_terms must keep their defaults on the mini-batch path "
+                f"(gnn.batch_size set or a large zoo), got {list(self.config.neighbor_kernels)}, "
+                f"{self.config.zmean_term}, {self.config.level_terms}")
         if self.minibatch_:
             self.num_features_ = {MODEL: self.model_x_.shape[1],
                                   DATASET: self.dataset_x_.shape[1]}
@@ -310,7 +311,8 @@ class GNNPredictor:
         edge_dims: dict[tuple[str, str, str], int] = {RECORD: 2, REV_RECORD: 2}
         if self._edge_metrics():
             edge_dims.update({SCORE: s2, REV_SCORE: s2})
-        gated = 2 * len(self.config.neighbor_kernels) + int(self.config.zmean_term)
+        gated = (2 * len(self.config.neighbor_kernels) + int(self.config.zmean_term)
+                 + NUM_LEVEL_TERMS * int(self.config.level_terms))
         # the mini-batch path has the fixed neighbour terms only: its batches hold no dense
         # residual table to gather attention candidates from
         config = (dataclasses.replace(self.config, attention=0)
@@ -344,7 +346,8 @@ class GNNPredictor:
                    for t in (MODEL, DATASET)}
             kernels.append(Kernel(sim[DATASET], sim[MODEL]))
         return RecordGraph(data, zoo.model_ids, zoo.dataset_ids, gram, kernels,
-                           zmean_term=self.config.zmean_term, attention=self.config.attention)
+                           zmean_term=self.config.zmean_term, attention=self.config.attention,
+                           level_terms=self.config.level_terms)
 
     def _score_similarity(self, zoo: Zoo) -> dict[str, np.ndarray | None]:
         """Cosine of score vectors with the diagonal at -inf, per node type [N_t, N_t].

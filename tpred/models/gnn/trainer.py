@@ -154,8 +154,9 @@ def init_gates(net: GNNNet, batches: list[GNNBatch]) -> None:
         gate = fit_gate(batches, columns)
         net.neighbour_gate.copy_(gate[:len(net.neighbour_gate)])
         if net.attention is not None:
-            net.attention[DATASET].gate.copy_(gate[-2])
-            net.attention[MODEL].gate.copy_(gate[-1])
+            heads = len(net.attention[DATASET].gate)
+            net.attention[DATASET].gate.copy_(gate[len(gate) - 2 * heads:len(gate) - heads])
+            net.attention[MODEL].gate.copy_(gate[len(gate) - heads:])
 
 
 def fit_gate(batches: list[GNNBatch], columns: list[Tensor] | None = None) -> Tensor:
