@@ -208,11 +208,13 @@ class GNNConfig:
     #: (`trainer.ranking_loss`); 0: MSE only
     rank_loss: NonNegativeFloat = 0.0
     #: candidates per pair of the learned-attention neighbour terms (`network.
-    #: NeighbourAttention`); 0: off. 20: better cold-dataset ranking than 0 on inner
-    #: validation of digits and DomainNet-270, neutral on sfda11 (bench/README.md, "Attention")
+    #: NeighbourAttention`); 0: off
     attention: NonNegativeInt = 20
-    #: the starting β of each attention head (one softmax over the candidates per β)
-    attention_betas: tuple[PositiveFloat, ...] = (5.0,)
+    #: the starting β of each attention head (one softmax over the candidates per β). 20
+    #: candidates and four heads from broad to sharp: better cold-dataset ranking than none on
+    #: inner validation of digits and DomainNet-270, mixed on sfda11's small splits
+    #: (bench/README.md, "Attention neighbour terms")
+    attention_betas: tuple[PositiveFloat, ...] = (1.0, 4.0, 16.0, 64.0)
     #: gated terms that give a cold dataset (model) the level of its neighbours, as `knn`
     #: (`batch.level_terms`)
     level_terms: bool = False

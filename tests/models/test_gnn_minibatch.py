@@ -92,6 +92,8 @@ def test_mini_batch_gnn_ignores_test_accuracies_and_beats_additive():
     split = make_splits("cold-dataset", zoo, 0, cfg.protocol)[0]
     gnn = make_predictor("gnn", cfg, 0).fit(zoo, split.train)
     assert gnn.minibatch_ and len(gnn.epochs_) == 1
+    assert cfg.gnn.attention > 0                        # on by default, but not on this path
+    assert not any(k.startswith("attention.") for k in gnn.members_[0])
     pred = gnn.predict(split.test)
     poisoned = zoo.records.copy()
     is_test = pd.MultiIndex.from_frame(poisoned[["model", "dataset"]]).isin(

@@ -129,12 +129,11 @@ class GNNPredictor:
         self.minibatch_ = use_minibatch(self.config.batch_size, len(train_pairs),
                                         len(zoo.model_ids), len(zoo.dataset_ids))
         if self.minibatch_ and (tuple(self.config.neighbor_kernels) != ("features",)
-                                or self.config.zmean_term or self.config.level_terms):
+                                or self.config.zmean_term):
             raise ValueError(
-                f"GNNPredictor.{caller}: gnn.neighbor_kernels, gnn.zmean_term and "
-                f"gnn.level_terms must keep their defaults on the mini-batch path "
-                f"(gnn.batch_size set or a large zoo), got {list(self.config.neighbor_kernels)}, "
-                f"{self.config.zmean_term}, {self.config.level_terms}")
+                f"GNNPredictor.{caller}: gnn.neighbor_kernels and gnn.zmean_term must keep their "
+                f"defaults on the mini-batch path (gnn.batch_size set or a large zoo), got "
+                f"{list(self.config.neighbor_kernels)}, {self.config.zmean_term}")
         if self.minibatch_:
             self.num_features_ = {MODEL: self.model_x_.shape[1],
                                   DATASET: self.dataset_x_.shape[1]}
@@ -311,12 +310,12 @@ class GNNPredictor:
         edge_dims: dict[tuple[str, str, str], int] = {RECORD: 2, REV_RECORD: 2}
         if self._edge_metrics():
             edge_dims.update({SCORE: s2, REV_SCORE: s2})
-        gated = (2 * len(self.config.neighbor_kernels) + int(self.config.zmean_term)
-                 + NUM_LEVEL_TERMS * int(self.config.level_terms))
         # the mini-batch path has the fixed neighbour terms only: its batches hold no dense
-        # residual table to gather attention candidates from
-        config = (dataclasses.replace(self.config, attention=0)
+        # residual table or node orders to gather attention candidates or levels from
+        config = (dataclasses.replace(self.config, attention=0, level_terms=False)
                   if getattr(self, "minibatch_", False) else self.config)
+        gated = (2 * len(config.neighbor_kernels) + int(config.zmean_term)
+                 + NUM_LEVEL_TERMS * int(config.level_terms))
         return GNNNet(self.num_features_, edge_dims, s2 + NUM_BASELINE_TERMS + gated, config,
                       num_gated=gated)
 
