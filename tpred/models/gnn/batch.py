@@ -160,13 +160,18 @@ class Candidates:
     their fixed similarity, and the residual over the baseline of the pair's other node with
     each of them (from message edges; `known` False where there is none).
 
-    Shapes: node, sim, value, known [P, C] (node int64, known bool, the others float32).
+    Shapes: node, sim, value, known, mask [P, C] (node int64, known bool, the others
+        float32; mask is 0 where known and -inf elsewhere, for adding to logits).
     """
 
     node: Tensor
     sim: Tensor
     value: Tensor
     known: Tensor
+    mask: Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mask = torch.zeros(self.known.shape).masked_fill_(~self.known, float("-inf"))
 
 
 def _candidates(table: np.ndarray, order: np.ndarray | None, sim: np.ndarray | None,

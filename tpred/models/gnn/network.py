@@ -148,9 +148,10 @@ class NeighbourAttention(nn.Module):
         # every query against every node, then the candidates' columns: one small matmul
         # instead of gathering a [P, C, h] tensor (whose backward is a slow scatter)
         dot = self.q(z)[query] @ self.k(z).T                                   # [P, N]
-        logit = (cand.sim.unsqueeze(-1) * self.beta
-                 + (dot.gather(1, cand.node) * self.scale).unsqueeze(-1))       # [P, C, H]
-        logit = logit.masked_fill(~cand.known.unsqueeze(-1), float("-inf"))
-        null = self.null.expand(len(logit), 1, -1)                             # [P, 1, H]
-        alpha = torch.softmax(torch.cat([logit, null], dim=1), dim=1)[:, :-1]  # [P, C, H]
-        return (alpha * cand.value.unsqueeze(-1)).sum(1)                       # [P, H]
+        # heads before candidates, so that the softmax reduces over contiguous memory; unknown
+        # candidates get -inf by adding the batch's mask (cheaper backward than masked_fill)
+        logit = (self.beta[:, None] * cand.sim[:, None, :]
+                 + (dot.gather(1, cand.node) * self.scale + cand.mask)[:, None, :])  # [P, H, C]
+        null = self.null[:, None].expand(len(logit), -1, 1)                    # [P, H, 1]
+        alpha = torch.softmax(torch.cat([logit, null], dim=2), dim=2)[..., :-1]
+        return (alpha * cand.value[:, None, :]).sum(2)                         # [P, H]
