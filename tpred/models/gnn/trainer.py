@@ -10,6 +10,9 @@ are made (full graph here) can change without touching it. Per member (`GNNPredi
   accuracy is never the input when it is the target. Each dataset draws its own supervised share
   q ~ U(0, 1), so the network sees datasets with every number of known models, cold ones
   included; each model loses all its message edges with probability `MODEL_COLD_PROB`;
+- the output weights of the simple methods' corrections and of the attention terms start at
+  their least-squares fit on a few draws (`init_gates`): in 60 epochs Adam moves a weight by
+  about lr per step, so the start decides much of where the network ends;
 - the weights validated and kept are an exponential moving average of the trained ones
   (`GNNConfig.ema_decay`).
 
@@ -51,11 +54,12 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
                   config: GNNConfig) -> tuple[dict[str, Tensor], int]:
     """Train `net` on `draw()`'s batches (MSE, Adam); return the kept weights and their epoch.
 
-    The gate starts at `fit_gate` over `GATE_FIT_DRAWS` draws (residual mode with gated
-    terms). Each epoch trains on one fresh batch and updates the moving average of the
-    weights; the average is scored on `val_batch`, and training stops after `config.patience`
-    epochs without improvement. Without a validation batch the average after `max_epochs`
-    epochs is kept.
+    The output weights of the gated and the attention terms start at their joint least-squares
+    fit over `GATE_FIT_DRAWS` draws (`init_gates`; residual mode). The loss is the MSE, plus
+    `config.rank_loss` × `ranking_loss` when that is set. Each epoch trains on one fresh batch
+    and updates the moving average of the weights; the average is scored on `val_batch`, and
+    training stops after `config.patience` epochs without improvement. Without a validation
+    batch the average after `max_epochs` epochs is kept.
 
     Returns:
         (state dict of the kept averaged network, its 1-based epoch).
