@@ -214,16 +214,16 @@ def test_neighbour_terms_use_message_edges_of_similar_nodes_only(zoo):
     m, d = g.rec_src[:1], g.rec_dst[:1]
     resid = np.linspace(-0.1, 0.1, len(msg))
     kernel = g.kernels[0]                                    # default: features only
-    near = batch.neighbour_terms(g, kernel, g.rec_src[msg], g.rec_dst[msg], resid, m, d, 10)
     table = np.full((len(g.model_index), len(g.dataset_index)), np.nan)
     table[g.rec_src[msg], g.rec_dst[msg]] = resid
+    near = batch.neighbour_terms(kernel, table, m, d, 10)
     assert np.isnan(table[m[0], d[0]])                       # its own record is not an input
     shrink = batch.NEIGHBOUR_SHRINK
     np.testing.assert_allclose(near[0], [
         neighbour_mean(kernel.dataset_sim[d], table[m], 10, shrink=shrink)[0],
         neighbour_mean(kernel.model_sim[m], table[:, d].T, 10, shrink=shrink)[0]])
     assert (near != 0).all()
-    off = batch.neighbour_terms(g, kernel, g.rec_src[msg], g.rec_dst[msg], resid, m, d, 0)
+    off = batch.neighbour_terms(kernel, table, m, d, 0)
     assert (off == 0).all()                                  # k = 0: all zeros
 
 

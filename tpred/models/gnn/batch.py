@@ -113,9 +113,14 @@ class RecordGraph:
 
     @property
     def num_gated(self) -> int:
-        """Gated terms per pair: 2 per kernel, 1 for the zmean term, 2 for the level terms."""
-        return (NUM_NEIGHBOUR_TERMS * len(self.kernels) + int(self.zmean_term)
-                + NUM_LEVEL_TERMS * int(self.level_terms))
+        """Gated terms per pair (`num_gated_terms`)."""
+        return num_gated_terms(len(self.kernels), self.zmean_term, self.level_terms)
+
+
+def num_gated_terms(num_kernels: int, zmean_term: bool, level_terms: bool) -> int:
+    """Gated terms per pair: 2 per kernel, 1 for the zmean term, 2 for the level terms."""
+    return (NUM_NEIGHBOUR_TERMS * num_kernels + int(zmean_term)
+            + NUM_LEVEL_TERMS * int(level_terms))
 
 
 @dataclass
@@ -185,7 +190,7 @@ def _candidates(table: np.ndarray, order: np.ndarray | None, sim: np.ndarray | N
     node = order[query, :width]                                       # [P, C]
     value = table[node, other[:, None]] if by_row else table[other[:, None], node]
     known = ~np.isnan(value)
-    near = np.take_along_axis(sim[query], node, axis=1)
+    near = sim[query[:, None], node]                                  # [P, C]
     return Candidates(torch.from_numpy(node), torch.from_numpy(near.astype(np.float32)),
                       torch.from_numpy(np.where(known, value, 0.0).astype(np.float32)),
                       torch.from_numpy(known))
@@ -219,8 +224,9 @@ def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
         y = torch.from_numpy(g.rec_acc[target].astype(np.float32))
     else:
         (src, dst), scores, y = query, pair_scores, torch.empty(0)
-    gated = [neighbour_terms(g, kernel, m_src, m_dst, m_resid, src, dst, neighbors)
-             for kernel in g.kernels]
+    # the residual table of the message edges, read by the neighbour and attention terms
+    table = residual_table(m_src, m_dst, m_resid, num_m, num_d)
+    gated = [neighbour_terms(kernel, table, src, dst, neighbors) for kernel in g.kernels]
     if g.zmean_term:
         gated.append(zmean_term(m_src, m_dst, m_acc, base, num_m, num_d, src, dst))
     if g.level_terms:
@@ -229,7 +235,6 @@ def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
                             axis=1).astype(np.float32)
     candidates = None
     if g.attention:
-        table = residual_table(m_src, m_dst, m_resid, num_m, num_d)
         kernel = g.kernels[0]
         candidates = (_candidates(table, kernel.dataset_order, kernel.dataset_sim, dst, src,
                                   g.attention, by_row=False),
@@ -240,33 +245,33 @@ def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
                     y, g.num_gated, candidates)
 
 
-def neighbour_terms(g: RecordGraph, kernel: Kernel, m_src: np.ndarray, m_dst: np.ndarray,
-                    m_resid: np.ndarray, src: np.ndarray, dst: np.ndarray, k: int) -> np.ndarray:
+def neighbour_terms(kernel: Kernel, table: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                    k: int) -> np.ndarray:
     """Neighbour residuals of the queried pairs under one kernel [P, 2] (zeros when k = 0).
 
-    `neighbours.neighbour_residuals` over the residual table of the message edges, with shrinkage
+    `neighbours.neighbour_residuals` over `table`, the residuals of the message edges
+    (`residual_table`, NaN where a pair is not a message edge), with shrinkage
     `NEIGHBOUR_SHRINK`: column 0 is model m's residual on the k datasets most like d, column 1
     the residual on d of the k models most like m. A pair's own record is never a message edge,
     so it never enters its own term.
 
-    Shapes: m_src, m_dst, m_resid [E_msg]; src, dst [P] -> [P, 2].
+    Shapes: table [M, D]; src, dst [P] -> [P, 2].
     """
     out = np.zeros((len(src), NUM_NEIGHBOUR_TERMS))
-    if k == 0 or len(m_src) == 0:
+    if k == 0:
         return out
-    table = residual_table(m_src, m_dst, m_resid, len(g.model_index), len(g.dataset_index))
     # `neighbour_residuals` with the orders and weights of the kernel computed once per graph:
     # each pair's row of the table gathered directly in its neighbour order
     if kernel.dataset_sim is not None:
         out[:, 0] = _first_k_mean(lambda rows, cols: table[src[rows, None],
                                                            kernel.dataset_order[dst[rows], cols]],
                                   lambda rows, cols: kernel.dataset_weight[dst[rows], cols],
-                                  len(src), len(g.dataset_index), k)
+                                  len(src), table.shape[1], k)
     if kernel.model_sim is not None:
         out[:, 1] = _first_k_mean(lambda rows, cols: table[kernel.model_order[src[rows], cols],
                                                            dst[rows, None]],
                                   lambda rows, cols: kernel.model_weight[src[rows], cols],
-                                  len(src), len(g.model_index), k)
+                                  len(src), table.shape[0], k)
     return out
 
 

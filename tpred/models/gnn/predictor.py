@@ -28,7 +28,7 @@ from tpred.graph import (
 from tpred.models._inputs import NodeFeatures, check_ids_in_zoo, encoder_for, resolve_metrics
 from tpred.models.base import register
 from tpred.models.gnn.baseline import NUM_BASELINE_TERMS
-from tpred.models.gnn.batch import NUM_LEVEL_TERMS, Kernel, RecordGraph, make_batch
+from tpred.models.gnn.batch import Kernel, RecordGraph, make_batch, num_gated_terms
 from tpred.models.gnn.minibatch import fit_large, predict_large, use_minibatch
 from tpred.models.gnn.network import GNNNet
 from tpred.models.gnn.trainer import (
@@ -314,8 +314,8 @@ class GNNPredictor:
         # residual table or node orders to gather attention candidates or levels from
         config = (dataclasses.replace(self.config, attention=0, level_terms=False)
                   if getattr(self, "minibatch_", False) else self.config)
-        gated = (2 * len(config.neighbor_kernels) + int(config.zmean_term)
-                 + NUM_LEVEL_TERMS * int(config.level_terms))
+        gated = num_gated_terms(len(config.neighbor_kernels), config.zmean_term,
+                                config.level_terms)
         return GNNNet(self.num_features_, edge_dims, s2 + NUM_BASELINE_TERMS + gated, config,
                       num_gated=gated)
 

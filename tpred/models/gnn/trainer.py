@@ -156,11 +156,12 @@ def init_gates(net: GNNNet, batches: list[GNNBatch]) -> None:
                        for c, b in zip(columns, batches, strict=True)]
             net.train()
         gate = fit_gate(batches, columns)
-        net.neighbour_gate.copy_(gate[:len(net.neighbour_gate)])
-        if net.attention is not None:
-            heads = len(net.attention[DATASET].gate)
-            net.attention[DATASET].gate.copy_(gate[len(gate) - 2 * heads:len(gate) - heads])
-            net.attention[MODEL].gate.copy_(gate[len(gate) - heads:])
+        fixed = len(net.neighbour_gate)
+        net.neighbour_gate.copy_(gate[:fixed])
+        if net.attention is not None:  # the columns of `attention_terms`: dataset heads, model
+            dataset_side, model_side = gate[fixed:].chunk(2)
+            net.attention[DATASET].gate.copy_(dataset_side)
+            net.attention[MODEL].gate.copy_(model_side)
 
 
 def fit_gate(batches: list[GNNBatch], columns: list[Tensor] | None = None) -> Tensor:
