@@ -44,6 +44,15 @@ def inner_zoo(zoo: Zoo, train: pd.DataFrame) -> Zoo:
     return Zoo(zoo.models, zoo.datasets, zoo.records[keep].reset_index(drop=True), zoo.scores)
 
 
+def inner_metrics(frame: pd.DataFrame) -> dict[str, float]:
+    """`METRICS` of predictions (`summarize`'s columns), without its warnings about datasets
+    whose accuracies are all equal (an inner split of a small zoo has some)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        values = summarize(frame)
+    return {m: values[m] for m in METRICS}
+
+
 def parse_variant(text: str) -> tuple[str, list[str]]:
     name, _, sets = text.partition(":")
     return name, [s for s in sets.split(";") if s.strip()]
@@ -82,12 +91,9 @@ def main() -> None:
 
     def add_row(key: tuple, method: str, vname: str, frame: pd.DataFrame, seconds: float):
         protocol, seed, fold, inner_protocol = key
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UndefinedMetricWarning)
-            values = summarize(frame)
         rows.append({"outer": protocol, "seed": seed, "fold": fold,
                      "inner": inner_protocol, "method": method, "variant": vname,
-                     "seconds": seconds, **{m: values[m] for m in METRICS}})
+                     "seconds": seconds, **inner_metrics(frame)})
 
     for (protocol, seed, split), inner_protocol, method, (vname, sets) in tqdm(
             jobs, desc="validate", unit="fit-set"):

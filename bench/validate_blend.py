@@ -16,21 +16,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tpred.data import load_zoo
-from tpred.errors import UndefinedMetricWarning
-from tpred.evaluation.metrics import summarize
 from tpred.evaluation.protocols import make_splits
 from tpred.models import make_predictor
 from tpred.train import REPO_ROOT, load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from validate import METRICS, inner_zoo  # noqa: E402
+from validate import METRICS, inner_metrics, inner_zoo  # noqa: E402
 
 #: candidate weights of `blend_rank`
 RANK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -39,12 +36,8 @@ RANK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 def rank_weight(gnn: np.ndarray, knn: np.ndarray, pairs: pd.DataFrame, true: np.ndarray
                 ) -> float:
     """The w of `RANK_GRID` whose blend has the best weighted τ on `pairs` (ties: smaller w)."""
-    scores = []
-    for w in RANK_GRID:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UndefinedMetricWarning)
-            scores.append(summarize(pairs.assign(true=true, predicted=gnn + w * (knn - gnn)))[
-                "weighted_tau"])
+    scores = [inner_metrics(pairs.assign(true=true, predicted=gnn + w * (knn - gnn)))[
+        "weighted_tau"] for w in RANK_GRID]
     return RANK_GRID[int(np.nanargmax(scores))]
 
 
@@ -96,13 +89,10 @@ def main() -> None:
                                        ("blend_rank", gnn + w_rank * (knn - gnn))):
                         frames[name].append(inner.test.assign(true=true, predicted=pred))
                 for name, parts in frames.items():
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", UndefinedMetricWarning)
-                        values = summarize(pd.concat(parts, ignore_index=True))
                     rows.append({"outer": protocol, "seed": seed, "fold": split.fold,
                                  "method": name, "w_mean": float(np.mean(weights)),
                                  "w_rank_mean": float(np.mean(rank_weights)),
-                                 **{m: values[m] for m in METRICS}})
+                                 **inner_metrics(pd.concat(parts, ignore_index=True))})
                 print(f"{protocol} seed {seed} fold {split.fold}: w {np.round(weights, 2)}, "
                       f"w_rank {rank_weights}", flush=True)
     table = pd.DataFrame(rows)
