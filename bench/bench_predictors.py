@@ -158,6 +158,48 @@ def markdown(results: pd.DataFrame, runtime: dict[str, float], name: str, seeds:
     return "\n\n".join(out)
 
 
+def plot(results: pd.DataFrame, path: Path) -> Path:
+    """Weighted τ and Spearman (mean ± std over seeds) of every method, one panel per
+    benchmark and protocol, the gnn in its own colour; the paper protocol's Avg / Cold Start
+    are not in these metrics and have no panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = results[results["metric"].isin(["weighted_tau", "spearman"])]
+    cells = list(shown.groupby(["benchmark", "protocol"], sort=False).groups)
+    cols = min(3, len(cells))
+    rows = -(-len(cells) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
+    for ax, (bench, protocol) in zip(axes.flat, cells, strict=False):
+        part = shown[(shown["benchmark"] == bench) & (shown["protocol"] == protocol)]
+        table = part.pivot_table(index="method", columns="metric", values=["mean", "std"],
+                                 sort=False)
+        y = np.arange(len(table))
+        for offset, metric, label in ((-0.2, "weighted_tau", "weighted τ"),
+                                      (0.2, "spearman", "Spearman")):
+            colours = ["tab:red" if m == "gnn" else ("tab:blue" if metric == "weighted_tau"
+                                                     else "tab:gray") for m in table.index]
+            ax.barh(y + offset, table[("mean", metric)], height=0.4,
+                    xerr=table[("std", metric)].fillna(0), color=colours, capsize=2,
+                    label=label, alpha=1.0 if metric == "weighted_tau" else 0.5)
+        ax.set_yticks(y, table.index, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(min(0.0, float(table["mean"].min().min())), 1.0)
+        ax.set_title(f"{bench}, {protocol}", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="upper right")
+    fig.suptitle("per-dataset ranking quality (mean ± std over seeds; gnn in red)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS),
@@ -172,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of per-seed results: saved as each seed finishes, reused "
                              "when present (resume, or seeds run by separate processes)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="folder for results.csv, runtime.csv and results.md")
+                        help="folder for results.csv, runtime.csv, results.md and "
+                             "results.png (a plot of the rankings)")
     args = parser.parse_args(argv)
     all_results, all_runtime, text = [], [], []
     for name in args.benchmarks:
@@ -190,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         all_runtime += [{"benchmark": name, "method": k, "seconds": v} for k, v in runtime.items()]
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        pd.concat(all_results, ignore_index=True).to_csv(args.out / "results.csv", index=False)
+        table = pd.concat(all_results, ignore_index=True)
+        table.to_csv(args.out / "results.csv", index=False)
+        plot(table, args.out / "results.png")
         pd.DataFrame(all_runtime).to_csv(args.out / "runtime.csv", index=False)
         (args.out / "results.md").write_text("\n\n".join(text) + "\n")
     return 0
