@@ -87,7 +87,10 @@ def parc(features, labels, n_dims: int = 32, max_samples: int | None = None,
     within-class values 0 or 2.2e-16 and across-class values C/(C-1) up to an ulp, depending
     on the class (e.g. C = 3: three distinct values; C = 4: two; C = 7: the matrix is not even
     exactly symmetric; which entries carry the extra ulp is up to the numpy build, for the
-    references as for tpred). Spearman ranks those round-off differences, which splits the tied
+    references as for tpred; some builds, e.g. numpy 2.4 with OpenBLAS 0.3.31, even round the
+    N x N product by position, so that two pairs of the same two classes differ by an ulp:
+    tpred uses the C x C table of ``1 - np.corrcoef(np.eye(C))``, the references' values
+    wherever the build rounds each class pair alike). Spearman ranks those round-off differences, which splits the tied
     groups and moves the score a lot: on random features with 37 classes, 2.14 (reference)
     against 8.75 (exact); with 3 classes 6.95 against 7.56; with 4 classes they agree. The
     default ``'reference'`` reproduces the references' numbers (the published ones and what
