@@ -250,7 +250,12 @@ def _run_dask(fn: Callable[[T], R], tasks: Sequence[T], *, jobs: int, address: s
             owner[future] = task
             return future
 
-        running = as_completed([submit(t) for t in itertools.islice(todo, window)])
+        # on this client's loop: without `loop`, as_completed tracks the futures on the
+        # *default* client's loop (the first Client of the process, e.g. the caller's own), and
+        # a future's event bound there fails `result()` on ours ("bound to a different event
+        # loop"), intermittently, e.g. when a killed worker's task is rescheduled
+        running = as_completed([submit(t) for t in itertools.islice(todo, window)],
+                               loop=client.loop)
         try:
             for future in running:
                 task = owner.pop(future)
