@@ -218,6 +218,11 @@ class GNNConfig:
     #: gated terms that give a cold dataset (model) the level of its neighbours, as `knn`
     #: (`batch.level_terms`)
     level_terms: bool = False
+    #: the output weights of the gated and attention terms start at a non-negative fit
+    #: (`trainer.fit_gate`): each term is a correction toward similar nodes, and a negative
+    #: start (an "anti-neighbour") is the noise of collinear terms on a small zoo. Chosen on
+    #: inner validation (bench/README.md, "Non-negative gates")
+    gate_positive: bool = True
     num_threads: PositiveInt | None = None
     #: targets per training step on mini-batches with sampled neighbourhoods
     #: (tpred/models/gnn/minibatch.py); None: full batch unless the graph is large
@@ -235,7 +240,8 @@ class GNNConfig:
 #: `GNNConfig` fields added after checkpoints were first saved, with the value that reproduces
 #: a checkpoint saved without them (a saved config holds every field its tpred had; today's
 #: default for a new field would build another network than the one whose weights were saved)
-GNN_ADDED_FIELDS: dict[str, Any] = {"rank_loss": 0.0, "attention": 0}
+GNN_ADDED_FIELDS: dict[str, Any] = {"rank_loss": 0.0, "attention": 0,
+                                     "gate_positive": False}
 
 
 @dataclass(frozen=True)

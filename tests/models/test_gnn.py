@@ -207,6 +207,26 @@ def test_fit_gate_is_least_squares_of_the_residual_on_the_neighbour_terms(monkey
     np.testing.assert_allclose(trainer.fit_gate([one, one]).numpy(), [0.7, -0.3], atol=1e-5)
 
 
+def test_positive_fit_gate_is_the_ridge_fit_clipped_at_zero_for_orthogonal_terms(monkeypatch):
+    # orthogonal columns decouple the ridge fit: w_i = max(0, x_i·r / (x_i·x_i + ridge · P))
+    monkeypatch.setattr(trainer, "GATE_RIDGE", 0.01)
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.normal(size=(40, 3)))
+    near = q * np.array([3.0, 2.0, 1.0])                       # orthogonal, norms² 9, 4, 1
+    resid = near @ np.array([0.5, -0.4, 0.2]) + 0.01 * rng.normal(size=40)
+    one = batch.GNNBatch(graph=None, src=torch.zeros(40, dtype=torch.long),
+                         dst=torch.zeros(40, dtype=torch.long),
+                         pair_x=torch.tensor(near, dtype=torch.float32),
+                         base=torch.zeros(40), y=torch.tensor(resid, dtype=torch.float32),
+                         num_gated=3)
+    ridge = 0.01 * 40
+    ls = near.T @ resid / (np.array([9.0, 4.0, 1.0]) + ridge)
+    assert ls[1] < 0                                           # the constraint binds
+    np.testing.assert_allclose(trainer.fit_gate([one]).numpy(), ls, rtol=1e-4)
+    np.testing.assert_allclose(trainer.fit_gate([one], positive=True).numpy(),
+                               np.maximum(ls, 0), rtol=1e-4, atol=1e-7)
+
+
 def test_neighbour_terms_use_message_edges_of_similar_nodes_only(zoo):
     model = _gnn().fit(zoo, zoo.known_pairs())
     g = model._graph(zoo, zoo.known_pairs(), model.model_x_, model.dataset_x_)

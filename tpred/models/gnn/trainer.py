@@ -11,8 +11,8 @@ are made (full graph here) can change without touching it. Per member (`GNNPredi
   q ~ U(0, 1), so the network sees datasets with every number of known models, cold ones
   included; each model loses all its message edges with probability `MODEL_COLD_PROB`;
 - the output weights of the simple methods' corrections and of the attention terms start at
-  their least-squares fit on a few draws (`init_gates`): in 60 epochs Adam moves a weight by
-  about lr per step, so the start decides much of where the network ends;
+  their non-negative least-squares fit on a few draws (`init_gates`): in 60 epochs Adam moves
+  a weight by about lr per step, so the start decides much of where the network ends;
 - the weights validated and kept are an exponential moving average of the trained ones
   (`GNNConfig.ema_decay`).
 
@@ -30,6 +30,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import nnls
 from torch import Tensor
 
 from tpred.config import GNNConfig
@@ -55,7 +56,8 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
     """Train `net` on `draw()`'s batches (MSE, Adam); return the kept weights and their epoch.
 
     The output weights of the gated and the attention terms start at their joint least-squares
-    fit over `GATE_FIT_DRAWS` draws (`init_gates`; residual mode). The loss is the MSE, plus
+    fit over `GATE_FIT_DRAWS` draws (`init_gates`; residual mode; non-negative when
+    `config.gate_positive`). The loss is the MSE, plus
     `config.rank_loss` × `ranking_loss` when that is set. Each epoch trains on one fresh batch
     and updates the moving average of the weights; the average is scored on `val_batch`, and
     training stops after `config.patience` epochs without improvement. Without a validation
@@ -69,7 +71,7 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                            foreach=True)
     if config.residual and (len(net.neighbour_gate) or net.attention is not None):
-        init_gates(net, [draw() for _ in range(GATE_FIT_DRAWS)])
+        init_gates(net, [draw() for _ in range(GATE_FIT_DRAWS)], positive=config.gate_positive)
     avg = copy.deepcopy(net)  # exponential moving average of the weights: validated, kept
     avg_params, net_params = list(avg.parameters()), list(net.parameters())
     best, best_loss, best_epoch, bad = None, np.inf, 0, 0
@@ -145,9 +147,10 @@ def ranking_loss(pred: Tensor, y: Tensor, group: Tensor) -> Tensor:
     return (w * F.softplus(-margin)).sum()
 
 
-def init_gates(net: GNNNet, batches: list[GNNBatch]) -> None:
+def init_gates(net: GNNNet, batches: list[GNNBatch], *, positive: bool = False) -> None:
     """Set the output weights of the gated terms and of the attention terms (when the network
-    has them) to their joint least-squares values on `batches` (`fit_gate`)."""
+    has them) to their joint least-squares values on `batches` (`fit_gate`; ≥ 0 when
+    `positive`)."""
     with torch.no_grad():
         columns = [b.gated for b in batches]
         if net.attention is not None:
@@ -155,7 +158,7 @@ def init_gates(net: GNNNet, batches: list[GNNBatch]) -> None:
             columns = [torch.cat([c, net.attention_terms(net.encode(b.graph), b)], dim=1)
                        for c, b in zip(columns, batches, strict=True)]
             net.train()
-        gate = fit_gate(batches, columns)
+        gate = fit_gate(batches, columns, positive=positive)
         fixed = len(net.neighbour_gate)
         net.neighbour_gate.copy_(gate[:fixed])
         if net.attention is not None:  # the columns of `attention_terms`: dataset heads, model
@@ -164,19 +167,32 @@ def init_gates(net: GNNNet, batches: list[GNNBatch]) -> None:
             net.attention[MODEL].gate.copy_(model_side)
 
 
-def fit_gate(batches: list[GNNBatch], columns: list[Tensor] | None = None) -> Tensor:
+def fit_gate(batches: list[GNNBatch], columns: list[Tensor] | None = None, *,
+             positive: bool = False) -> Tensor:
     """Least-squares weights of the gated terms for the residual y − base [G].
 
     Stacked over training draws, with ridge `GATE_RIDGE` × pairs; the network then starts at
     base + gated @ gate, the best linear blend of the baseline and the simple methods'
     corrections on draws that mimic the protocols, instead of a fixed guess (the gate then
-    trains with the rest). This is stacking: the draws are the inner folds.
+    trains with the rest). This is stacking: the draws are the inner folds. With `positive`
+    the weights are constrained to ≥ 0, as Breiman's stacked regressions constrain theirs: the
+    terms are collinear corrections toward similar nodes (the attention heads differ only in
+    sharpness), and an unconstrained fit on a small zoo gives some of them negative weights
+    that only fit noise.
+
+    Shapes: columns [P_d, G] per draw (default: each batch's `gated`) -> [G].
     """
     gated = torch.cat(columns if columns is not None
                       else [b.gated for b in batches]).double()              # [P, G]
     resid = torch.cat([b.y - b.base for b in batches]).double()            # [P]
-    gram = gated.T @ gated + GATE_RIDGE * len(gated) * torch.eye(gated.shape[1],
-                                                                 dtype=torch.float64)
+    ridge = GATE_RIDGE * len(gated)
+    if positive:
+        # the same ridge objective under w ≥ 0, as the least squares of the augmented system
+        # [X; √ridge · I] w ≈ [r; 0]: scipy's Lawson–Hanson NNLS (torch has none)
+        a = np.vstack([gated.numpy(), np.sqrt(ridge) * np.eye(gated.shape[1])])
+        b = np.concatenate([resid.numpy(), np.zeros(gated.shape[1])])
+        return torch.from_numpy(nnls(a, b)[0]).float()
+    gram = gated.T @ gated + ridge * torch.eye(gated.shape[1], dtype=torch.float64)
     return torch.linalg.solve(gram, gated.T @ resid).float()
 
 
