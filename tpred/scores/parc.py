@@ -84,19 +84,19 @@ def parc(features, labels, n_dims: int = 32, max_samples: int | None = None,
 
     Round-off in the references' :math:`R_y` (``label_rdm``): mathematically :math:`R_y` has
     two values, but the references compute it as ``1 - np.corrcoef(one_hot)``, which gives
-    within-class values 0 or 2.2e-16 and across-class values C/(C-1) up to an ulp, depending
-    on the class (e.g. C = 3: three distinct values; C = 4: two; C = 7: the matrix is not even
+    within-class values 0 or 2.2e-16 and across-class values C/(C-1) up to an ulp, depending on
+    the class (e.g. C = 3: three distinct values; C = 4: two; C = 7: the matrix is not even
     exactly symmetric; which entries carry the extra ulp is up to the numpy build, for the
-    references as for tpred; some builds, e.g. numpy 2.4 with OpenBLAS 0.3.31, even round the
-    N x N product by position, so that two pairs of the same two classes differ by an ulp:
-    tpred uses the C x C table of ``1 - np.corrcoef(np.eye(C))``, the references' values
-    wherever the build rounds each class pair alike). Spearman ranks those round-off differences, which splits the tied
-    groups and moves the score a lot: on random features with 37 classes, 2.14 (reference)
-    against 8.75 (exact); with 3 classes 6.95 against 7.56; with 4 classes they agree. The
-    default ``'reference'`` reproduces the references' numbers (the published ones and what
-    metrics.md asks to match); ``'exact'`` uses the two-valued :math:`R_y` — invariant to how
-    the classes are numbered and to sample order, which the reference form is not when the
-    table is asymmetric. Either way the ranks of :math:`R_y` come from its C x C table, so
+    references as for tpred; some builds, e.g. numpy 2.4 with OpenBLAS 0.3.31, even round the N
+    x N product by position, so that two pairs of the same two classes differ by an ulp: tpred
+    uses the C x C table of ``1 - np.corrcoef(np.eye(C))``, the references' values wherever the
+    build rounds each class pair alike). Spearman ranks those round-off differences, which
+    splits the tied groups and moves the score a lot: on random features with 37 classes, 2.14
+    (reference) against 8.75 (exact); with 3 classes 6.95 against 7.56; with 4 classes they
+    agree. The default ``'reference'`` reproduces the references' numbers (the published ones
+    and what metrics.md asks to match); ``'exact'`` uses the two-valued :math:`R_y` — invariant
+    to how the classes are numbered and to sample order, which the reference form is not when
+    the table is asymmetric. Either way the ranks of :math:`R_y` come from its C x C table, so
     only :math:`R_f`'s N(N-1)/2 values are sorted.
 
     ``n_dims`` is capped at ``min(N, D)``: the references cap at N only, and scikit-learn raises

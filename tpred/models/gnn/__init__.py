@@ -18,15 +18,15 @@ The parts, one file each:
   [scores ‖ baseline terms ‖ neighbour residuals] (`tpred.models.neighbours`, shared with
   `knn`), the baseline prediction and the target;
 - `trainer.py`: `train_network` (Adam on MSE, optionally with a ranking loss, output gates
-  started at their least-squares fit, moving-average weights, early stopping on a
+  started at their non-negative least-squares fit, moving-average weights, early stopping on a
   validation split of the training records) and the per-epoch split of the other records into
   message and supervised edges that mimics every protocol;
 - `predictor.py`: `GNNPredictor` (fit, predict, embed), registered as `gnn`.
 
 The output is base + near · gate + attention · gate' + decoder (residual mode, the default): an
-untrained network is the additive baseline plus a least-squares blend of the neighbour residuals
-(fixed and attention), and training learns the rest. How each design was chosen (inner
-validation on training pairs only) is recorded in `bench/README.md`.
+untrained network is the additive baseline plus a non-negative least-squares blend of the
+neighbour residuals (fixed and attention), and training learns the rest. How each design was
+chosen (inner validation on training pairs only) is recorded in `bench/README.md`.
 """
 
 from tpred.models.gnn.batch import GNNBatch, RecordGraph, make_batch

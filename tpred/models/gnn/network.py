@@ -124,7 +124,7 @@ class NeighbourAttention(nn.Module):
     candidate of value 0 and logit b (the learned counterpart of the fixed terms' shrinkage:
     a node with no confident neighbour gets a damped term); the output is Σ_j α_j v_j, and
     `gate` its weight in the network's output (`GNNNet.attention_gate`; it starts at its
-    least-squares value, `trainer.fit_gate`). The similarity is thus learned from the
+    non-negative least-squares value, `trainer.fit_gate`). The similarity is thus learned from the
     encoder's embeddings (node features and, through message passing, records) on top of the
     fixed cosine. Written by hand: PyG's attention layers pass messages over graph edges, while
     these candidates and their masked values change with every batch's message edges.
