@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -471,6 +472,26 @@ def test_scores_of_metrics_the_run_did_not_train_with_are_ignored_with_a_warning
                                          r"\['score_a', 'score_b'\].* 18 row\(s\) are ignored"):
         got = run.predict(datasets=datasets, scores=extra)
     pd.testing.assert_frame_equal(got, run.predict(datasets=datasets, scores=scores))
+
+
+def test_new_datasets_scored_on_only_some_pairs_are_named_in_a_warning(run, new_zoo):
+    datasets = new_zoo.datasets.reset_index()
+    scores = _scores_for(run.zoo, new_zoo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # every pair and metric scored: no warning
+        run.extend(datasets=datasets, scores=scores)
+    first, second = run.zoo.model_ids[:2]
+    gone = (((scores["dataset"] == "nd0") & (scores["model"] == first))
+            | ((scores["dataset"] == "nd2") & (scores["model"] == second)
+               & (scores["metric"] == "score_b")))
+    full = 2 * run.zoo.num_models
+    with pytest.warns(UserWarning, match=rf"2 new dataset\(s\) have scores for only some of "
+                                         rf"their model × metric pairs \({run.zoo.num_models} "
+                                         rf"models × \['score_a', 'score_b'\]\): nd0 "
+                                         rf"\({full - 2} of {full}\), nd2 \({full - 1} of "
+                                         rf"{full}\); the pairs without a score"):
+        ext = run.extend(datasets=datasets, scores=scores[~gone])
+    assert len(ext.new_scores) == len(scores) - 3          # nothing else dropped
 
 
 def test_scores_and_records_must_name_known_or_new_ids_and_be_new(run, new_zoo, tmp_path):

@@ -34,7 +34,10 @@ the column and the value; a DataFrame row r is line r + 2, as in the CSV it woul
   warning (the fitted predictors have no input for it);
 - a new model or dataset without any score (the run has scores): predicted from its metadata
   and records alone (lr, knn and the gnn see its scores as missing, as in training where a pair
-  lacks a score), with a warning; `score:<m>` predicts NaN for a pair without `m`.
+  lacks a score), with a warning; `score:<m>` predicts NaN for a pair without `m`;
+- a new model or dataset scored on only some of its pairs or metrics: the same for the pairs
+  without a score, with a warning that names each such node and how many of its pairs ×
+  metrics have scores (`recommend` silences it: scoring only a shortlist is its design).
 
 Default pairs: each new dataset × every model (old and new) and each new model × every dataset,
 except pairs with a record (their accuracy is known). Standard deviations are those of the seed
@@ -255,6 +258,8 @@ class Run:
         all_scores = pd.concat([zoo.scores, new_scores], ignore_index=True)
         new_zoo = Zoo.from_frames(model_table, dataset_table, all_records, all_scores)
         _warn_unscored(new_models.index, new_datasets.index, new_scores, zoo.score_metrics)
+        _warn_partly_scored(new_models.index, new_datasets.index, new_scores,
+                            zoo.score_metrics, model_ids, dataset_ids)
         return Extension(new_zoo, tuple(new_models.index), tuple(new_datasets.index),
                          new_records, new_scores)
 
@@ -593,6 +598,29 @@ def _warn_unscored(new_models: pd.Index, new_datasets: pd.Index, new_scores: pd.
                           f"{metrics}): predicted from metadata and records only, as a pair "
                           f"without scores is in training; score:<metric> gives NaN for them",
                           UserWarning, stacklevel=4)
+
+
+def _warn_partly_scored(new_models: pd.Index, new_datasets: pd.Index, new_scores: pd.DataFrame,
+                        metrics: list[str], model_ids: pd.Index, dataset_ids: pd.Index) -> None:
+    """Warn about new nodes scored on only some of their pairs or metrics: those pairs are
+    predicted as a pair without scores is in training, which the user may not expect."""
+    if not metrics or new_scores.empty:
+        return
+    for kind, other, ids, others in (("dataset", "model", new_datasets, model_ids),
+                                     ("model", "dataset", new_models, dataset_ids)):
+        scored = new_scores[new_scores[kind].isin(ids)]
+        if scored.empty:
+            continue
+        full = len(others) * len(metrics)
+        have = scored.drop_duplicates([kind, other, "metric"]).groupby(kind).size()  # [nodes]
+        partly = have[have < full]
+        if len(partly):
+            shown = [f"{node} ({n} of {full})" for node, n in partly.iloc[:5].items()]
+            shown += ["..."] if len(partly) > 5 else []
+            warnings.warn(f"{len(partly)} new {kind}(s) have scores for only some of their "
+                          f"{other} × metric pairs ({len(others)} {other}s × {metrics}): "
+                          f"{', '.join(shown)}; the pairs without a score are predicted as a "
+                          f"pair without scores is in training", UserWarning, stacklevel=4)
 
 
 def _records(source: Source, model_ids: pd.Index, dataset_ids: pd.Index, zoo: Zoo, *,

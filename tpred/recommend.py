@@ -331,6 +331,9 @@ def run_predictor(run, dataset: str, metadata: dict[str, Any], *, method: str | 
         with warnings.catch_warnings():
             if scores is None:  # before any forward pass: metadata only is the point
                 warnings.filterwarnings("ignore", message=".*have no scores")
+            # scoring only the shortlist is recommend's design, and its output says which
+            # models were scored
+            warnings.filterwarnings("ignore", message=".*have scores for only some")
             return rank(run, dataset, target, method=method, datasets=datasets, scores=scores)
 
     return predict
