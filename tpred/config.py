@@ -194,9 +194,7 @@ class GNNConfig:
     lr: PositiveFloat = 5e-3
     weight_decay: NonNegativeFloat = 1e-4
     max_epochs: PositiveInt = 60
-    #: epochs without a better validation loss before stopping: 10 ranks as 20 did on inner
-    #: validation and cuts a fit's time by 18-38 % (bench/README.md, "Patience 10")
-    patience: PositiveInt = 10
+    patience: PositiveInt = 20
     val_fraction: Fraction = 0.1
     use_scores: bool = True
     residual: bool = True
