@@ -257,9 +257,8 @@ class Run:
         all_records = pd.concat([zoo.records, new_records], ignore_index=True)
         all_scores = pd.concat([zoo.scores, new_scores], ignore_index=True)
         new_zoo = Zoo.from_frames(model_table, dataset_table, all_records, all_scores)
-        _warn_unscored(new_models.index, new_datasets.index, new_scores, zoo.score_metrics)
-        _warn_partly_scored(new_models.index, new_datasets.index, new_scores,
-                            zoo.score_metrics, model_ids, dataset_ids)
+        _warn_score_gaps(new_models.index, new_datasets.index, new_scores, zoo.score_metrics,
+                         model_ids, dataset_ids)
         return Extension(new_zoo, tuple(new_models.index), tuple(new_datasets.index),
                          new_records, new_scores)
 
@@ -586,37 +585,37 @@ def _scores(source: Source, model_ids: pd.Index, dataset_ids: pd.Index,
     return out
 
 
-def _warn_unscored(new_models: pd.Index, new_datasets: pd.Index, new_scores: pd.DataFrame,
-                   metrics: list[str]) -> None:
-    """Warn about new nodes without a single score when the run was trained with scores."""
+def _first_five(items: list) -> list:
+    """At most five items for a message, "..." after them when there are more."""
+    return list(items[:5]) + (["..."] if len(items) > 5 else [])
+
+
+def _warn_score_gaps(new_models: pd.Index, new_datasets: pd.Index, new_scores: pd.DataFrame,
+                     metrics: list[str], model_ids: pd.Index, dataset_ids: pd.Index) -> None:
+    """Warn about new nodes without a single score, then about those scored on only some of
+    their pairs or metrics, when the run was trained with scores: their pairs without a score
+    are predicted as a pair without scores is in training, which the user may not expect.
+
+    One count of (pair, metric) scores per new node serves both (`parse_scores` has already
+    rejected duplicates)."""
     if not metrics:
         return
-    for kind, ids in (("model", new_models), ("dataset", new_datasets)):
-        if len(unscored := ids[~ids.isin(new_scores[kind])]):
-            shown = list(unscored[:5]) + (["..."] if len(unscored) > 5 else [])
-            warnings.warn(f"{len(unscored)} new {kind}(s) {shown} have no scores (the run has "
-                          f"{metrics}): predicted from metadata and records only, as a pair "
-                          f"without scores is in training; score:<metric> gives NaN for them",
-                          UserWarning, stacklevel=4)
-
-
-def _warn_partly_scored(new_models: pd.Index, new_datasets: pd.Index, new_scores: pd.DataFrame,
-                        metrics: list[str], model_ids: pd.Index, dataset_ids: pd.Index) -> None:
-    """Warn about new nodes scored on only some of their pairs or metrics: those pairs are
-    predicted as a pair without scores is in training, which the user may not expect."""
-    if not metrics or new_scores.empty:
-        return
-    for kind, other, ids, others in (("dataset", "model", new_datasets, model_ids),
-                                     ("model", "dataset", new_models, dataset_ids)):
-        scored = new_scores[new_scores[kind].isin(ids)]
-        if scored.empty:
-            continue
+    sides = {"model": ("dataset", new_models, dataset_ids),
+             "dataset": ("model", new_datasets, model_ids)}
+    have = {kind: new_scores.groupby(kind).size().reindex(ids, fill_value=0)   # [new nodes]
+            for kind, (_, ids, _) in sides.items()}
+    for kind in ("model", "dataset"):
+        if len(unscored := have[kind].index[have[kind] == 0]):
+            warnings.warn(f"{len(unscored)} new {kind}(s) {_first_five(list(unscored))} have no "
+                          f"scores (the run has {metrics}): predicted from metadata and records "
+                          f"only, as a pair without scores is in training; score:<metric> gives "
+                          f"NaN for them", UserWarning, stacklevel=4)
+    for kind in ("dataset", "model"):
+        other, _, others = sides[kind]
         full = len(others) * len(metrics)
-        have = scored.drop_duplicates([kind, other, "metric"]).groupby(kind).size()  # [nodes]
-        partly = have[have < full]
+        partly = have[kind][(have[kind] > 0) & (have[kind] < full)]
         if len(partly):
-            shown = [f"{node} ({n} of {full})" for node, n in partly.iloc[:5].items()]
-            shown += ["..."] if len(partly) > 5 else []
+            shown = _first_five([f"{node} ({n} of {full})" for node, n in partly.items()])
             warnings.warn(f"{len(partly)} new {kind}(s) have scores for only some of their "
                           f"{other} × metric pairs ({len(others)} {other}s × {metrics}): "
                           f"{', '.join(shown)}; the pairs without a score are predicted as a "
