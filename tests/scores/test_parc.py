@@ -20,6 +20,15 @@ def _blobs(seed=0, n=60, d=40, classes=3, sep=0.5):
     return rng.normal(size=(n, d)) + sep * y[:, None], y
 
 
+def _feature_rdm(f, iu):
+    """metrics.md's R_f over the pairs `iu`: PCA to 32 (the references' settings), standardised
+    columns, 1 - correlation between samples."""
+    reduced = StandardScaler().fit_transform(
+        PCA(n_components=32, svd_solver="randomized", random_state=1919,
+            iterated_power=1).fit_transform(f))
+    return (1 - np.corrcoef(reduced))[iu]
+
+
 def _perfect_bound(labels):
     """100 * Spearman of untied dissimilarities that put every within-class pair first."""
     labels = np.asarray(labels)
@@ -33,11 +42,8 @@ def test_matches_the_definition_with_full_matrices(classes):
     """metrics.md's steps with N x N matrices; 'reference' keeps np.corrcoef's round-off in
     R_y (C = 3 and 7 give more than two distinct values), 'exact' the two values."""
     f, y = _blobs(n=70, classes=classes)
-    reduced = PCA(n_components=32, svd_solver="randomized", random_state=1919,
-                  iterated_power=1).fit_transform(f)
-    reduced = StandardScaler().fit_transform(reduced)
     iu = np.triu_indices(len(y), k=1)
-    r_f = (1 - np.corrcoef(reduced))[iu]
+    r_f = _feature_rdm(f, iu)
     table = 1 - np.corrcoef(np.eye(classes))                  # the C x C round-off, [C, C]
     r_y = table[y[:, None], y[None, :]][iu]
     assert parc(f, y) == pytest.approx(100 * spearmanr(r_f, r_y).statistic, rel=1e-12)
@@ -57,11 +63,8 @@ def test_reference_rdm_matches_the_n_by_n_corrcoef_where_the_build_is_position_f
     if not np.array_equal(full, table):
         pytest.skip(f"this numpy build's N x N corrcoef rounds by position "
                     f"({int((full != table).sum())} of {full.size} entries differ by an ulp)")
-    reduced = StandardScaler().fit_transform(
-        PCA(n_components=32, svd_solver="randomized", random_state=1919,
-            iterated_power=1).fit_transform(f))
     iu = np.triu_indices(len(y), k=1)
-    expected = spearmanr((1 - np.corrcoef(reduced))[iu], full[iu]).statistic
+    expected = spearmanr(_feature_rdm(f, iu), full[iu]).statistic
     assert parc(f, y) == pytest.approx(100 * expected, rel=1e-12)
 
 
