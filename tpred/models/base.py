@@ -37,8 +37,7 @@ def as_accuracy(pred: np.ndarray) -> np.ndarray:
 
     An additive or linear model's output can leave that range (on the digits zoo's random-0.5
     splits, 6–15 % of the pairs for additive, lr, mf and knn); an accuracy of 1.03 is never
-    right, and every method (the gnn's members too) goes through this one clip, so all are
-    compared alike.
+    right, and the gnn clips its own the same way, so every method is compared alike.
 
     Shapes: [P] -> [P].
     """

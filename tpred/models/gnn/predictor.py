@@ -26,7 +26,7 @@ from tpred.graph import (
     standardize_scores,
 )
 from tpred.models._inputs import NodeFeatures, check_ids_in_zoo, encoder_for, resolve_metrics
-from tpred.models.base import as_accuracy, register
+from tpred.models.base import register
 from tpred.models.gnn.baseline import NUM_BASELINE_TERMS
 from tpred.models.gnn.batch import Kernel, RecordGraph, make_batch, num_gated_terms
 from tpred.models.gnn.minibatch import fit_large, predict_large, use_minibatch
@@ -246,8 +246,8 @@ class GNNPredictor:
                               else self._features(zoo))
         own = pd.MultiIndex.from_frame(known).isin(pd.MultiIndex.from_frame(pairs))
         if getattr(self, "minibatch_", False):
-            stacked = as_accuracy(predict_large(self, zoo, known[~own].reset_index(drop=True),
-                                                pairs, model_x, dataset_x))       # [K, P]
+            stacked = np.clip(predict_large(self, zoo, known[~own].reset_index(drop=True), pairs,
+                                            model_x, dataset_x), 0.0, 1.0)      # [K, P]
             return (stacked.mean(0), stacked.std(0)) if return_std else stacked.mean(0)
         g = self._graph(zoo, known[~own].reset_index(drop=True), model_x, dataset_x)
         src = g.model_index.get_indexer(pairs["model"].to_numpy())
@@ -262,7 +262,7 @@ class GNNPredictor:
                 net.load_state_dict(state)
                 net.eval()
                 preds.append(net(batch).numpy().astype(np.float64))
-        stacked = as_accuracy(np.stack(preds))                                # [K, P]
+        stacked = np.clip(np.stack(preds), 0.0, 1.0)                          # [K, P]
         mean = stacked.mean(axis=0)
         if return_std:
             return mean, stacked.std(axis=0)
