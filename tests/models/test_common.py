@@ -84,16 +84,3 @@ def test_predictor_predicts_nodes_absent_from_the_fitted_zoo(name, fitted):
 def test_predictor_predict_before_fit_raises(name, zoo):
     with pytest.raises(NotFittedError, match="not fitted"):
         make_predictor(name, CFG).predict(zoo.known_pairs())
-
-
-def test_accuracy_predictors_stay_within_0_and_1_where_their_formula_leaves_it(zoo):
-    # accuracies pushed toward both bounds: an additive fit extrapolates past them
-    acc = zoo.records["accuracy"].to_numpy()
-    stretched = np.clip(0.5 + 2.5 * (acc - acc.mean()), 0.0, 1.0)
-    wide = Zoo(zoo.models, zoo.datasets, zoo.records.assign(accuracy=stretched), zoo.scores)
-    train, test = _split(wide)
-    level = make_predictor("additive", CFG).fit(wide, train).level(test)
-    assert (level > 1).any() and (level < 0).any()             # the test can fail
-    for name in (n for n in NAMES if not n.startswith("score:")):
-        pred = make_predictor(name, CFG).fit(wide, train).predict(test)
-        assert pred.min() >= 0.0 and pred.max() <= 1.0, name

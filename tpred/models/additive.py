@@ -7,7 +7,7 @@ import pandas as pd
 
 from tpred.data.zoo import Zoo
 from tpred.errors import NotFittedError
-from tpred.models.base import as_accuracy, register
+from tpred.models.base import register
 
 
 class AdditivePredictor:
@@ -35,13 +35,7 @@ class AdditivePredictor:
         return self
 
     def predict(self, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
-        """Predictions [P], clipped to [0, 1]; `zoo` is accepted for the common interface
-        (metadata is unused)."""
-        return as_accuracy(self.level(pairs))
-
-    def level(self, pairs: pd.DataFrame) -> np.ndarray:
-        """mu + model effect + dataset effect of `pairs` [P], unclipped (the level residuals
-        are taken from, as in `KNNPredictor`); 0 for the effect of an unseen node."""
+        """Predictions [P]; `zoo` is accepted for the common interface (metadata is unused)."""
         if not hasattr(self, "mu_"):
             raise NotFittedError("AdditivePredictor is not fitted; call fit(zoo, train_pairs)")
         m = self.model_effect_.reindex(pairs["model"].to_numpy()).fillna(0.0).to_numpy()

@@ -32,18 +32,6 @@ class Predictor(Protocol):
         ...
 
 
-def as_accuracy(pred: np.ndarray) -> np.ndarray:
-    """Predictions clipped to [0, 1], where accuracies lie (design.md's records).
-
-    An additive or linear model's output can leave that range (on the digits zoo's random-0.5
-    splits, 6–15 % of the pairs for additive, lr, mf and knn); an accuracy of 1.03 is never
-    right, and the gnn clips its own the same way, so every method is compared alike.
-
-    Shapes: [P] -> [P].
-    """
-    return np.clip(pred, 0.0, 1.0)
-
-
 #: name -> factory(cfg) building an unfitted predictor from the run's config. Filled by
 #: `tpred.models.__init__`; `score:<metric>` names are resolved by `make_predictor`.
 PREDICTORS: dict[str, Callable[[TrainConfig], Predictor]] = {}

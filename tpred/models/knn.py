@@ -20,7 +20,7 @@ from tpred.models._inputs import (
     resolve_metrics,
 )
 from tpred.models.additive import AdditivePredictor
-from tpred.models.base import as_accuracy, register
+from tpred.models.base import register
 from tpred.models.sparse_neighbours import (
     Similarity,
     blocked_neighbour_mean,
@@ -77,7 +77,7 @@ class KNNPredictor:
             raise ValueError(f"KNNPredictor: n_neighbors must be >= 1, got {self.n_neighbors}")
         self.score_metrics_ = resolve_metrics(zoo, self.score_metrics, "KNNPredictor.fit")
         self.additive_ = AdditivePredictor().fit(zoo, train_pairs)
-        resid = zoo.accuracy(train_pairs) - self.additive_.level(train_pairs)    # [P]
+        resid = zoo.accuracy(train_pairs) - self.additive_.predict(train_pairs)  # [P]
         rows, self.model_ids_ = pd.factorize(train_pairs["model"].to_numpy())
         cols, self.dataset_ids_ = pd.factorize(train_pairs["dataset"].to_numpy())
         self.model_ids_, self.dataset_ids_ = pd.Index(self.model_ids_), pd.Index(self.dataset_ids_)
@@ -135,7 +135,7 @@ class KNNPredictor:
         other = ~seen & (pos_d >= 0)
         interaction[other] = candidate_neighbour_mean(
             pos_d[other], inv_m[other], cols, rows, resid, len(self.dataset_ids_), sim_m, k)
-        return as_accuracy(add.mu_ + b_m + b_d + interaction)             # [P]
+        return add.mu_ + b_m + b_d + interaction                          # [P]
 
     def _effect(self, pos: np.ndarray, inv: np.ndarray, sim: Similarity,
                 effect: np.ndarray) -> np.ndarray:

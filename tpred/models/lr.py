@@ -20,7 +20,7 @@ from tpred.models._inputs import (
     encoder_for,
     resolve_metrics,
 )
-from tpred.models.base import as_accuracy, register
+from tpred.models.base import register
 
 #: candidate ridge penalties (the design matrix is standardised, so these are unit-free)
 ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
@@ -101,7 +101,7 @@ class LinearPredictor:
         if not len(pairs):  # scikit-learn transformers refuse 0 rows
             return np.zeros(0)
         Xs = self.scaler_.transform(self._design(zoo, pairs))             # [P, F]
-        return as_accuracy(self.ridge_.predict(Xs @ self.projection_))    # [P]
+        return self.ridge_.predict(Xs @ self.projection_)                 # [P]
 
     def _block_width(self, col: str) -> int:
         inputs = getattr(self, f"{col}_inputs_")

@@ -7,7 +7,7 @@ import pandas as pd
 
 from tpred.data.zoo import Zoo
 from tpred.errors import NotFittedError
-from tpred.models.base import as_accuracy, register
+from tpred.models.base import register
 
 #: floor of the residual's standard deviation (an exactly additive table has none), so that the
 #: scaled ridge stays positive and every normal-equation system stays solvable
@@ -147,7 +147,7 @@ class MatrixFactorizationPredictor:
         d = self.dataset_effect_.reindex(datasets).fillna(0.0).to_numpy()
         u = self.model_factors_.reindex(models).fillna(0.0).to_numpy()    # [P, k]
         v = self.dataset_factors_.reindex(datasets).fillna(0.0).to_numpy()  # [P, k]
-        return as_accuracy(self.mu_ + m + d + (u * v).sum(1))             # [P]
+        return self.mu_ + m + d + (u * v).sum(1)                          # [P]
 
 
 def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:

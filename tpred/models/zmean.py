@@ -7,7 +7,7 @@ import pandas as pd
 
 from tpred.data.zoo import Zoo
 from tpred.errors import NotFittedError
-from tpred.models.base import as_accuracy, register
+from tpred.models.base import register
 
 #: a dataset whose training accuracies have a (population) std below this is constant: its
 #: z-scores are undefined and it adds nothing to any model's mean
@@ -56,7 +56,7 @@ class ZMeanPredictor:
         datasets = pairs["dataset"].to_numpy()
         level = self.level_.reindex(datasets).fillna(self.fallback_level_).to_numpy()
         scale = self.scale_.reindex(datasets).fillna(self.fallback_scale_).to_numpy()
-        return as_accuracy(level + scale * z)                             # [P]
+        return level + scale * z                                          # [P]
 
 
 def zmean_fit(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: int,
