@@ -74,10 +74,13 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
         init_gates(net, [draw() for _ in range(GATE_FIT_DRAWS)], positive=config.gate_positive)
     avg = copy.deepcopy(net)  # exponential moving average of the weights: validated, kept
     avg_params, net_params = list(avg.parameters()), list(net.parameters())
+    # the modes are set once: `train()` / `eval()` walk every submodule, and nothing in the
+    # loop changes them
+    net.train()
+    avg.eval()
     best, best_loss, best_epoch, bad = None, np.inf, 0, 0
     for epoch in range(config.max_epochs):
         batch = draw()
-        net.train()
         opt.zero_grad()
         pred = net(batch)
         loss = F.mse_loss(pred, batch.y)
@@ -89,8 +92,7 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
             torch._foreach_lerp_(avg_params, net_params, 1.0 - config.ema_decay)
         if val_batch is None:
             continue
-        avg.eval()
-        with torch.no_grad():
+        with torch.inference_mode():
             val_loss = float(F.mse_loss(avg(val_batch), val_batch.y))
         if val_loss < best_loss - MIN_IMPROVEMENT:
             best_loss, best_epoch, bad = val_loss, epoch + 1, 0
