@@ -1,0 +1,112 @@
+"""Inner check of the std calibration's form: coverage on inner held-out datasets.
+
+    python bench/validate_calibration.py --config configs/domainnet270.yaml
+
+For each outer cold-dataset fold (seed `--outer-seed`), only its *training* records are kept
+(`validate.inner_zoo`); the inner cold-dataset fold 0 (seed 100) of that zoo is the test. On
+the inner training pairs the calibration is fitted as `tpred.checkpoint.calibrate` fits it
+(validation datasets carved out, the seed ensemble fitted on the rest), the ensemble is fitted
+again on all inner training pairs, and the calibrated std is scored on the inner test pairs.
+Forms compared (bench/README.md, "A relative ensemble spread"):
+
+- `absolute`: sqrt((scale · std)² + floor²), the current form;
+- `relative`: the same with each fit's std divided by that fit's reference spread: the mean
+  std of its members over its own training pairs, predicted in `num_folds` chunks of datasets,
+  each with its own records left out (`reference_spread`);
+- `floor`: the 68.27 % quantile of the validation |error| for every pair.
+
+Printed per outer fold and as the mean: ±1 σ / ±2 σ coverage (68.3 % / 95.4 % for a calibrated
+normal), the sd of the ±1 σ coverage over folds and its mean distance to 68.3 %. The outer test
+pairs are never fitted, predicted or scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tpred.checkpoint import (
+    NORMAL_COVERAGE,
+    PAIR,
+    calibrated_std,
+    coverage,
+    ensemble_predict,
+    fit_calibration,
+    fit_members,
+    validation_datasets,
+)
+from tpred.config import TrainConfig
+from tpred.data import load_zoo
+from tpred.evaluation.protocols import make_splits
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from validate import inner_zoo  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def reference_spread(members, pairs: pd.DataFrame, num_chunks: int, seed: int) -> float:
+    """Mean ensemble std over `pairs`, predicted chunk by chunk of datasets (each chunk's own
+    records left out of the message edges, as `predict` does for the pairs it is asked)."""
+    datasets = pd.unique(pairs["dataset"])
+    order = np.random.default_rng(seed).permutation(len(datasets))
+    stds = [ensemble_predict(members, pairs[pairs["dataset"].isin(datasets[part])]
+                             .reset_index(drop=True))[1]
+            for part in np.array_split(order, min(num_chunks, len(datasets)))]
+    return float(np.concatenate(stds).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default.yaml")
+    parser.add_argument("--method", default="gnn")
+    parser.add_argument("--outer-seed", type=int, default=0)
+    args = parser.parse_args()
+    cfg = TrainConfig.from_yaml(args.config)
+    zoo = load_zoo(cfg.data, ROOT, model_features=cfg.model_features,
+                   dataset_features=cfg.dataset_features)
+    chunks = cfg.protocol.num_folds
+    results: dict[str, list[tuple[float, float]]] = {"absolute": [], "relative": [], "floor": []}
+    for outer in make_splits("cold-dataset", zoo, args.outer_seed, cfg.protocol):
+        inner = inner_zoo(zoo, outer.train)
+        split = make_splits("cold-dataset", inner, 100, cfg.protocol)[0]
+        train = split.train[PAIR].reset_index(drop=True)
+        held = train["dataset"].isin(validation_datasets(train, chunks, cfg.seeds[0])).to_numpy()
+        fit_pairs, val_pairs = (train[~held].reset_index(drop=True),
+                                train[held].reset_index(drop=True))
+        val_members = fit_members(inner, cfg, args.method, fit_pairs)
+        val_mean, val_std = ensemble_predict(val_members, val_pairs)
+        val_true = inner.accuracy(val_pairs)
+        val_ref = reference_spread(val_members, fit_pairs, chunks, 0)
+        members = fit_members(inner, cfg, args.method, train)
+        mean, std = ensemble_predict(members, split.test)
+        true = inner.accuracy(split.test)
+        ref = reference_spread(members, train, chunks, 0)
+        sigma = {
+            "absolute": calibrated_std(std, *fit_calibration(val_true, val_mean, val_std)),
+            "relative": calibrated_std(std / ref, *fit_calibration(val_true, val_mean,
+                                                                   val_std / val_ref)),
+            "floor": np.full(len(true), np.quantile(np.abs(val_true - val_mean),
+                                                    NORMAL_COVERAGE[1])),
+        }
+        for name, s in sigma.items():
+            results[name].append((coverage(true, mean, s, 1), coverage(true, mean, s, 2)))
+        print(f"outer fold {outer.fold}: mean std validation {val_std.mean():.5f} (reference "
+              f"{val_ref:.5f}), test {std.mean():.5f} (reference {ref:.5f}); "
+              + ", ".join(f"{k} {100 * v[-1][0]:.1f} % / {100 * v[-1][1]:.1f} %"
+                          for k, v in results.items()), flush=True)
+    print(f"\n{args.config.name}, {args.method}: coverage ±1 σ / ±2 σ, mean over "
+          f"{len(results['floor'])} outer folds (target 68.3 % / 95.4 %)")
+    for name, values in results.items():
+        one, two = np.array(values).T
+        print(f"  {name:>8}: {100 * one.mean():.1f} % / {100 * two.mean():.1f} %  "
+              f"(sd {one.std():.3f}, mean |±1 σ − 68.3 %| "
+              f"{np.abs(one - NORMAL_COVERAGE[1]).mean():.3f})")
+
+
+if __name__ == "__main__":
+    main()
