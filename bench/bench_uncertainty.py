@@ -84,7 +84,7 @@ def main() -> None:
     for split in splits:
         members = fit_members(zoo, cfg, args.method, split.train)
         mean, std = ensemble_predict(members, split.test)
-        cal = calibrate(zoo, cfg, args.method, split.train)
+        cal = calibrate(zoo, cfg, args.method, split.train, members=members)
         scale, floor = (np.nan, 0.0) if cal is None else (cal.scale, cal.floor)
         rows.append(split.test.assign(fold=split.fold, true=zoo.accuracy(split.test),
                                       mean=mean, std=std, scale=scale, floor=floor,

@@ -13,7 +13,9 @@ Forms compared (bench/README.md, "A relative ensemble spread"):
 - `relative`: the same with each fit's std divided by that fit's reference spread: the mean
   std of its members over its own training pairs, predicted in `num_folds` chunks of datasets,
   each with its own records left out (`reference_spread`);
-- `floor`: the 68.27 % quantile of the validation |error| for every pair.
+- `floor`: the 68.27 % quantile of the validation |error| for every pair;
+- `pooled`, `pooled-relative`: `absolute` and `relative` fitted on `--pooled` validation folds
+  together (each fold's datasets held out in turn, one ensemble fit per fold).
 
 Printed per outer fold and as the mean: ±1 σ / ±2 σ coverage (68.3 % / 95.4 % for a calibrated
 normal), the sd of the ±1 σ coverage over folds and its mean distance to 68.3 %. The outer test
@@ -37,6 +39,7 @@ from tpred.checkpoint import (
     ensemble_predict,
     fit_calibration,
     fit_members,
+    reference_spread,
     validation_datasets,
 )
 from tpred.config import TrainConfig
@@ -49,28 +52,20 @@ from validate import inner_zoo  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def reference_spread(members, pairs: pd.DataFrame, num_chunks: int, seed: int) -> float:
-    """Mean ensemble std over `pairs`, predicted chunk by chunk of datasets (each chunk's own
-    records left out of the message edges, as `predict` does for the pairs it is asked)."""
-    datasets = pd.unique(pairs["dataset"])
-    order = np.random.default_rng(seed).permutation(len(datasets))
-    stds = [ensemble_predict(members, pairs[pairs["dataset"].isin(datasets[part])]
-                             .reset_index(drop=True))[1]
-            for part in np.array_split(order, min(num_chunks, len(datasets)))]
-    return float(np.concatenate(stds).mean())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "default.yaml")
     parser.add_argument("--method", default="gnn")
     parser.add_argument("--outer-seed", type=int, default=0)
+    parser.add_argument("--pooled", type=int, default=3,
+                        help="validation folds pooled by the `pooled` forms")
     args = parser.parse_args()
     cfg = TrainConfig.from_yaml(args.config)
     zoo = load_zoo(cfg.data, ROOT, model_features=cfg.model_features,
                    dataset_features=cfg.dataset_features)
     chunks = cfg.protocol.num_folds
-    results: dict[str, list[tuple[float, float]]] = {"absolute": [], "relative": [], "floor": []}
+    results: dict[str, list[tuple[float, float]]] = {
+        k: [] for k in ("absolute", "relative", "floor", "pooled", "pooled-relative")}
     for outer in make_splits("cold-dataset", zoo, args.outer_seed, cfg.protocol):
         inner = inner_zoo(zoo, outer.train)
         split = make_splits("cold-dataset", inner, 100, cfg.protocol)[0]
@@ -86,7 +81,27 @@ def main() -> None:
         mean, std = ensemble_predict(members, split.test)
         true = inner.accuracy(split.test)
         ref = reference_spread(members, train, chunks, 0)
+        # pooled: --pooled validation folds (the parts of `validation_datasets`' split), each
+        # with its own ensemble fit; scale and floor fitted on their errors together
+        order = np.random.default_rng(cfg.seeds[0]).permutation(train["dataset"].nunique())
+        units = pd.unique(train["dataset"])
+        pooled = []
+        for part in np.array_split(order, max(2, min(chunks, len(units))))[:args.pooled]:
+            is_val = train["dataset"].isin(units[part]).to_numpy()
+            if is_val.all():
+                continue
+            rest = train[~is_val].reset_index(drop=True)
+            fold_members = fit_members(inner, cfg, args.method, rest)
+            fold_pairs = train[is_val].reset_index(drop=True)
+            f_mean, f_std = ensemble_predict(fold_members, fold_pairs)
+            pooled.append((inner.accuracy(fold_pairs), f_mean, f_std,
+                           reference_spread(fold_members, rest, chunks, 0)))
+        p_true, p_mean, p_std = (np.concatenate([p[i] for p in pooled]) for i in range(3))
+        p_rel = np.concatenate([p[2] / p[3] for p in pooled])
         sigma = {
+            "pooled": calibrated_std(std, *fit_calibration(p_true, p_mean, p_std)),
+            "pooled-relative": calibrated_std(std / ref, *fit_calibration(p_true, p_mean,
+                                                                          p_rel)),
             "absolute": calibrated_std(std, *fit_calibration(val_true, val_mean, val_std)),
             "relative": calibrated_std(std / ref, *fit_calibration(val_true, val_mean,
                                                                    val_std / val_ref)),
@@ -103,7 +118,7 @@ def main() -> None:
           f"{len(results['floor'])} outer folds (target 68.3 % / 95.4 %)")
     for name, values in results.items():
         one, two = np.array(values).T
-        print(f"  {name:>8}: {100 * one.mean():.1f} % / {100 * two.mean():.1f} %  "
+        print(f"  {name:>15}: {100 * one.mean():.1f} % / {100 * two.mean():.1f} %  "
               f"(sd {one.std():.3f}, mean |±1 σ − 68.3 %| "
               f"{np.abs(one - NORMAL_COVERAGE[1]).mean():.3f})")
 

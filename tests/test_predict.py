@@ -99,7 +99,7 @@ def run(zoo) -> Run:
     cfg = _config()
     methods = ["additive", "lr", "gnn", "score:score_a"]
     ensembles = fit_all(zoo, cfg, methods, progress=False)
-    calibration = {"gnn": calibrate(zoo, cfg, "gnn")}
+    calibration = {"gnn": calibrate(zoo, cfg, "gnn", members=ensembles["gnn"])}
     return Run(cfg, zoo, ensembles, calibration)
 
 
@@ -178,7 +178,7 @@ def test_checkpoint_round_trip_keeps_config_zoo_ensembles_and_calibration(run, t
     for method in run.methods:  # predictions after loading equal those before saving, exactly
         pd.testing.assert_frame_equal(loaded.predict(datasets=new, scores=scores, method=method),
                                       run.predict(datasets=new, scores=scores, method=method))
-    assert load_checkpoint(path)["format"] == 4
+    assert load_checkpoint(path)["format"] == 5
 
 
 def test_load_rejects_missing_unreadable_and_foreign_files(tmp_path):
@@ -281,6 +281,68 @@ def test_fit_calibration_floor_covers_pairs_whose_members_agree():
     assert floor >= 0.05
 
 
+class _Constant:
+    """A stub ensemble member: predicts `value` for every pair (and records what it was asked)."""
+
+    def __init__(self, value: float) -> None:
+        self.value, self.asked = value, []
+
+    def predict(self, pairs, zoo=None):
+        self.asked.append(sorted(pd.unique(pairs["dataset"])))
+        return np.full(len(pairs), self.value)
+
+
+def test_reference_spread_is_the_mean_std_over_chunks_of_datasets():
+    from tpred.checkpoint import reference_spread
+
+    pairs = pd.DataFrame({"model": ["m0", "m1"] * 5,
+                          "dataset": [f"d{i}" for i in range(5) for _ in range(2)]})
+    members = [_Constant(0.6), _Constant(0.9), _Constant(0.9)]
+    # three members 0.6, 0.9, 0.9: mean 0.8, population std sqrt((0.04 + 0.01 + 0.01) / 3)
+    assert reference_spread(members, pairs, 3, seed=0) == pytest.approx(np.sqrt(0.02))
+    # predicted a chunk of datasets at a time: 3 disjoint chunks covering the 5 datasets
+    chunks = members[0].asked
+    assert len(chunks) == 3 and sorted(d for c in chunks for d in c) == [f"d{i}" for i in
+                                                                          range(5)]
+
+
+def test_relative_spread_and_the_calibrated_std_with_a_reference():
+    from tpred.checkpoint import Calibration, relative_spread
+
+    std = np.array([0.0, 0.01, 0.02])
+    np.testing.assert_allclose(relative_spread(std, 0.01), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(relative_spread(std, float("nan")), std)  # older checkpoint
+    np.testing.assert_array_equal(relative_spread(std, 0.0), 0.0)           # members all agree
+    # sqrt((scale * std / reference)^2 + floor^2) = sqrt((0.03 * [0, 1, 2])^2 + 0.04^2)
+    cal = Calibration(0.03, 0.04, 10, ("d",), (0.1, 0.2), (0.68, 0.95), 0.01)
+    np.testing.assert_allclose(cal.apply(std), [0.04, 0.05, np.sqrt(0.06 ** 2 + 0.04 ** 2)])
+    old = Calibration(3.0, 0.04, 10, ("d",), (0.1, 0.2), (0.68, 0.95))     # no reference
+    np.testing.assert_allclose(old.apply(std), [0.04, 0.05, np.sqrt(0.06 ** 2 + 0.04 ** 2)])
+
+
+def test_a_calibration_entry_without_a_reference_is_format_4_only(tmp_path):
+    from tpred.checkpoint import Calibration, _calibration_from_dict, _calibration_to_dict
+
+    cal = Calibration(0.03, 0.04, 10, ("d",), (0.1, 0.2), (0.68, 0.95), 0.01)
+    values = _calibration_to_dict(cal)
+    assert _calibration_from_dict(values, tmp_path) == cal
+    del values["reference"]
+    assert np.isnan(_calibration_from_dict(values, tmp_path, 4).reference)
+    with pytest.raises(ValueError, match=r"a calibration entry is malformed"):
+        _calibration_from_dict(values, tmp_path, 5)
+
+
+def test_validation_folds_are_disjoint_folds_of_the_training_datasets():
+    from tpred.checkpoint import validation_folds
+
+    pairs = pd.DataFrame({"model": "m", "dataset": [f"d{i}" for i in range(10)]})
+    folds = validation_folds(pairs, 5, seed=3, count=3)
+    assert [len(f) for f in folds] == [2, 2, 2]
+    assert len({d for f in folds for d in f}) == 6
+    assert folds[0] == validation_datasets(pairs, 5, seed=3)
+    assert len(validation_folds(pairs.iloc[:2], 5, seed=0, count=3)) == 2  # only 2 folds exist
+
+
 def test_validation_datasets_are_a_fold_of_the_training_datasets():
     pairs = pd.DataFrame({"model": "m", "dataset": [f"d{i}" for i in range(10)]})
     held = validation_datasets(pairs, 5, seed=3)
@@ -329,9 +391,32 @@ def test_std_is_the_ensemble_std_through_the_calibration(run, new_zoo):
     raw = run.predict(**args, calibrated=False)
     cal = run.predict(**args)
     c = run.calibration["gnn"]
+    assert c.reference > 0
     np.testing.assert_allclose(cal["std"], np.minimum(
-        np.sqrt((c.scale * raw["std"]) ** 2 + c.floor ** 2), 0.5))     # capped at MAX_STD
+        np.sqrt((c.scale * raw["std"] / c.reference) ** 2 + c.floor ** 2), 0.5))  # MAX_STD
     assert run.predict(**args, method="additive")["std"].isna().all()
+
+
+def test_a_format_4_checkpoint_keeps_its_absolute_calibration(run, new_zoo, tmp_path):
+    """Format 4 (before the reference spread) is read, and its scale multiplies the std
+    itself; a format-5 calibration without its reference is a malformed entry."""
+    import json
+
+    manifest_file = run.save(tmp_path) / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    c = manifest["calibration"]["gnn"]
+    assert float(c["reference"]) == run.calibration["gnn"].reference
+    del c["reference"]
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"a calibration entry is malformed \(KeyError"):
+        tpred.load(tmp_path)
+    manifest_file.write_text(json.dumps({**manifest, "format": 4}))
+    old = tpred.load(tmp_path)
+    assert np.isnan(old.calibration["gnn"].reference)
+    args = dict(datasets=new_zoo.datasets.reset_index(), scores=_scores_for(run.zoo, new_zoo))
+    raw = old.predict(**args, calibrated=False)
+    np.testing.assert_allclose(old.predict(**args)["std"], np.minimum(
+        np.sqrt((c["scale"] * raw["std"]) ** 2 + c["floor"] ** 2), 0.5))
 
 
 def test_known_records_of_a_new_dataset_are_used_and_not_predicted(run, new_zoo):

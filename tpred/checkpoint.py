@@ -1,6 +1,6 @@
 """Checkpoints of a run: every method fitted on all known records for every seed, as an ensemble.
 
-A checkpoint is a folder (`<run>/checkpoint/`, format 4) whose files run no code when read:
+A checkpoint is a folder (`<run>/checkpoint/`, format 5) whose files run no code when read:
 
     manifest.json        format, tpred version, the config (`TrainConfig.to_dict()`), seeds, the
                          members of each method (seed; where its learned state is), the std
@@ -26,8 +26,11 @@ refuses the checkpoint instead of predicting something else.
 Format 3 (tpred before safe checkpoints) is one joblib pickle (`checkpoint.pkl`) of
 `{"format": 3, "tpred_version", "config", "zoo", "seeds", "ensembles", "calibration"}`.
 Unpickling runs whatever code the file holds, so it is loaded only with `trust=True`
-(`--trust`); `tpred.load(old, trust=True).save(folder)` rewrites it as format 4. Formats 1 and 2
-are refused (their gnn networks lack the neighbour-residual inputs; retrain).
+(`--trust`); `tpred.load(old, trust=True).save(folder)` rewrites it as format 5. Formats 1 and 2
+are refused (their gnn networks lack the neighbour-residual inputs; retrain). Format 4 is format
+5 without the calibrations' `reference` (before 2026-12-02): it is read, and its std keeps the
+absolute form it was calibrated with (`Calibration.reference` NaN). A tpred that reads format 4
+only refuses format 5, rather than apply a scale fitted to a relative spread to an absolute one.
 
 A method whose predictor has a `seed` hyper-parameter (the gnn) is fitted once per seed of
 `cfg.seeds`; the members' predictions give a mean and a standard deviation per pair (for a gnn
@@ -35,12 +38,18 @@ with `GNNConfig.ensemble > 1`, every network of every seed is a member). A deter
 (additive, lr, mf, knn, score) is fitted once: one member, and its std is NaN (no estimate).
 
 Calibration: the members agree with each other more than with the truth, so the raw std is too
-small, and it is near 0 where the members agree even when they are wrong. `calibrate` carves
-validation datasets out of the *training* pairs (never test pairs), fits the ensemble on the
-rest, and fits σ = sqrt((scale · std)² + floor²) so that |truth − mean| ≤ σ on 68.27 % of the
-validation pairs (a normal distribution's share within ±1 σ) and ≤ 2σ on as near 95.45 % as
-the form allows (`fit_calibration`); predictions then report σ. Validation datasets are held
-out with all their records, as a new dataset arrives in use (the cold-dataset protocol).
+small, and it is near 0 where the members agree even when they are wrong. Its size also
+varies from one fit to the next (how long each seed trained), by up to 4× between a
+validation fit and the final one, so the std enters relative to the same ensemble's reference
+spread (`reference_spread`: its mean std over its own training pairs, predicted a chunk of
+datasets at a time). `calibrate` holds out `CALIBRATION_FOLDS` folds of validation datasets
+from the *training* pairs (never test pairs), one at a time, fits the ensemble on the rest of
+each, and fits σ = sqrt((scale · std / reference)² + floor²) on the pooled validation pairs so
+that |truth − mean| ≤ σ on 68.27 % of them (a normal distribution's share within ±1 σ) and ≤ 2σ
+on as near 95.45 % as the form allows (`fit_calibration`); predictions then report σ, with the
+final ensemble's own reference. Validation datasets are held out with all their records, as a
+new dataset arrives in use (the cold-dataset protocol). bench/README.md ("A relative ensemble
+spread") has the inner validation of this form.
 """
 
 from __future__ import annotations
@@ -74,7 +83,9 @@ from tpred.models import Predictor, is_seeded, make_predictor
 
 log = logging.getLogger(__name__)
 
-FORMAT = 4
+FORMAT = 5
+#: formats of checkpoint folders read (4: calibrations without a reference spread)
+FOLDER_FORMATS = (4, 5)
 #: formats of the old pickle checkpoints still read (with trust=True)
 PICKLE_FORMATS = (3,)
 #: the checkpoint folder in a run folder, and the old pickle file
@@ -100,6 +111,8 @@ FLOOR_QUANTILES = np.linspace(0.05, 0.60, 12)
 MAX_STD = 0.5
 #: fewer validation pairs than this: the calibration is fitted but the run says it is rough
 MIN_CALIBRATION_PAIRS = 20
+#: folds of validation datasets a calibration pools (each one ensemble fit per seed)
+CALIBRATION_FOLDS = 3
 
 
 @dataclass(frozen=True)
@@ -107,13 +120,17 @@ class Calibration:
     """The factor that turns an ensemble's spread into a calibrated standard deviation.
 
     Attributes:
-        scale, floor: calibrated std = sqrt((scale · ensemble std)² + floor²) (`fit_calibration`;
-            scale NaN when every validation std was 0: then the floor alone).
-        num_pairs: validation pairs it was fitted on.
+        scale, floor: calibrated std = sqrt((scale · ensemble std / reference)² + floor²)
+            (`fit_calibration`; scale NaN when every validation std was 0: then the floor
+            alone).
+        num_pairs: validation pairs it was fitted on (all folds).
         datasets: the validation datasets (held out of the training pairs with all records).
         coverage_raw: shares of validation pairs with |truth − mean| ≤ 1 and ≤ 2 ensemble stds.
-        coverage_calibrated: the same with scale · std (the first is 68.27 % by construction,
-            up to ties).
+        coverage_calibrated: the same with the calibrated std (the first is 68.27 % by
+            construction, up to ties).
+        reference: the reference spread of the ensemble it is applied to (`reference_spread`
+            of the final members); NaN in checkpoints written before it existed, whose scale
+            multiplies the std itself.
     """
 
     scale: float
@@ -122,10 +139,40 @@ class Calibration:
     datasets: tuple[str, ...]
     coverage_raw: tuple[float, float]
     coverage_calibrated: tuple[float, float]
+    reference: float = float("nan")
 
     def apply(self, std: np.ndarray) -> np.ndarray:
-        """The calibrated std of ensemble stds [P] (`calibrated_std`), at most `MAX_STD`."""
-        return np.minimum(calibrated_std(std, self.scale, self.floor), MAX_STD)
+        """The calibrated std of ensemble stds [P] (`calibrated_std` of std / reference), at
+        most `MAX_STD`."""
+        return np.minimum(calibrated_std(relative_spread(std, self.reference), self.scale,
+                                         self.floor), MAX_STD)
+
+
+def relative_spread(std: np.ndarray, reference: float) -> np.ndarray:
+    """std / reference; std itself for a NaN reference (an older checkpoint), 0 for a
+    reference of 0 (members that never disagree: the floor alone). Shapes: [P] -> [P]."""
+    std = np.asarray(std, dtype=np.float64)
+    if math.isnan(reference):
+        return std
+    return std / reference if reference > 0 else np.zeros_like(std)
+
+
+def reference_spread(members: Sequence[Predictor], pairs: pd.DataFrame, num_chunks: int,
+                     seed: int) -> float:
+    """The ensemble's typical spread: its mean std over `pairs` (its training pairs), predicted
+    chunk by chunk of datasets, each chunk's own records left out of the message edges (as
+    `predict` does for the pairs it is asked), so that the spread is that of datasets without
+    records, as in use. Chunks: `num_chunks` parts of a permutation of the datasets (seed).
+    NaN for an ensemble of one network.
+
+    Shapes: pairs [P] -> float.
+    """
+    datasets = pd.unique(pairs["dataset"])
+    order = np.random.default_rng(seed).permutation(len(datasets))
+    stds = [ensemble_predict(members, pairs[pairs["dataset"].isin(datasets[part])]
+                             .reset_index(drop=True))[1]
+            for part in np.array_split(order, max(1, min(num_chunks, len(datasets))))]
+    return float(np.concatenate(stds).mean())
 
 
 def coverage(true: np.ndarray, mean: np.ndarray, std: np.ndarray, k: float) -> float:
@@ -189,10 +236,17 @@ def calibrated_std(std: np.ndarray, scale: float, floor: float) -> np.ndarray:
 
 
 def validation_datasets(train_pairs: pd.DataFrame, num_folds: int, seed: int) -> list[str]:
-    """The datasets a calibration holds out: 1/num_folds of those in `train_pairs` (≥ 1).
+    """The first fold of `validation_folds`: 1/num_folds of the datasets in `train_pairs`."""
+    return validation_folds(train_pairs, num_folds, seed, 1)[0]
 
-    Drawn as fold 0 of the cold-dataset protocol would draw them from these pairs
-    (`np.random.default_rng(seed).permutation`, then the first of `num_folds` parts).
+
+def validation_folds(train_pairs: pd.DataFrame, num_folds: int, seed: int, count: int
+                     ) -> list[list[str]]:
+    """Disjoint folds of datasets a calibration holds out in turn, each 1/num_folds of those in
+    `train_pairs` (≥ 1 dataset), at most `count` of them (fewer when there are fewer folds).
+
+    Drawn as the cold-dataset protocol draws its folds from these pairs
+    (`np.random.default_rng(seed).permutation`, then the first `count` of `num_folds` parts).
 
     Raises:
         ValueError: fewer than 2 datasets (nothing left to train on).
@@ -202,47 +256,68 @@ def validation_datasets(train_pairs: pd.DataFrame, num_folds: int, seed: int) ->
         raise ValueError(f"calibration needs at least 2 datasets with training records, got "
                          f"{len(units)}")
     order = np.random.default_rng(seed).permutation(len(units))
-    part = np.array_split(order, max(2, min(num_folds, len(units))))[0]
-    return [units[i] for i in sorted(part)]
+    parts = np.array_split(order, max(2, min(num_folds, len(units))))[:count]
+    return [[units[i] for i in sorted(part)] for part in parts]
 
 
 def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame | None = None,
-              *, seeds: Sequence[int] | None = None) -> Calibration | None:
-    """Fit the std scale of `method`'s seed ensemble on validation datasets carved from training.
+              *, seeds: Sequence[int] | None = None,
+              members: Sequence[Predictor] | None = None) -> Calibration | None:
+    """Fit the std calibration of `method`'s seed ensemble on validation datasets carved from
+    the training pairs (module docstring).
+
+    Each of `CALIBRATION_FOLDS` folds of validation datasets (`validation_folds`) is held out in
+    turn: the ensemble is fitted on the rest, predicts the fold, and its std is divided by that
+    ensemble's `reference_spread`. Scale and floor are fitted on all folds' pairs together.
 
     Args:
         zoo: the zoo; only the records of `train_pairs` are read.
-        cfg: the run's config (predictor settings, `protocol.num_folds` for the validation size).
+        cfg: the run's config (predictor settings, `protocol.num_folds` for the fold size).
         method: a predictor name.
         train_pairs: the pairs the run may train on (default: every known pair).
-        seeds: ensemble seeds (default `cfg.seeds`); the first also draws the validation split.
+        seeds: ensemble seeds (default `cfg.seeds`); the first also draws the folds.
+        members: the ensemble the calibration is for (fitted on `train_pairs`), whose reference
+            spread it keeps; default: fitted here.
 
     Returns:
         The calibration, or None when the ensemble has a single member (no spread to scale).
     """
     seeds = list(cfg.seeds if seeds is None else seeds)
     train_pairs = (zoo.known_pairs() if train_pairs is None else train_pairs)[PAIR]
+    train_pairs = train_pairs.reset_index(drop=True)
     if ensemble_size(method, cfg, seeds) < 2:
         return None
-    held = validation_datasets(train_pairs, cfg.protocol.num_folds, seeds[0])
-    is_val = train_pairs["dataset"].isin(held).to_numpy()
-    fit_pairs = train_pairs[~is_val].reset_index(drop=True)
-    val_pairs = train_pairs[is_val].reset_index(drop=True)
-    members = fit_members(zoo, cfg, method, fit_pairs, seeds=seeds)
-    mean, std = ensemble_predict(members, val_pairs)
-    true = zoo.accuracy(val_pairs)
-    scale, floor = fit_calibration(true, mean, std)
-    sigma = calibrated_std(std, scale, floor)
+    chunks = cfg.protocol.num_folds
+    folds = validation_folds(train_pairs, chunks, seeds[0], CALIBRATION_FOLDS)
+    true, mean, std, relative = [], [], [], []
+    for held in folds:
+        is_val = train_pairs["dataset"].isin(held).to_numpy()
+        fit_pairs = train_pairs[~is_val].reset_index(drop=True)
+        val_pairs = train_pairs[is_val].reset_index(drop=True)
+        fold_members = fit_members(zoo, cfg, method, fit_pairs, seeds=seeds)
+        fold_mean, fold_std = ensemble_predict(fold_members, val_pairs)
+        true.append(zoo.accuracy(val_pairs))
+        mean.append(fold_mean)
+        std.append(fold_std)
+        relative.append(relative_spread(fold_std, reference_spread(fold_members, fit_pairs,
+                                                                   chunks, seeds[0])))
+    true, mean, std, relative = map(np.concatenate, (true, mean, std, relative))
+    scale, floor = fit_calibration(true, mean, relative)
+    sigma = calibrated_std(relative, scale, floor)
     raw = (coverage(true, mean, std, 1), coverage(true, mean, std, 2))
     cal = (coverage(true, mean, sigma, 1), coverage(true, mean, sigma, 2))
-    if len(val_pairs) < MIN_CALIBRATION_PAIRS:
+    if members is None:
+        members = fit_members(zoo, cfg, method, train_pairs, seeds=seeds)
+    reference = reference_spread(members, train_pairs, chunks, seeds[0])
+    held = [d for fold in folds for d in fold]
+    if len(true) < MIN_CALIBRATION_PAIRS:
         log.warning("calibration of %s: only %d validation pairs (datasets %s), so its std is a "
                     "rough guide (capped at %.1f, the largest std of an accuracy)", method,
-                    len(val_pairs), list(held), MAX_STD)
-    log.info("calibration of %s on %d validation pairs: scale %.3g, floor %.3g, coverage "
-             "±1/±2 std %.3f/%.3f raw, %.3f/%.3f calibrated", method, len(val_pairs), scale,
-             floor, *raw, *cal)
-    return Calibration(scale, floor, len(val_pairs), tuple(held), raw, cal)
+                    len(true), held, MAX_STD)
+    log.info("calibration of %s on %d validation pairs (%d folds): scale %.3g, floor %.3g, "
+             "reference spread %.3g, coverage ±1/±2 std %.3f/%.3f raw, %.3f/%.3f calibrated",
+             method, len(true), len(folds), scale, floor, reference, *raw, *cal)
+    return Calibration(scale, floor, len(true), tuple(held), raw, cal, reference)
 
 
 # ---------------------------------------------------------------------------------- fitting
@@ -280,13 +355,17 @@ def fit_all(zoo: Zoo, cfg: TrainConfig, methods: Sequence[str],
 
 def calibrate_all(zoo: Zoo, cfg: TrainConfig, methods: Sequence[str],
                   train_pairs: pd.DataFrame | None = None, *, seeds: Sequence[int] | None = None,
+                  ensembles: dict[str, Sequence[Predictor]] | None = None,
                   progress: bool = True) -> dict[str, Calibration]:
-    """`calibrate` for every method with more than one ensemble member."""
+    """`calibrate` for every method with more than one ensemble member (`ensembles`: the
+    fitted members of each method, `fit_all`'s result, whose reference spreads are kept)."""
     seeds = list(cfg.seeds if seeds is None else seeds)
     todo = [m for m in methods if ensemble_size(m, cfg, seeds) > 1]
     out = {}
     for method in tqdm(todo, desc="calibrate std", disable=not progress):
-        if (cal := calibrate(zoo, cfg, method, train_pairs, seeds=seeds)) is not None:
+        members = (ensembles or {}).get(method)
+        if (cal := calibrate(zoo, cfg, method, train_pairs, seeds=seeds,
+                             members=members)) is not None:
             out[method] = cal
     return out
 
@@ -326,7 +405,7 @@ def save_checkpoint(path: str | Path, cfg: TrainConfig, zoo: Zoo,
                     ensembles: dict[str, list[Predictor]],
                     calibration: dict[str, Calibration] | None = None, *,
                     train_pairs: pd.DataFrame | None = None) -> Path:
-    """Write a checkpoint folder (format 4, see the module docstring) and return its path.
+    """Write a checkpoint folder (format 5, see the module docstring) and return its path.
 
     Args:
         path: the folder to write (replaced atomically if it exists); by convention
@@ -479,8 +558,9 @@ def load_checkpoint(path: Path | str, *, trust: bool = False, progress: bool = F
                 f"when saved (tpred {manifest['tpred_version']}); the code it is re-derived "
                 f"with has changed, so retrain the run with `python -m tpred.train`")
         ensembles.setdefault(method, []).append(member)
-    calibration = {m: _calibration_from_dict(c, path) for m, c in manifest["calibration"].items()}
-    return {"format": FORMAT, "tpred_version": manifest["tpred_version"], "config": cfg,
+    calibration = {m: _calibration_from_dict(c, path, manifest["format"])
+                   for m, c in manifest["calibration"].items()}
+    return {"format": manifest["format"], "tpred_version": manifest["tpred_version"], "config": cfg,
             "zoo": zoo, "seeds": list(manifest["seeds"]), "ensembles": ensembles,
             "calibration": calibration, "path": path,
             **{k: manifest.get(k) for k in ("created_utc", "config_sha256", "data_sha256")}}
@@ -554,13 +634,14 @@ def _read_manifest(path: Path) -> dict:
     except (OSError, ValueError) as err:
         raise ValueError(f"{file}: not a readable checkpoint manifest ({type(err).__name__}: "
                          f"{err})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") not in FOLDER_FORMATS:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ValueError(f"{file}: not a tpred checkpoint of format {FORMAT} (found {found!r})")
+        raise ValueError(f"{file}: not a tpred checkpoint of format "
+                         f"{' or '.join(map(str, FOLDER_FORMATS))} (found {found!r})")
     keys = ("tpred_version", "config", "seeds", "methods", "calibration", "tables",
             "train_pairs", "check_pairs", "weights", "check_atol")
     if missing := [k for k in keys if k not in manifest]:
-        raise ValueError(f"{file}: a format-{FORMAT} manifest lacks {missing}")
+        raise ValueError(f"{file}: a format-{manifest['format']} manifest lacks {missing}")
     if missing := sorted({"models", "datasets", "records", "scores"} - set(manifest["tables"])):
         raise ValueError(f"{file}: 'tables' lacks {missing}")
     return manifest
@@ -589,15 +670,19 @@ def _calibration_to_dict(cal: Calibration) -> dict[str, Any]:
     return {"scale": _json_float(cal.scale), "floor": _json_float(cal.floor),
             "num_pairs": int(cal.num_pairs), "datasets": list(cal.datasets),
             "coverage_raw": [_json_float(v) for v in cal.coverage_raw],
-            "coverage_calibrated": [_json_float(v) for v in cal.coverage_calibrated]}
+            "coverage_calibrated": [_json_float(v) for v in cal.coverage_calibrated],
+            "reference": _json_float(cal.reference)}
 
 
-def _calibration_from_dict(values: dict[str, Any], path: Path) -> Calibration:
+def _calibration_from_dict(values: dict[str, Any], path: Path, fmt: int = FORMAT
+                           ) -> Calibration:
+    """A manifest's calibration entry; format 4 has no reference spread (NaN: absolute std)."""
     try:
         return Calibration(float(values["scale"]), float(values["floor"]),
                            int(values["num_pairs"]), tuple(map(str, values["datasets"])),
                            tuple(map(float, values["coverage_raw"])),
-                           tuple(map(float, values["coverage_calibrated"])))
+                           tuple(map(float, values["coverage_calibrated"])),
+                           float(values["reference"]) if fmt >= 5 else float("nan"))
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path / MANIFEST}: a calibration entry is malformed "
                          f"({type(err).__name__}: {err})") from None

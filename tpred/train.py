@@ -157,7 +157,8 @@ def fit_final(zoo: Zoo, cfg: TrainConfig, methods: Sequence[str], out_dir: Path,
     their std on validation datasets carved from those records, and write the checkpoint.
 
     This is the most expensive step of a run after the evaluation itself: every method is
-    fitted again, on every record, and the seeded ones calibrated with one more fit per seed.
+    fitted again, on every record, and the seeded ones calibrated with `CALIBRATION_FOLDS`
+    more fits per seed.
     A method whose fitting or calibration raises is left out (and reported); the others are
     saved.
 
@@ -176,7 +177,8 @@ def fit_final(zoo: Zoo, cfg: TrainConfig, methods: Sequence[str], out_dir: Path,
         bar.set_postfix_str(method)
         try:
             fitted.update(fit_all(zoo, cfg, [method], progress=False))
-            calibration.update(calibrate_all(zoo, cfg, [method], progress=False))
+            calibration.update(calibrate_all(zoo, cfg, [method], ensembles=fitted,
+                                             progress=False))
         except Exception as err:  # noqa: BLE001  (one method's failure must not lose the rest)
             fitted.pop(method, None)
             failed[method] = f"{type(err).__name__}: {' '.join(str(err).split())}"
