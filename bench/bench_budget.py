@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ from tpred.api import Run
 from tpred.checkpoint import fit_members
 from tpred.data import load_zoo
 from tpred.data.zoo import Zoo
+from tpred.errors import MissingScoresWarning
 from tpred.evaluation.metrics import per_dataset_metrics
 from tpred.evaluation.protocols import make_splits
 from tpred.recommend import budget_count, next_models
@@ -79,7 +81,9 @@ def run_fold(zoo: Zoo, cfg, split, *, method: str, top_k: int, batch_size: int,
     def predict(scored: dict[str, list[str]]) -> pd.DataFrame:
         keys = [(d, m) for d, ms in scored.items() for m in ms]
         scores = pool.loc[pool.index.isin(keys)].reset_index() if keys else None
-        return run.predict(datasets=rows, scores=scores, method=method)
+        with warnings.catch_warnings():  # as `tpred.recommend`: a shortlist is scored by design
+            warnings.simplefilter("ignore", MissingScoresWarning)
+            return run.predict(datasets=rows, scores=scores, method=method)
 
     def measure(pred: pd.DataFrame, rule: str, budget: int) -> list[dict]:
         frame = pred.assign(true=truth.loc[list(zip(pred["dataset"], pred["model"],

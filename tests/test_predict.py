@@ -32,6 +32,7 @@ from tpred.checkpoint import (
 )
 from tpred.config import GNNConfig, ProtocolConfig, TextConfig, TrainConfig
 from tpred.data.zoo import Zoo
+from tpred.errors import PartialScoresWarning
 from tpred.evaluation.protocols import make_splits
 from tpred.evaluation.run import evaluate
 from tpred.predict import main as predict_main
@@ -570,11 +571,12 @@ def test_new_datasets_scored_on_only_some_pairs_are_named_in_a_warning(run, new_
             | ((scores["dataset"] == "nd2") & (scores["model"] == second)
                & (scores["metric"] == "score_b")))
     full = 2 * run.zoo.num_models
-    with pytest.warns(UserWarning, match=rf"2 new dataset\(s\) have scores for only some of "
-                                         rf"their model × metric pairs \({run.zoo.num_models} "
-                                         rf"models × \['score_a', 'score_b'\]\): nd0 "
-                                         rf"\({full - 2} of {full}\), nd2 \({full - 1} of "
-                                         rf"{full}\); the pairs without a score"):
+    with pytest.warns(PartialScoresWarning,
+                      match=rf"2 new dataset\(s\) have scores for only some of "
+                            rf"their model × metric pairs \({run.zoo.num_models} "
+                            rf"models × \['score_a', 'score_b'\]\): nd0 "
+                            rf"\({full - 2} of {full}\), nd2 \({full - 1} of "
+                            rf"{full}\); the pairs without a score"):
         ext = run.extend(datasets=datasets, scores=scores[~gone])
     assert len(ext.new_scores) == len(scores) - 3          # nothing else dropped
 

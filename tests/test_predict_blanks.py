@@ -13,6 +13,7 @@ from tpred.api import Run
 from tpred.checkpoint import fit_all, save_checkpoint
 from tpred.config import GNNConfig, ProtocolConfig, TextConfig, TrainConfig, ZooConfig
 from tpred.data.zoo import Zoo
+from tpred.errors import NoScoresWarning
 from tpred.predict import main as predict_main
 from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, toy_zoo
 
@@ -64,7 +65,8 @@ def test_blank_cells_of_new_rows_are_imputed_with_a_warning_counting_them(run, n
         said = [str(w.message) for w in caught]
         assert len(said) == 3
         assert sum("4 blank cell(s) imputed" in m for m in said) == 1
-        assert sum("2 new dataset(s) ['n0', 'n1'] have no scores" in m for m in said) == 1
+        assert sum("2 new dataset(s) ['n0', 'n1'] have no scores" in str(w.message)
+                   and w.category is NoScoresWarning for w in caught) == 1
         assert sum(m.endswith("column 'domain': category ['missing'] unseen in training; "
                               "their one-hot features are zeros") for m in said) == 1
 

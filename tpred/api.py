@@ -34,10 +34,12 @@ the column and the value; a DataFrame row r is line r + 2, as in the CSV it woul
   warning (the fitted predictors have no input for it);
 - a new model or dataset without any score (the run has scores): predicted from its metadata
   and records alone (lr, knn and the gnn see its scores as missing, as in training where a pair
-  lacks a score), with a warning; `score:<m>` predicts NaN for a pair without `m`;
+  lacks a score), with a `NoScoresWarning`; `score:<m>` predicts NaN for a pair without `m`;
 - a new model or dataset scored on only some of its pairs or metrics: the same for the pairs
-  without a score, with a warning that names each such node and how many of its pairs ×
-  metrics have scores (`recommend` silences it: scoring only a shortlist is its design).
+  without a score, with a `PartialScoresWarning` that names each such node and how many of its
+  pairs × metrics have scores (`recommend` silences it by its category: scoring only a
+  shortlist is its design). Both subclass `tpred.errors.MissingScoresWarning` (a
+  `UserWarning`).
 
 Default pairs: each new dataset × every model (old and new) and each new model × every dataset,
 except pairs with a record (their accuracy is known). Standard deviations are those of the seed
@@ -83,6 +85,7 @@ from tpred.data.tables import (
     require_columns,
 )
 from tpred.data.zoo import PAIR, Zoo
+from tpred.errors import NoScoresWarning, PartialScoresWarning
 
 __all__ = ["Extension", "Run", "load", "rank_models"]
 
@@ -609,7 +612,7 @@ def _warn_score_gaps(new_models: pd.Index, new_datasets: pd.Index, new_scores: p
             warnings.warn(f"{len(unscored)} new {kind}(s) {_first_five(list(unscored))} have no "
                           f"scores (the run has {metrics}): predicted from metadata and records "
                           f"only, as a pair without scores is in training; score:<metric> gives "
-                          f"NaN for them", UserWarning, stacklevel=4)
+                          f"NaN for them", NoScoresWarning, stacklevel=4)
     for kind in ("dataset", "model"):
         other, _, others = sides[kind]
         full = len(others) * len(metrics)
@@ -619,7 +622,8 @@ def _warn_score_gaps(new_models: pd.Index, new_datasets: pd.Index, new_scores: p
             warnings.warn(f"{len(partly)} new {kind}(s) have scores for only some of their "
                           f"{other} × metric pairs ({len(others)} {other}s × {metrics}): "
                           f"{', '.join(shown)}; the pairs without a score are predicted as a "
-                          f"pair without scores is in training", UserWarning, stacklevel=4)
+                          f"pair without scores is in training", PartialScoresWarning,
+                          stacklevel=4)
 
 
 def _records(source: Source, model_ids: pd.Index, dataset_ids: pd.Index, zoo: Zoo, *,

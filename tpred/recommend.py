@@ -54,6 +54,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from tpred.errors import NoScoresWarning, PartialScoresWarning
+
 PROG = "python -m tpred.recommend"
 RULES = ("tpred", "random", "metadata")
 log = logging.getLogger("tpred.recommend")
@@ -330,10 +332,10 @@ def run_predictor(run, dataset: str, metadata: dict[str, Any], *, method: str | 
     def predict(scores: pd.DataFrame | None) -> pd.DataFrame:
         with warnings.catch_warnings():
             if scores is None:  # before any forward pass: metadata only is the point
-                warnings.filterwarnings("ignore", message=".*have no scores")
+                warnings.simplefilter("ignore", NoScoresWarning)
             # scoring only the shortlist is recommend's design, and its output says which
             # models were scored
-            warnings.filterwarnings("ignore", message=".*have scores for only some")
+            warnings.simplefilter("ignore", PartialScoresWarning)
             return rank(run, dataset, target, method=method, datasets=datasets, scores=scores)
 
     return predict
