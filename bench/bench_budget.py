@@ -15,8 +15,10 @@ use). As in `tpred.recommend`, metrics with a combine step over every candidate 
 used for held-out datasets. All held-out datasets of a fold advance in lockstep in one predict
 call per batch (each with its own scored models); in the gnn, one held-out dataset's score edges
 can reach another's predictions through the shared model nodes, as when several new datasets are
-predicted together. The rule's std is the ensemble's raw std (no calibration is fitted per fold):
-a uniform calibration factor does not change the rule's order.
+predicted together. The rule's std is the ensemble's raw std (no calibration is fitted per fold,
+to keep the bench at a few minutes). `tpred.recommend` uses the calibrated σ = sqrt((scale ·
+std / reference)² + floor²), a monotone function of the raw std; a scale alone would not change
+the rule's order, but the floor can reorder two models whose |μ − τ| differ.
 
 Rules: `tpred` (`tpred.recommend.boundary_priority`, K = --top-k, batches of --batch-size),
 `random` (a seeded permutation per dataset), `metadata` (the models in the order of the ranking
