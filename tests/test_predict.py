@@ -319,6 +319,8 @@ def test_relative_spread_and_the_calibrated_std_with_a_reference():
     np.testing.assert_allclose(cal.apply(std), [0.04, 0.05, np.sqrt(0.06 ** 2 + 0.04 ** 2)])
     old = Calibration(3.0, 0.04, 10, ("d",), (0.1, 0.2), (0.68, 0.95))     # no reference
     np.testing.assert_allclose(old.apply(std), [0.04, 0.05, np.sqrt(0.06 ** 2 + 0.04 ** 2)])
+    assert cal.describe() == "sqrt((0.03 x std / 0.01)^2 + 0.040^2), at most 0.5"
+    assert old.describe() == "sqrt((3 x std)^2 + 0.040^2), at most 0.5"
 
 
 def test_a_calibration_entry_without_a_reference_is_format_4_only(tmp_path):

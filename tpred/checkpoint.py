@@ -147,6 +147,11 @@ class Calibration:
         return np.minimum(calibrated_std(relative_spread(std, self.reference), self.scale,
                                          self.floor), MAX_STD)
 
+    def describe(self) -> str:
+        """The formula `apply` computes, with its numbers (for a command's summary line)."""
+        std = "std" if math.isnan(self.reference) else f"std / {self.reference:.3g}"
+        return f"sqrt(({self.scale:.3g} x {std})^2 + {self.floor:.3f}^2), at most {MAX_STD}"
+
 
 def relative_spread(std: np.ndarray, reference: float) -> np.ndarray:
     """std / reference; std itself for a NaN reference (an older checkpoint), 0 for a

@@ -114,8 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ranking.to_csv(ranking_path(args.out), index=False)
     if not args.quiet:
         std_note = ("raw ensemble std" if args.raw_std or method not in run.calibration
-                    else f"std calibrated: sqrt(({run.calibration[method].scale:.2f} x std)^2 + "
-                         f"{run.calibration[method].floor:.3f}^2)")
+                    else f"std calibrated: {run.calibration[method].describe()}")
         print(f"{method}: {len(predictions)} pair(s) predicted ({std_note}); top "
               f"{args.top_k or 'all'} per dataset:\n")
         print(format_rankings(ranking, new_datasets=ext.new_datasets))
