@@ -9,13 +9,16 @@ the inner training pairs the calibration is fitted as `tpred.checkpoint.calibrat
 again on all inner training pairs, and the calibrated std is scored on the inner test pairs.
 Forms compared (bench/README.md, "A relative ensemble spread"):
 
-- `absolute`: sqrt((scale · std)² + floor²), the current form;
+- `absolute`: sqrt((scale · std)² + floor²) on one validation fold, the form before 2026-12-02;
 - `relative`: the same with each fit's std divided by that fit's reference spread: the mean
   std of its members over its own training pairs, predicted in `num_folds` chunks of datasets,
   each with its own records left out (`reference_spread`);
 - `floor`: the 68.27 % quantile of the validation |error| for every pair;
 - `pooled`, `pooled-relative`: `absolute` and `relative` fitted on `--pooled` validation folds
-  together (each fold's datasets held out in turn, one ensemble fit per fold).
+  together (each fold's datasets held out in turn, one ensemble fit per fold); `pooled-relative`
+  with 3 folds is what `tpred.checkpoint.calibrate` does now.
+
+The one-fold forms use the first of the pooled folds (`validation_folds`), fitted once.
 
 Printed per outer fold and as the mean: ±1 σ / ±2 σ coverage (68.3 % / 95.4 % for a calibrated
 normal), the sd of the ±1 σ coverage over folds and its mean distance to 68.3 %. The outer test
@@ -29,7 +32,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from tpred.checkpoint import (
     NORMAL_COVERAGE,
@@ -40,7 +42,8 @@ from tpred.checkpoint import (
     fit_calibration,
     fit_members,
     reference_spread,
-    validation_datasets,
+    relative_spread,
+    validation_folds,
 )
 from tpred.config import TrainConfig
 from tpred.data import load_zoo
@@ -70,41 +73,31 @@ def main() -> None:
         inner = inner_zoo(zoo, outer.train)
         split = make_splits("cold-dataset", inner, 100, cfg.protocol)[0]
         train = split.train[PAIR].reset_index(drop=True)
-        held = train["dataset"].isin(validation_datasets(train, chunks, cfg.seeds[0])).to_numpy()
-        fit_pairs, val_pairs = (train[~held].reset_index(drop=True),
-                                train[held].reset_index(drop=True))
-        val_members = fit_members(inner, cfg, args.method, fit_pairs)
-        val_mean, val_std = ensemble_predict(val_members, val_pairs)
-        val_true = inner.accuracy(val_pairs)
-        val_ref = reference_spread(val_members, fit_pairs, chunks, 0)
+        # the calibration's folds (`validation_folds`): the first alone for the one-fold forms,
+        # --pooled of them together for the pooled ones; one ensemble fit per fold
+        folds = []
+        for held in validation_folds(train, chunks, cfg.seeds[0], args.pooled):
+            is_val = train["dataset"].isin(held).to_numpy()
+            rest = train[~is_val].reset_index(drop=True)
+            fold_pairs = train[is_val].reset_index(drop=True)
+            fold_members = fit_members(inner, cfg, args.method, rest)
+            fold_mean, fold_std = ensemble_predict(fold_members, fold_pairs)
+            folds.append((inner.accuracy(fold_pairs), fold_mean, fold_std,
+                          reference_spread(fold_members, rest, chunks, cfg.seeds[0])))
+        val_true, val_mean, val_std, val_ref = folds[0]
         members = fit_members(inner, cfg, args.method, train)
         mean, std = ensemble_predict(members, split.test)
         true = inner.accuracy(split.test)
-        ref = reference_spread(members, train, chunks, 0)
-        # pooled: --pooled validation folds (the parts of `validation_datasets`' split), each
-        # with its own ensemble fit; scale and floor fitted on their errors together
-        order = np.random.default_rng(cfg.seeds[0]).permutation(train["dataset"].nunique())
-        units = pd.unique(train["dataset"])
-        pooled = []
-        for part in np.array_split(order, max(2, min(chunks, len(units))))[:args.pooled]:
-            is_val = train["dataset"].isin(units[part]).to_numpy()
-            if is_val.all():
-                continue
-            rest = train[~is_val].reset_index(drop=True)
-            fold_members = fit_members(inner, cfg, args.method, rest)
-            fold_pairs = train[is_val].reset_index(drop=True)
-            f_mean, f_std = ensemble_predict(fold_members, fold_pairs)
-            pooled.append((inner.accuracy(fold_pairs), f_mean, f_std,
-                           reference_spread(fold_members, rest, chunks, 0)))
-        p_true, p_mean, p_std = (np.concatenate([p[i] for p in pooled]) for i in range(3))
-        p_rel = np.concatenate([p[2] / p[3] for p in pooled])
+        ref = reference_spread(members, train, chunks, cfg.seeds[0])
+        p_true, p_mean, p_std = (np.concatenate([f[i] for f in folds]) for i in range(3))
+        p_rel = np.concatenate([relative_spread(f[2], f[3]) for f in folds])
         sigma = {
             "pooled": calibrated_std(std, *fit_calibration(p_true, p_mean, p_std)),
-            "pooled-relative": calibrated_std(std / ref, *fit_calibration(p_true, p_mean,
-                                                                          p_rel)),
+            "pooled-relative": calibrated_std(relative_spread(std, ref),
+                                              *fit_calibration(p_true, p_mean, p_rel)),
             "absolute": calibrated_std(std, *fit_calibration(val_true, val_mean, val_std)),
-            "relative": calibrated_std(std / ref, *fit_calibration(val_true, val_mean,
-                                                                   val_std / val_ref)),
+            "relative": calibrated_std(relative_spread(std, ref), *fit_calibration(
+                val_true, val_mean, relative_spread(val_std, val_ref))),
             "floor": np.full(len(true), np.quantile(np.abs(val_true - val_mean),
                                                     NORMAL_COVERAGE[1])),
         }

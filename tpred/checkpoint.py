@@ -288,8 +288,8 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
         The calibration, or None when the ensemble has a single member (no spread to scale).
     """
     seeds = list(cfg.seeds if seeds is None else seeds)
-    train_pairs = (zoo.known_pairs() if train_pairs is None else train_pairs)[PAIR]
-    train_pairs = train_pairs.reset_index(drop=True)
+    train_pairs = (zoo.known_pairs() if train_pairs is None
+                   else train_pairs)[PAIR].reset_index(drop=True)
     if ensemble_size(method, cfg, seeds) < 2:
         return None
     chunks = cfg.protocol.num_folds
