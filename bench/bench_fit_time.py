@@ -1,7 +1,7 @@
 """CPU and wall seconds of fitting and predicting each method on one seed's folds, in one run.
 
     python bench/bench_fit_time.py [--config configs/default.yaml] [--protocol cold-dataset]
-        [--seed 0] [--methods knn gnn]
+        [--seed 0] [--methods knn gnn] [--set gnn.max_epochs=300 ...]
 
 Prints one line per method and each method's CPU time as a ratio to the first one's: the gnn's
 speed target (issue 12) is stated as gnn / knn measured in the same run, since absolute times
@@ -28,8 +28,12 @@ def main() -> None:
     parser.add_argument("--protocol", default="cold-dataset")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", nargs="+", default=["knn", "gnn"])
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="config override (repeatable)")
     args = parser.parse_args()
     cfg = TrainConfig.from_yaml(args.config)
+    for override in args.overrides:
+        cfg = cfg.override(override)
     zoo = load_zoo(cfg.data, ROOT, model_features=cfg.model_features,
                    dataset_features=cfg.dataset_features)
     splits = make_splits(args.protocol, zoo, args.seed, cfg.protocol)

@@ -13,6 +13,11 @@ std over outer splits of each inner metric, per inner protocol, method and varia
 
 A variant is `name:key=value[;key=value...]` (`--set` syntax; `name:` alone is the config as is);
 variants apply to the `--tune` methods, the others run once as configured.
+
+`--blank b` validates on an incomplete zoo: before the splits, each numeric and categorical
+metadata cell of a feature column is blanked with probability b, as `bench_missing.py` does, with
+a mask drawn per outer seed from `--blank-seed` + that seed (not the masks `bench_missing.py`
+draws from the seed alone, so a choice made here is not made on the outer bench's zoo).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_missing import degrade  # bench/ is the script's folder, so on sys.path
 from tqdm.auto import tqdm
 
 from tpred.data import load_zoo
@@ -76,6 +82,10 @@ def main() -> None:
                         help="also score (1 - w) gnn + w knn for each w, from the gnn's and "
                              "knn's predictions of the same inner splits (a blend tried for "
                              "issue 12; bench/README.md)")
+    parser.add_argument("--blank", type=float, default=0.0,
+                        help="share of metadata cells blanked before the splits (default 0)")
+    parser.add_argument("--blank-seed", type=int, default=1000,
+                        help="the blank mask of outer seed s is drawn from blank-seed + s")
     parser.add_argument("--out", type=Path, default=None, help="CSV of every inner result")
     args = parser.parse_args()
     base = load_config(args.config)
@@ -84,6 +94,9 @@ def main() -> None:
     variants = [parse_variant(v) for v in (args.variant or ["config:"])]
     outer = [(p, s, split) for p in args.outer for s in args.outer_seeds
              for split in make_splits(p, zoo, s, base.protocol)[:args.max_outer_folds]]
+    # the same records, so the same outer splits, with metadata blanked per outer seed
+    blanked = {s: degrade(zoo, base, args.blank, 0.0, args.blank_seed + s)
+               for s in args.outer_seeds} if args.blank else {}
     jobs = [(o, ip, m, v) for o in outer for ip in args.inner for m in args.methods
             for v in (variants if m in args.tune else [("-", [])])]
     rows = []
@@ -100,7 +113,7 @@ def main() -> None:
         cfg = base
         for s in sets:
             cfg = cfg.override(s)
-        izoo = inner_zoo(zoo, split.train)
+        izoo = inner_zoo(blanked[seed] if args.blank else zoo, split.train)
         frames, start = [], time.perf_counter()
         for inner in make_splits(inner_protocol, izoo, args.inner_seed, cfg.protocol):
             predictor = make_predictor(method, cfg, seed).fit(izoo, inner.train)

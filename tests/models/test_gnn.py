@@ -227,6 +227,29 @@ def test_positive_fit_gate_is_the_ridge_fit_clipped_at_zero_for_orthogonal_terms
                                np.maximum(ls, 0), rtol=1e-4, atol=1e-7)
 
 
+def _stopping(losses, patience, min_delta):
+    """(epoch of the stop or None, 1-based epochs that were a new best) of a loss sequence."""
+    stopper, bests = trainer.EarlyStopping(patience, min_delta), []
+    for epoch, loss in enumerate(losses, start=1):
+        if stopper.update(loss):
+            bests.append(epoch)
+        if stopper.stop:
+            return epoch, bests
+    return None, bests
+
+
+def test_early_stopping_by_hand():
+    # min_delta 0: any new best resets the count (epochs 2, 5, 6 are not bests)
+    assert _stopping([1.0, 1.0, 0.9, 0.95, 0.97, 0.96], 3, 0.0) == (6, [1, 3])
+    # steadily improving by less than 10 %: every epoch is a best, yet it stops after 3
+    assert _stopping([1.0, 0.95, 0.92, 0.91, 0.90], 3, 0.1) == (4, [1, 2, 3, 4])
+    assert _stopping([1.0, 0.95, 0.92, 0.91, 0.90], 3, 0.0) == (None, [1, 2, 3, 4, 5])
+    # 0.85 < 0.9 × 1.0 resets the count; then 0.84 .. 0.82 are under 10 % below 0.85
+    assert _stopping([1.0, 0.95, 0.85, 0.84, 0.83, 0.82], 3, 0.1) == (6, [1, 2, 3, 4, 5, 6])
+    # a rise after the anchor counts as an epoch without improvement too
+    assert _stopping([1.0, 0.85, 1.2, 0.9, 0.8], 2, 0.1) == (4, [1, 2])
+
+
 def test_neighbour_terms_use_message_edges_of_similar_nodes_only(zoo):
     model = _gnn().fit(zoo, zoo.known_pairs())
     g = model._graph(zoo, zoo.known_pairs(), model.model_x_, model.dataset_x_)

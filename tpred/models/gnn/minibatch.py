@@ -22,8 +22,9 @@ batch, not the zoo:
   queried pairs in chunks of `batch_size`, each with its sampled neighbourhood.
 
 `trainer.train_network` runs unchanged: one draw is one step, so `max_epochs`/`patience` count
-steps here. Used when `GNNConfig.batch_size` is set, or when the graph has more than
-`LARGE_RECORDS` records or `LARGE_NODES` nodes of one type (`use_minibatch`).
+steps here (and `min_delta` is the improvement asked of every `patience` steps). Used when
+`GNNConfig.batch_size` is set, or when the graph has more than `LARGE_RECORDS` records or
+`LARGE_NODES` nodes of one type (`use_minibatch`).
 
 The sampler is hand-written: PyG's `LinkNeighborLoader` needs `pyg-lib` or `torch-sparse`, which
 have no wheels for the pinned torch 2.13 on PyPI (they build from source for many minutes).

@@ -60,7 +60,8 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
     `config.gate_positive`). The loss is the MSE, plus
     `config.rank_loss` × `ranking_loss` when that is set. Each epoch trains on one fresh batch
     and updates the moving average of the weights; the average is scored on `val_batch`, and
-    training stops after `config.patience` epochs without improvement. Without a validation
+    training stops after `config.patience` epochs without an improvement by `config.min_delta`
+    (`EarlyStopping`); the best average is kept. Without a validation
     batch the average after `max_epochs` epochs is kept.
 
     Returns:
@@ -78,7 +79,8 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
     # loop changes them
     net.train()
     avg.eval()
-    best, best_loss, best_epoch, bad = None, np.inf, 0, 0
+    best, best_epoch = None, 0
+    stopper = EarlyStopping(config.patience, config.min_delta)
     for epoch in range(config.max_epochs):
         batch = draw()
         opt.zero_grad()
@@ -94,17 +96,49 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
             continue
         with torch.inference_mode():
             val_loss = float(F.mse_loss(avg(val_batch), val_batch.y))
-        if val_loss < best_loss - MIN_IMPROVEMENT:
-            best_loss, best_epoch, bad = val_loss, epoch + 1, 0
+        if stopper.update(val_loss):
+            best_epoch = epoch + 1
             best = {k: v.detach().clone() for k, v in avg.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= config.patience:
-                break
+        if stopper.stop:
+            break
     if best is None:
         best = {k: v.detach().clone() for k, v in avg.state_dict().items()}
         best_epoch = config.max_epochs
     return best, best_epoch
+
+
+class EarlyStopping:
+    """Early stopping on a validation loss: which epoch is the best, and when to stop.
+
+    A loss below the best by more than `MIN_IMPROVEMENT` is a new best (its weights are kept).
+    `patience` counts the epochs since the loss last fell below `(1 − min_delta)` times the loss
+    of the previous such epoch: with `min_delta` 0 that is any new best; with 0.01, a fit whose
+    loss still creeps down by less than 1 % over `patience` epochs stops (the network has
+    converged; what is left is the noise of the per-epoch draws), while one that is still
+    learning (1 % or more per `patience` epochs) runs on to `max_epochs`.
+
+    Args:
+        patience: epochs without a `min_delta` improvement before `stop` is set.
+        min_delta: the relative improvement that resets the patience count, in [0, 1).
+    """
+
+    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
+        self.patience, self.min_delta = patience, min_delta
+        self.best = self.anchor = np.inf
+        self.bad = 0
+        self.stop = False
+
+    def update(self, loss: float) -> bool:
+        """Record one epoch's validation loss; True when it is a new best."""
+        improved = loss < self.best - MIN_IMPROVEMENT
+        if improved:
+            self.best = loss
+        if loss < self.anchor * (1.0 - self.min_delta) - MIN_IMPROVEMENT:
+            self.anchor, self.bad = loss, 0
+        else:
+            self.bad += 1
+            self.stop = self.bad >= self.patience
+        return improved
 
 
 def ranking_loss(pred: Tensor, y: Tensor, group: Tensor) -> Tensor:
