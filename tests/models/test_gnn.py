@@ -387,9 +387,11 @@ def test_make_batch_is_a_named_batch_of_message_edges_and_queried_pairs(zoo):
     np.testing.assert_array_equal(b.src.numpy(), g.rec_src[target])
     np.testing.assert_array_equal(b.dst.numpy(), g.rec_dst[target])
     np.testing.assert_allclose(b.y.numpy(), g.rec_acc[target].astype(np.float32))
-    assert b.num_gated == 2 and b.pair_x.shape == (
-        len(target), scores.shape[1] + baseline.NUM_BASELINE_TERMS + 2)
-    assert torch.equal(b.gated, b.pair_x[:, -2:])
+    # two gated terms per kernel: the default features and scores kernels
+    assert model._kernel_names() == ["features", "scores"]
+    assert b.num_gated == 4 and b.pair_x.shape == (
+        len(target), scores.shape[1] + baseline.NUM_BASELINE_TERMS + 4)
+    assert torch.equal(b.gated, b.pair_x[:, -4:])
     # the baseline is fitted on the message edges only
     base = fit_baseline(g.rec_src[msg], g.rec_dst[msg], g.rec_acc[msg], zoo.num_models,
                         zoo.num_datasets, fallback_mu=float(g.rec_acc.mean()),
@@ -417,6 +419,22 @@ def test_optional_gated_terms_and_no_score_edges(zoo):
                          target=np.arange(len(g.rec_acc)))
     expected = ZMeanPredictor().fit(zoo, train).predict(train) - b.base.numpy()
     np.testing.assert_allclose(b.gated[:, -1].numpy(), expected, atol=1e-5)
+
+
+def test_scores_kernel_is_left_out_where_it_would_be_zero():
+    """`neighbor_kernels=(features, scores)` on a zoo without score metrics is the network of
+    `(features,)`, prediction for prediction; with scores it adds the two score-kernel terms."""
+    bare = toy_zoo(with_scores=False)
+    train, test = _split(bare)
+    both = replace(FAST, neighbor_kernels=("features", "scores"))
+    one = replace(FAST, neighbor_kernels=("features",))
+    a, b = _gnn(both).fit(bare, train), _gnn(one).fit(bare, train)
+    assert a._kernel_names() == ["features"]
+    np.testing.assert_array_equal(a.predict(test), b.predict(test))
+    scored = toy_zoo()
+    model = _gnn(replace(both, max_epochs=2)).fit(scored, train)
+    assert model._kernel_names() == ["features", "scores"]
+    assert len(model.members_[0]["neighbour_gate"]) == 4
 
 
 # ------------------------------------------------------- ranking loss and attention terms

@@ -128,12 +128,13 @@ class GNNPredictor:
             DATASET: self.dataset_x_[zoo.dataset_ids.get_indexer(datasets)].mean(0)}
         self.minibatch_ = use_minibatch(self.config.batch_size, len(train_pairs),
                                         len(zoo.model_ids), len(zoo.dataset_ids))
-        if self.minibatch_ and (tuple(self.config.neighbor_kernels) != ("features",)
+        if self.minibatch_ and (tuple(self.config.neighbor_kernels) not in MINIBATCH_KERNELS
                                 or self.config.zmean_term):
             raise ValueError(
-                f"GNNPredictor.{caller}: gnn.neighbor_kernels and gnn.zmean_term must keep their "
-                f"defaults on the mini-batch path (gnn.batch_size set or a large zoo), got "
-                f"{list(self.config.neighbor_kernels)}, {self.config.zmean_term}")
+                f"GNNPredictor.{caller}: on the mini-batch path (gnn.batch_size set or a large "
+                f"zoo) gnn.neighbor_kernels must be one of {[list(k) for k in MINIBATCH_KERNELS]} "
+                f"and gnn.zmean_term false, got {list(self.config.neighbor_kernels)}, "
+                f"{self.config.zmean_term}")
         if self.minibatch_:
             self.num_features_ = {MODEL: self.model_x_.shape[1],
                                   DATASET: self.dataset_x_.shape[1]}
@@ -314,10 +315,19 @@ class GNNPredictor:
         # residual table or node orders to gather attention candidates or levels from
         config = (dataclasses.replace(self.config, attention=0, level_terms=False)
                   if getattr(self, "minibatch_", False) else self.config)
-        gated = num_gated_terms(len(config.neighbor_kernels), config.zmean_term,
+        gated = num_gated_terms(len(self._kernel_names()), config.zmean_term,
                                 config.level_terms)
         return GNNNet(self.num_features_, edge_dims, s2 + NUM_BASELINE_TERMS + gated, config,
                       num_gated=gated)
+
+    def _kernel_names(self) -> list[str]:
+        """The similarity kernels of the neighbour terms on this fit: `config.neighbor_kernels`
+        without `scores` where it would be all zeros (a zoo without score metrics) or where the
+        batches cannot hold it (the mini-batch path, which has the `features` kernel only, as
+        it has no attention terms)."""
+        if getattr(self, "minibatch_", False):
+            return ["features"]
+        return [k for k in self.config.neighbor_kernels if k != "scores" or self.metrics_]
 
     def _edge_metrics(self) -> list[str]:
         """The metrics of the score edges (none when `config.score_edges` is off)."""
@@ -336,10 +346,11 @@ class GNNPredictor:
         x = {MODEL: np.asarray(model_x, np.float64), DATASET: np.asarray(dataset_x, np.float64)}
         gram = {t: (v @ v.T if v.shape[1] else None) for t, v in x.items()}
         features = {t: self_excluded_similarity(v - self.center_[t]) for t, v in x.items()}
-        scores = (self._score_similarity(zoo) if {"scores", "features+scores"}
-                  & set(self.config.neighbor_kernels) else {MODEL: None, DATASET: None})
+        names = self._kernel_names()
+        scores = (self._score_similarity(zoo) if {"scores", "features+scores"} & set(names)
+                  else {MODEL: None, DATASET: None})
         kernels = []
-        for name in self.config.neighbor_kernels:
+        for name in names:
             sim = {t: _combine(features[t] if name != "scores" else None,
                                scores[t] if name != "features" else None)
                    for t in (MODEL, DATASET)}
@@ -382,6 +393,10 @@ def _combine(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     if a is None or b is None:
         return a if b is None else b
     return (a + b) / 2
+
+
+#: `neighbor_kernels` the mini-batch path accepts; it computes the `features` kernel only
+MINIBATCH_KERNELS = (("features",), ("features", "scores"))
 
 
 @register("gnn")
