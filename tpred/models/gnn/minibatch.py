@@ -15,9 +15,10 @@ batch, not the zoo:
   full-batch path does, fits the baseline on the message edges, takes `batch_size` supervised
   edges as targets and passes messages over a sampled neighbourhood of their nodes only
   (`FANOUT` incoming edges per node and hop, over message records and score edges);
-- the attention neighbour terms and the level terms (`GNNConfig.attention`, `level_terms`)
-  are left out: they are gathered from a dense residual table and N × N neighbour orders
-  (`GNNPredictor._net` builds the network without them);
+- the attention neighbour terms, the level terms and the score-similarity kernel's neighbour
+  terms (`GNNConfig.attention`, `level_terms`, `neighbor_kernels`) are left out: they are
+  gathered from a dense residual table and N × N neighbour orders (`GNNPredictor._net` builds
+  the network without them; `_kernel_names`);
 - validation uses a fixed sample of at most `VAL_MAX` validation edges; prediction runs over the
   queried pairs in chunks of `batch_size`, each with its sampled neighbourhood.
 
