@@ -421,6 +421,26 @@ def test_optional_gated_terms_and_no_score_edges(zoo):
     np.testing.assert_allclose(b.gated[:, -1].numpy(), expected, atol=1e-5)
 
 
+def test_neighbour_terms_equal_the_dense_neighbour_residuals_bit_for_bit():
+    """The gnn's shortcut (the first 4k neighbours, the whole row only where they hold fewer
+    than k known residuals) gives exactly `neighbour_residuals` over whole rows, also for rows
+    with no known residual at all and rows whose known residuals all lie in the first columns."""
+    from tpred.models.neighbours import neighbour_residuals
+    rng = np.random.default_rng(3)
+    num_m, num_d, k = 9, 70, 5
+    table = np.where(rng.random((num_m, num_d)) < 0.3, rng.normal(size=(num_m, num_d)), np.nan)
+    table[2] = np.nan                                          # a cold model: nothing known
+    kernel = batch.Kernel(*(np.where(np.eye(n, dtype=bool), -np.inf, rng.normal(size=(n, n)))
+                            for n in (num_d, num_m)))
+    table[4] = np.nan
+    table[4, kernel.dataset_order[7, :3]] = 1.0               # only 3 known, all in the head
+    src, dst = np.repeat(np.arange(num_m), num_d), np.tile(np.arange(num_d), num_m)
+    got = batch.neighbour_terms(kernel, table, src, dst, k)
+    want = neighbour_residuals(table, src, dst, kernel.dataset_sim[dst], kernel.model_sim[src],
+                               k, shrink=batch.NEIGHBOUR_SHRINK)
+    np.testing.assert_array_equal(got, want)
+
+
 def test_scores_kernel_is_left_out_where_it_would_be_zero():
     """`neighbor_kernels=(features, scores)` on a zoo without score metrics is the network of
     `(features,)`, prediction for prediction; with scores it adds the two score-kernel terms."""
