@@ -11,8 +11,9 @@ are made (full graph here) can change without touching it. Per member (`GNNPredi
   q ~ U(0, 1), so the network sees datasets with every number of known models, cold ones
   included; each model loses all its message edges with probability `MODEL_COLD_PROB`;
 - the output weights of the simple methods' corrections and of the attention terms start at
-  their non-negative least-squares fit on a few draws (`init_gates`): in 60 epochs Adam moves
-  a weight by about lr per step, so the start decides much of where the network ends;
+  their non-negative least-squares fit on a few draws (`init_gates`): most fits stop after
+  20-90 epochs, and Adam moves a weight by about lr per step, so the start decides much of
+  where the network ends;
 - the weights validated and kept are an exponential moving average of the trained ones
   (`GNNConfig.ema_decay`).
 
@@ -115,7 +116,9 @@ class EarlyStopping:
     of the previous such epoch: with `min_delta` 0 that is any new best; with 0.01, a fit whose
     loss still creeps down by less than 1 % over `patience` epochs stops (the network has
     converged; what is left is the noise of the per-epoch draws), while one that is still
-    learning (1 % or more per `patience` epochs) runs on to `max_epochs`.
+    learning (1 % or more per `patience` epochs) runs on to `max_epochs`. Written here because
+    the loop is plain torch (Lightning's `EarlyStopping` has an absolute `min_delta` that also
+    decides which epoch is the best).
 
     Args:
         patience: epochs without a `min_delta` improvement before `stop` is set.
