@@ -14,10 +14,10 @@ import argparse
 import time
 from pathlib import Path
 
-from tpred.config import TrainConfig
 from tpred.data import load_zoo
 from tpred.evaluation.protocols import make_splits
 from tpred.models import make_predictor
+from tpred.train import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,9 +31,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="config override (repeatable)")
     args = parser.parse_args()
-    cfg = TrainConfig.from_yaml(args.config)
-    for override in args.overrides:
-        cfg = cfg.override(override)
+    cfg = load_config(args.config, args.overrides)
     zoo = load_zoo(cfg.data, ROOT, model_features=cfg.model_features,
                    dataset_features=cfg.dataset_features)
     splits = make_splits(args.protocol, zoo, args.seed, cfg.protocol)

@@ -94,9 +94,10 @@ def main() -> None:
     variants = [parse_variant(v) for v in (args.variant or ["config:"])]
     outer = [(p, s, split) for p in args.outer for s in args.outer_seeds
              for split in make_splits(p, zoo, s, base.protocol)[:args.max_outer_folds]]
-    # the same records, so the same outer splits, with metadata blanked per outer seed
-    blanked = {s: degrade(zoo, base, args.blank, 0.0, args.blank_seed + s)
-               for s in args.outer_seeds} if args.blank else {}
+    # per outer seed: the zoo, or with `--blank` the same records (so the same outer splits)
+    # with metadata blanked
+    zoos = {s: degrade(zoo, base, args.blank, 0.0, args.blank_seed + s) if args.blank else zoo
+            for s in args.outer_seeds}
     jobs = [(o, ip, m, v) for o in outer for ip in args.inner for m in args.methods
             for v in (variants if m in args.tune else [("-", [])])]
     rows = []
@@ -113,7 +114,7 @@ def main() -> None:
         cfg = base
         for s in sets:
             cfg = cfg.override(s)
-        izoo = inner_zoo(blanked[seed] if args.blank else zoo, split.train)
+        izoo = inner_zoo(zoos[seed], split.train)
         frames, start = [], time.perf_counter()
         for inner in make_splits(inner_protocol, izoo, args.inner_seed, cfg.protocol):
             predictor = make_predictor(method, cfg, seed).fit(izoo, inner.train)

@@ -128,13 +128,12 @@ class GNNPredictor:
             DATASET: self.dataset_x_[zoo.dataset_ids.get_indexer(datasets)].mean(0)}
         self.minibatch_ = use_minibatch(self.config.batch_size, len(train_pairs),
                                         len(zoo.model_ids), len(zoo.dataset_ids))
-        if self.minibatch_ and (tuple(self.config.neighbor_kernels) not in MINIBATCH_KERNELS
-                                or self.config.zmean_term):
+        if self.minibatch_ and (self._kernel_names() != ["features"] or self.config.zmean_term):
             raise ValueError(
                 f"GNNPredictor.{caller}: on the mini-batch path (gnn.batch_size set or a large "
-                f"zoo) gnn.neighbor_kernels must be one of {[list(k) for k in MINIBATCH_KERNELS]} "
-                f"and gnn.zmean_term false, got {list(self.config.neighbor_kernels)}, "
-                f"{self.config.zmean_term}")
+                f"zoo) gnn.neighbor_kernels must be [features] or [features, scores] (the scores "
+                f"kernel is left out there) and gnn.zmean_term false, got "
+                f"{list(self.config.neighbor_kernels)}, {self.config.zmean_term}")
         if self.minibatch_:
             self.num_features_ = {MODEL: self.model_x_.shape[1],
                                   DATASET: self.dataset_x_.shape[1]}
@@ -323,11 +322,10 @@ class GNNPredictor:
     def _kernel_names(self) -> list[str]:
         """The similarity kernels of the neighbour terms on this fit: `config.neighbor_kernels`
         without `scores` where it would be all zeros (a zoo without score metrics) or where the
-        batches cannot hold it (the mini-batch path, which has the `features` kernel only, as
-        it has no attention terms)."""
-        if getattr(self, "minibatch_", False):
-            return ["features"]
-        return [k for k in self.config.neighbor_kernels if k != "scores" or self.metrics_]
+        batches cannot hold it (the mini-batch path, which computes the `features` kernel only,
+        as it has no attention terms)."""
+        keep_scores = bool(self.metrics_) and not getattr(self, "minibatch_", False)
+        return [k for k in self.config.neighbor_kernels if k != "scores" or keep_scores]
 
     def _edge_metrics(self) -> list[str]:
         """The metrics of the score edges (none when `config.score_edges` is off)."""
@@ -393,10 +391,6 @@ def _combine(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     if a is None or b is None:
         return a if b is None else b
     return (a + b) / 2
-
-
-#: `neighbor_kernels` the mini-batch path accepts; it computes the `features` kernel only
-MINIBATCH_KERNELS = (("features",), ("features", "scores"))
 
 
 @register("gnn")
