@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from tpred.config import TrainConfig
+from tpred.data.zoo import Zoo
 from tpred.evaluation.run import aggregate, expand_methods
 from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, toy_zoo, write_zoo
-from tpred.train import main
+from tpred.train import main, score_gaps
 
 PER_DATASET = {"pearson", "spearman", "kendall", "weighted_tau", "top1_regret"}
 GLOBAL = {"rmse", "mae", "global_pearson"}
@@ -196,3 +197,22 @@ def test_score_expands_to_one_method_per_metric():
     assert expand_methods(["score"], zoo, ("score_b",)) == ["score:score_b"]
     with pytest.raises(ValueError, match="metric 'logme' is not in the scores table"):
         expand_methods(["score:logme"], zoo)
+
+
+def test_score_gaps_counts_the_empty_cells_of_the_scores_table():
+    zoo = toy_zoo(seed=1)
+    assert score_gaps(zoo) is None                              # the toy zoo is fully scored
+    metrics = zoo.score_metrics
+    pairs = zoo.scores[["model", "dataset"]].drop_duplicates()
+    gone = pairs.iloc[:3]                                       # three pairs lose every metric
+    keep = ~zoo.scores.set_index(["model", "dataset"]).index.isin(
+        pd.MultiIndex.from_frame(gone))
+    first = zoo.scores[keep]
+    first = first.drop(first.index[0])                          # and one more single cell
+    partial = Zoo(zoo.models, zoo.datasets, zoo.records, first.reset_index(drop=True))
+    full = zoo.num_models * zoo.num_datasets * len(metrics)
+    line = score_gaps(partial)
+    assert f"{full - 3 * len(metrics) - 1} of {full}" in line
+    assert f"3 of {zoo.num_models * zoo.num_datasets} pairs have none" in line
+    no_scores = Zoo(zoo.models, zoo.datasets, zoo.records, zoo.scores.iloc[:0])
+    assert score_gaps(no_scores) is None

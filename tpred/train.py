@@ -107,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tpred.evaluation.run import evaluate, expand_methods
 
     log.info("%r", zoo)
+    if gaps := score_gaps(zoo):
+        log.warning("%s", gaps)
     start = time.perf_counter()
     out_dir = resolve_output(cfg)
     if (args.fit_only or not cfg.protocols) and args.no_checkpoint:
@@ -220,6 +222,28 @@ def prepare_run_folder(out_dir: Path, *, overwrite: bool = False) -> Path:
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
+
+
+def score_gaps(zoo) -> str | None:
+    """One line on the (model, dataset, metric) cells of a zoo's scores table that are empty,
+    None when every cell holds a score (or the zoo has no scores): lr, knn and gnn read a
+    missing score as a standardised 0 (lr and gnn with a missing indicator) and a raw score
+    method predicts NaN there, which a user whose scoring run stopped half-way would want to
+    know before reading the results."""
+    metrics = zoo.score_metrics
+    if not metrics:
+        return None
+    full = zoo.num_models * zoo.num_datasets * len(metrics)
+    have = len(zoo.scores)
+    if have >= full:
+        return None
+    pairs = zoo.scores.drop_duplicates(["model", "dataset"])
+    unscored = zoo.num_models * zoo.num_datasets - len(pairs)
+    return (f"scores: {have} of {full} (model, dataset, metric) cells hold a score "
+            f"({100 * have / full:.1f} %; metrics {list(metrics)}); {unscored} of "
+            f"{zoo.num_models * zoo.num_datasets} pairs have none. lr, knn and gnn read a "
+            f"missing score as 0 (lr and gnn with a missing indicator); a raw score method "
+            f"predicts NaN there")
 
 
 def _print_failures(failed: dict[str, str], when: str) -> None:

@@ -250,6 +250,51 @@ def test_early_stopping_by_hand():
     assert _stopping([1.0, 0.85, 1.2, 0.9, 0.8], 2, 0.1) == (4, [1, 2])
 
 
+def test_validation_every_other_epoch_keeps_only_validated_epochs(zoo):
+    train, _ = _split(zoo)
+    for seed in range(3):
+        model = _gnn(replace(FAST, val_every=2, max_epochs=40), seed=seed).fit(zoo, train)
+        assert all(e % 2 == 0 for e in model.epochs_), model.epochs_
+
+
+@pytest.mark.parametrize("z", [0.0, 1.0])
+def test_shrink_to_start_scales_what_training_added_by_the_held_out_least_squares(zoo, z):
+    config = replace(FAST, attention=6)
+    model = _gnn(config).fit(zoo, zoo.known_pairs())
+    g = model._graph(zoo, zoo.known_pairs(), model.model_x_, model.dataset_x_)
+    b = batch.make_batch(g, np.arange(20, len(g.rec_acc)), model._pair_scores(zoo, g),
+                         neighbors=10, target=np.arange(20))
+    net = model._net()
+    net.load_state_dict(model.members_[0])
+    net.eval()
+    start_gate = torch.linspace(0.3, 0.05, len(net.neighbour_gate))
+    start = (b.base + b.gated @ start_gate).double().numpy()
+    with torch.no_grad():
+        before = net(b).double().numpy()
+    d = before - start
+    noise = np.random.default_rng(0).normal(scale=0.3 * np.abs(d).mean(), size=len(d))
+    y = start + 0.6 * d + noise                         # the corrections carry over at 0.6
+    held_out = replace(b, y=torch.tensor(y, dtype=torch.float32))
+    # by hand: least squares of r = y - start on d, less z standard errors
+    r = held_out.y.double().numpy() - start
+    alpha = d @ r / (d @ d)
+    alpha -= z * np.sqrt(((r - alpha * d) ** 2).sum() / (len(d) - 1) / (d @ d))
+    assert 0 < alpha < 1
+    state = trainer.shrink_to_start(net, held_out, start_gate, z)
+    with torch.no_grad():
+        after = net(b).double().numpy()
+    np.testing.assert_allclose(after, start + alpha * d, atol=1e-5)
+    np.testing.assert_allclose(state["neighbour_gate"].numpy(),
+                               (start_gate + alpha * (model.members_[0]["neighbour_gate"]
+                                                      - start_gate)).numpy(), rtol=1e-5)
+    # corrections that do not carry over at all: the start itself
+    net.load_state_dict(model.members_[0])
+    trainer.shrink_to_start(net, replace(b, y=torch.tensor(start - d, dtype=torch.float32)),
+                            start_gate, z)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(b).double().numpy(), start, atol=1e-5)
+
+
 def test_neighbour_terms_use_message_edges_of_similar_nodes_only(zoo):
     model = _gnn().fit(zoo, zoo.known_pairs())
     g = model._graph(zoo, zoo.known_pairs(), model.model_x_, model.dataset_x_)

@@ -60,20 +60,24 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
     fit over `GATE_FIT_DRAWS` draws (`init_gates`; residual mode; non-negative when
     `config.gate_positive`). The loss is the MSE, plus
     `config.rank_loss` × `ranking_loss` when that is set. Each epoch trains on one fresh batch
-    and updates the moving average of the weights; the average is scored on `val_batch`, and
-    training stops after `config.patience` epochs without an improvement by `config.min_delta`
-    (`EarlyStopping`); the best average is kept. Without a validation
+    and updates the moving average of the weights; every `config.val_every` epochs the average
+    is scored on `val_batch`, and training stops after `config.patience` epochs without an
+    improvement by `config.min_delta` (`EarlyStopping`); the best average is kept (then, with
+    `config.val_shrink`, shrunk toward the start: `shrink_to_start`). Without a validation
     batch the average after `max_epochs` epochs is kept.
 
     Returns:
         (state dict of the kept averaged network, its 1-based epoch).
     """
-    # foreach: one fused update over all parameters instead of a Python loop per tensor (the
-    # same arithmetic; on CPU torch defaults to the loop)
+    # fused: one kernel updates every parameter (on CPU torch defaults to a Python loop per
+    # tensor; `foreach` groups them but still costs twice the fused step here). The same
+    # arithmetic up to rounding (bench/README.md, "Validating every other epoch, and a fused
+    # Adam step")
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                           foreach=True)
+                           fused=True)
     if config.residual and (len(net.neighbour_gate) or net.attention is not None):
         init_gates(net, [draw() for _ in range(GATE_FIT_DRAWS)], positive=config.gate_positive)
+    start_gate = net.neighbour_gate.detach().clone()
     avg = copy.deepcopy(net)  # exponential moving average of the weights: validated, kept
     avg_params, net_params = list(avg.parameters()), list(net.parameters())
     # the modes are set once: `train()` / `eval()` walk every submodule, and nothing in the
@@ -81,7 +85,7 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
     net.train()
     avg.eval()
     best, best_epoch = None, 0
-    stopper = EarlyStopping(config.patience, config.min_delta)
+    stopper = EarlyStopping(-(-config.patience // config.val_every), config.min_delta)
     for epoch in range(config.max_epochs):
         batch = draw()
         opt.zero_grad()
@@ -93,7 +97,7 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
         opt.step()
         with torch.no_grad():
             torch._foreach_lerp_(avg_params, net_params, 1.0 - config.ema_decay)
-        if val_batch is None:
+        if val_batch is None or (epoch + 1) % config.val_every:
             continue
         with torch.inference_mode():
             val_loss = float(F.mse_loss(avg(val_batch), val_batch.y))
@@ -105,7 +109,47 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
     if best is None:
         best = {k: v.detach().clone() for k, v in avg.state_dict().items()}
         best_epoch = config.max_epochs
+    if config.val_shrink is not None and config.residual and val_batch is not None:
+        avg.load_state_dict(best)
+        best = shrink_to_start(avg, val_batch, start_gate, config.val_shrink)
     return best, best_epoch
+
+
+def shrink_to_start(net: GNNNet, val_batch: GNNBatch, start_gate: Tensor, z: float = 0.0
+                    ) -> dict[str, Tensor]:
+    """The weights of `net` with what training added shrunk toward the start, on held-out
+    records.
+
+    The start is T = base + gated @ `start_gate` (the baseline and the least-squares blend of
+    the fixed neighbour terms, `init_gates`). With d = net − T and r = y − T over `val_batch`'s
+    V pairs, α = ⟨d, r⟩ / ‖d‖² less z standard errors (√(‖r − α d‖² / (V − 1) / ‖d‖²)), clipped
+    to [0, 1]; the output becomes T + α · d. In residual mode the output is base plus terms
+    linear in the last weights, so that is exact with gate ← start_gate + α (gate −
+    start_gate) and the attention gates and the decoder's last layer times α.
+
+    Shapes: start_gate [G] -> state dict (`net` is changed in place).
+    """
+    net.eval()
+    start = val_batch.base + val_batch.gated @ start_gate                     # [V]
+    with torch.inference_mode():
+        delta = (net(val_batch) - start).double()                              # [V]
+    resid = (val_batch.y - start).double()                                     # [V]
+    denom = float(delta @ delta)
+    alpha = 1.0
+    if denom > 0:
+        alpha = float(delta @ resid) / denom
+        if z and len(delta) > 1:
+            alpha -= z * (float(((resid - alpha * delta) ** 2).sum()) / (len(delta) - 1)
+                          / denom) ** 0.5
+        alpha = min(max(alpha, 0.0), 1.0)
+    with torch.no_grad():
+        net.neighbour_gate.copy_(start_gate + alpha * (net.neighbour_gate - start_gate))
+        net.decoder[-1].weight.mul_(alpha)
+        net.decoder[-1].bias.mul_(alpha)
+        if net.attention is not None:
+            for module in net.attention.values():
+                module.gate.mul_(alpha)
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
 class EarlyStopping:
