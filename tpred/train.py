@@ -224,7 +224,7 @@ def prepare_run_folder(out_dir: Path, *, overwrite: bool = False) -> Path:
     return out_dir
 
 
-def score_gaps(zoo) -> str | None:
+def score_gaps(zoo: Zoo) -> str | None:
     """One line on the (model, dataset, metric) cells of a zoo's scores table that are empty,
     None when every cell holds a score (or the zoo has no scores): lr, knn and gnn read a
     missing score as a standardised 0 (lr and gnn with a missing indicator) and a raw score
