@@ -14,8 +14,8 @@ are made (full graph here) can change without touching it. Per member (`GNNPredi
   their non-negative least-squares fit on a few draws (`init_gates`): most fits stop after
   20-90 epochs, and Adam moves a weight by about lr per step, so the start decides much of
   where the network ends;
-- the weights validated and kept are an exponential moving average of the trained ones
-  (`GNNConfig.ema_decay`).
+- the weights validated (every `GNNConfig.val_every` epochs) and kept are an exponential
+  moving average of the trained ones (`GNNConfig.ema_decay`).
 
 Deterministic on CPU: `torch_context` makes a private torch RNG state, deterministic algorithms
 and a fixed thread count (one by default: the graphs are small, and a second thread costs more
