@@ -316,6 +316,18 @@ def test_neighbour_terms_use_message_edges_of_similar_nodes_only(zoo):
 
 
 # ---------------------------------------------------------------------- ensemble and std
+def test_predict_in_the_fitted_zoo_reuses_the_training_graph_unless_a_pair_is_a_record(
+        fitted, monkeypatch):
+    model, train, test = fitted
+    expected = model.predict(test)
+    calls, build = [], model._graph
+    monkeypatch.setattr(model, "_graph", lambda *a, **k: calls.append(1) or build(*a, **k))
+    np.testing.assert_array_equal(model.predict(test), expected)
+    assert calls == []                                  # test pairs: the fitted graph as it is
+    model.predict(train.iloc[:2])                       # their own records must leave the graph
+    assert calls == [1]
+
+
 def test_ensemble_std(fitted):
     model, _, test = fitted
     mean, std = model.predict(test, return_std=True)

@@ -67,7 +67,8 @@ class GNNPredictor:
             ensemble member k uses a seed derived from (seed, k).
 
     Attributes (after fit): `members_` (state dicts), `model_features_`, `dataset_features_`
-        (fitted), `model_x_`, `dataset_x_` (features of the fitted zoo's nodes), `metrics_`,
+        (fitted), `model_x_`, `dataset_x_` (features of the fitted zoo's nodes), `graph_` (the
+        training graph; None on the mini-batch path), `metrics_`,
         `zoo_` (metadata and scores; its records are read only through `train_pairs_`),
         `train_pairs_`, `epochs_` (best epoch per member).
     """
@@ -137,9 +138,11 @@ class GNNPredictor:
         if self.minibatch_:
             self.num_features_ = {MODEL: self.model_x_.shape[1],
                                   DATASET: self.dataset_x_.shape[1]}
+            self.graph_ = None
             return None
         graph = self._graph(zoo, train_pairs, self.model_x_, self.dataset_x_)
         self.num_features_ = {t: int(graph.data[t].x.shape[1]) for t in (MODEL, DATASET)}
+        self.graph_ = graph  # `predict` in the fitted zoo has the same message edges
         return graph
 
     # ---------------------------------------------------------------- checkpoint support
@@ -249,7 +252,10 @@ class GNNPredictor:
             stacked = np.clip(predict_large(self, zoo, known[~own].reset_index(drop=True), pairs,
                                             model_x, dataset_x), 0.0, 1.0)      # [K, P]
             return (stacked.mean(0), stacked.std(0)) if return_std else stacked.mean(0)
-        g = self._graph(zoo, known[~own].reset_index(drop=True), model_x, dataset_x)
+        if zoo is self.zoo_ and not own.any():  # the training records: the fitted graph
+            g = self.graph_
+        else:
+            g = self._graph(zoo, known[~own].reset_index(drop=True), model_x, dataset_x)
         src = g.model_index.get_indexer(pairs["model"].to_numpy())
         dst = g.dataset_index.get_indexer(pairs["dataset"].to_numpy())
         scores = score_features(standardize_scores(zoo, pairs, self.metrics_))  # [P, 2S]
