@@ -317,7 +317,7 @@ def test_neighbour_terms_use_message_edges_of_similar_nodes_only(zoo):
 
 # ---------------------------------------------------------------------- ensemble and std
 def test_predict_in_the_fitted_zoo_reuses_the_training_graph_unless_a_pair_is_a_record(
-        fitted, monkeypatch):
+        fitted, zoo, monkeypatch):
     model, train, test = fitted
     expected = model.predict(test)
     calls, build = [], model._graph
@@ -326,6 +326,8 @@ def test_predict_in_the_fitted_zoo_reuses_the_training_graph_unless_a_pair_is_a_
     assert calls == []                                  # test pairs: the fitted graph as it is
     model.predict(train.iloc[:2])                       # their own records must leave the graph
     assert calls == [1]
+    model.predict(test, zoo)                            # a zoo given: all its records are edges
+    assert calls == [1, 1]
 
 
 def test_ensemble_std(fitted):

@@ -237,7 +237,8 @@ class GNNPredictor:
         if not hasattr(self, "members_"):
             raise NotFittedError("GNNPredictor is not fitted; call fit(zoo, train_pairs)")
         pairs = pairs[PAIR].reset_index(drop=True)
-        if zoo is None:
+        training_edges = zoo is None  # the message edges are the training records
+        if training_edges:
             zoo, known = self.zoo_, self.train_pairs_
         else:
             if unknown := sorted(set(self.metrics_) - set(zoo.score_metrics)):
@@ -252,7 +253,7 @@ class GNNPredictor:
             stacked = np.clip(predict_large(self, zoo, known[~own].reset_index(drop=True), pairs,
                                             model_x, dataset_x), 0.0, 1.0)      # [K, P]
             return (stacked.mean(0), stacked.std(0)) if return_std else stacked.mean(0)
-        if zoo is self.zoo_ and not own.any():  # the training records: the fitted graph
+        if training_edges and not own.any():  # exactly the training records: the fit's graph
             g = self.graph_
         else:
             g = self._graph(zoo, known[~own].reset_index(drop=True), model_x, dataset_x)
