@@ -233,15 +233,14 @@ def score_gaps(zoo: Zoo) -> str | None:
     metrics = zoo.score_metrics
     if not metrics:
         return None
-    full = zoo.num_models * zoo.num_datasets * len(metrics)
-    have = len(zoo.scores)
+    num_pairs = zoo.num_models * zoo.num_datasets
+    full, have = num_pairs * len(metrics), len(zoo.scores)
     if have >= full:
         return None
-    pairs = zoo.scores.drop_duplicates(["model", "dataset"])
-    unscored = zoo.num_models * zoo.num_datasets - len(pairs)
+    unscored = num_pairs - len(zoo.scores.drop_duplicates(["model", "dataset"]))
     return (f"scores: {have} of {full} (model, dataset, metric) cells hold a score "
             f"({100 * have / full:.1f} %; metrics {list(metrics)}); {unscored} of "
-            f"{zoo.num_models * zoo.num_datasets} pairs have none. lr, knn and gnn read a "
+            f"{num_pairs} pairs have none. lr, knn and gnn read a "
             f"missing score as 0 (lr and gnn with a missing indicator); a raw score method "
             f"predicts NaN there")
 

@@ -253,10 +253,8 @@ class GNNPredictor:
             stacked = np.clip(predict_large(self, zoo, known[~own].reset_index(drop=True), pairs,
                                             model_x, dataset_x), 0.0, 1.0)      # [K, P]
             return (stacked.mean(0), stacked.std(0)) if return_std else stacked.mean(0)
-        if training_edges and not own.any():  # exactly the training records: the fit's graph
-            g = self.graph_
-        else:
-            g = self._graph(zoo, known[~own].reset_index(drop=True), model_x, dataset_x)
+        g = (self._training_graph() if training_edges and not own.any()
+             else self._graph(zoo, known[~own].reset_index(drop=True), model_x, dataset_x))
         src = g.model_index.get_indexer(pairs["model"].to_numpy())
         dst = g.dataset_index.get_indexer(pairs["dataset"].to_numpy())
         scores = score_features(standardize_scores(zoo, pairs, self.metrics_))  # [P, 2S]
@@ -289,11 +287,9 @@ class GNNPredictor:
         if not hasattr(self, "members_"):
             raise NotFittedError("GNNPredictor is not fitted; call fit(zoo, train_pairs)")
         if zoo is None:
-            zoo, known, (model_x, dataset_x) = self.zoo_, self.train_pairs_, (self.model_x_,
-                                                                             self.dataset_x_)
+            zoo, g = self.zoo_, self._training_graph()
         else:
-            known, (model_x, dataset_x) = zoo.known_pairs(), self._features(zoo)
-        g = self._graph(zoo, known.reset_index(drop=True), model_x, dataset_x)
+            g = self._graph(zoo, zoo.known_pairs().reset_index(drop=True), *self._features(zoo))
         one = np.zeros(1, dtype=np.int64)
         scores = np.zeros((1, 2 * len(self.metrics_)))
         batch = make_batch(g, np.arange(len(g.rec_acc)), scores, neighbors=self.config.neighbors,
@@ -312,6 +308,15 @@ class GNNPredictor:
         return self.predict(pairs, zoo, return_std=True)[1]
 
     # ---------------------------------------------------------------------------- helpers
+    def _training_graph(self) -> RecordGraph:
+        """The graph of the fitted zoo with the training records as message edges: the one
+        `fit` built (`graph_`), or built again for a predictor unpickled from before it was
+        kept."""
+        if getattr(self, "graph_", None) is None:
+            self.graph_ = self._graph(self.zoo_, self.train_pairs_, self.model_x_,
+                                      self.dataset_x_)
+        return self.graph_
+
     def _net(self) -> GNNNet:
         s2 = 2 * len(self.metrics_)
         edge_dims: dict[tuple[str, str, str], int] = {RECORD: 2, REV_RECORD: 2}
