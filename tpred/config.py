@@ -245,6 +245,12 @@ class GNNConfig:
     #: zoos; off by default, as it cost DomainNet-270 (bench/README.md, "Shrinking toward the
     #: start")
     val_shrink: NonNegativeFloat | None = None
+    #: on a training graph of at most `cv_max_records` records, the single validation split is
+    #: replaced by `cv_folds`-fold cross-validation: one network per fold, trained together and
+    #: stopped on the pooled validation loss, the start a candidate; the fold networks are the
+    #: members (`trainer.train_cross_validated`). 0: never
+    cv_max_records: NonNegativeInt = 0
+    cv_folds: Annotated[int, Range(lo=2)] = 5
     num_threads: PositiveInt | None = None
     #: targets per training step on mini-batches with sampled neighbourhoods
     #: (tpred/models/gnn/minibatch.py); None: full batch unless the graph is large
@@ -264,7 +270,8 @@ class GNNConfig:
 #: default for a new field would build another network than the one whose weights were saved)
 GNN_ADDED_FIELDS: dict[str, Any] = {"rank_loss": 0.0, "attention": 0,
                                      "gate_positive": False, "min_delta": 0.0,
-                                     "val_shrink": None, "val_every": 1}
+                                     "val_shrink": None, "val_every": 1,
+                                     "cv_max_records": 0}
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,11 @@ from tpred.models.gnn.batch import Kernel, RecordGraph, make_batch, num_gated_te
 from tpred.models.gnn.minibatch import fit_large, predict_large, use_minibatch
 from tpred.models.gnn.network import GNNNet
 from tpred.models.gnn.trainer import (
+    cross_validation_folds,
     draw_message_split,
     member_seed,
     torch_context,
+    train_cross_validated,
     train_network,
     validation_split,
 )
@@ -101,10 +103,18 @@ class GNNPredictor:
         self.members_, self.epochs_ = [], []
         with torch_context(self.config.num_threads):
             for k in range(self.config.ensemble):
-                state, epoch = self._fit_member(graph, member_seed(self.seed, k))
-                self.members_.append(state)
-                self.epochs_.append(epoch)
+                for state, epoch in self._fit_member(graph, member_seed(self.seed, k)):
+                    self.members_.append(state)
+                    self.epochs_.append(epoch)
         return self
+
+    def _cross_validates(self) -> bool:
+        """Whether `fit` cross-validates (`GNNConfig.cv_max_records`): a small training graph."""
+        return 0 < len(self.train_pairs_) <= self.config.cv_max_records
+
+    def _num_members(self) -> int:
+        """Networks `fit` trains: `ensemble`, times `cv_folds` when it cross-validates."""
+        return self.config.ensemble * (self.config.cv_folds if self._cross_validates() else 1)
 
     def _prepare(self, zoo: Zoo, train_pairs: pd.DataFrame, caller: str) -> RecordGraph | None:
         """Everything `fit` derives before training (deterministically): metrics, featurizers
@@ -173,7 +183,7 @@ class GNNPredictor:
             ValueError: `state` lacks a member's weights or holds weights of another network.
         """
         self._prepare(zoo, train_pairs, "restore")
-        members: list[dict[str, Tensor]] = [{} for _ in range(self.config.ensemble)]
+        members: list[dict[str, Tensor]] = [{} for _ in range(self._num_members())]
         for key, tensor in state.items():
             if key == "epochs":
                 continue
@@ -193,25 +203,42 @@ class GNNPredictor:
         self.epochs_ = [int(e) for e in state.get("epochs", torch.zeros(len(members)))]
         return self
 
-    def _fit_member(self, g: RecordGraph, seed: int) -> tuple[dict[str, Tensor], int]:
-        """One network: validation split, epoch draws, `train_network`."""
+    def _fit_member(self, g: RecordGraph, seed: int) -> list[tuple[dict[str, Tensor], int]]:
+        """One ensemble member: validation split, epoch draws, `train_network`; or, on a small
+        graph (`_cross_validates`), cross-validation folds and `train_cross_validated`, one
+        network per fold.
+
+        Returns:
+            [(state dict, kept epoch)] per network trained.
+        """
         cfg = self.config
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        net = self._net()
-        is_val = validation_split(g.rec_dst, cfg.val_fraction, rng)
-        fit_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
         pair_scores = self._pair_scores(self.zoo_, g)                          # [E, 2S]
         batch = functools.partial(make_batch, g, pair_scores=pair_scores,
                                   neighbors=cfg.neighbors)
+
+        def drawer(fit_idx: np.ndarray, rng: np.random.Generator):
+            def draw():
+                msg, sup = draw_message_split(g.rec_src, g.rec_dst, fit_idx,
+                                              len(g.model_index), len(g.dataset_index), rng)
+                return batch(msg, target=sup)
+            return draw
+
+        if self._cross_validates():
+            fold = cross_validation_folds(len(g.rec_dst), cfg.cv_folds, rng)
+            nets, draws, val_batches = [], [], []
+            for k, fold_rng in enumerate(rng.spawn(cfg.cv_folds)):
+                fit_idx, val_idx = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+                nets.append(self._net())
+                draws.append(drawer(fit_idx, fold_rng))
+                val_batches.append(batch(fit_idx, target=val_idx))
+            return train_cross_validated(nets, draws, val_batches, cfg)
+        net = self._net()
+        is_val = validation_split(g.rec_dst, cfg.val_fraction, rng)
+        fit_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
         val_batch = batch(fit_idx, target=val_idx) if len(val_idx) else None
-
-        def draw():
-            msg, sup = draw_message_split(g.rec_src, g.rec_dst, fit_idx, len(g.model_index),
-                                          len(g.dataset_index), rng)
-            return batch(msg, target=sup)
-
-        return train_network(net, draw, val_batch, cfg)
+        return [train_network(net, drawer(fit_idx, rng), val_batch, cfg)]
 
     # ---------------------------------------------------------------------------- predict
     def predict(self, pairs: pd.DataFrame, zoo: Zoo | None = None, *,

@@ -52,6 +52,52 @@ VAL_COLD_SHARE = 0.0
 MIN_IMPROVEMENT = 1e-7
 
 
+class _Run:
+    """One network in training: its optimiser, its batch draws and the moving average of its
+    weights (what is validated and kept)."""
+
+    def __init__(self, net: GNNNet, draw: Callable[[], GNNBatch], config: GNNConfig) -> None:
+        self.net, self.draw, self.config = net, draw, config
+        # fused: one kernel updates every parameter (on CPU torch defaults to a Python loop per
+        # tensor; `foreach` groups them but still costs twice the fused step here). The same
+        # arithmetic up to rounding (bench/README.md, "Validating every other epoch, and a
+        # fused Adam step")
+        self.opt = torch.optim.Adam(net.parameters(), lr=config.lr,
+                                    weight_decay=config.weight_decay, fused=True)
+        if config.residual and (len(net.neighbour_gate) or net.attention is not None):
+            init_gates(net, [draw() for _ in range(GATE_FIT_DRAWS)],
+                       positive=config.gate_positive)
+        self.start_gate = net.neighbour_gate.detach().clone()
+        self.avg = copy.deepcopy(net)
+        self.avg_params, self.net_params = list(self.avg.parameters()), list(net.parameters())
+        # the modes are set once: `train()` / `eval()` walk every submodule, and nothing in the
+        # loop changes them
+        net.train()
+        self.avg.eval()
+
+    def step(self) -> None:
+        """One epoch: a fresh batch, one Adam step, the moving average updated."""
+        batch = self.draw()
+        self.opt.zero_grad()
+        pred = self.net(batch)
+        loss = F.mse_loss(pred, batch.y)
+        if self.config.rank_loss:
+            loss = loss + self.config.rank_loss * ranking_loss(pred, batch.y, batch.dst)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(self.avg_params, self.net_params, 1.0 - self.config.ema_decay)
+
+    def val_loss(self, val_batch: GNNBatch) -> float:
+        """MSE of the averaged weights on `val_batch`."""
+        with torch.inference_mode():
+            return float(F.mse_loss(self.avg(val_batch), val_batch.y))
+
+    def state(self) -> dict[str, Tensor]:
+        """A copy of the averaged weights."""
+        return {k: v.detach().clone() for k, v in self.avg.state_dict().items()}
+
+
 def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch | None,
                   config: GNNConfig) -> tuple[dict[str, Tensor], int]:
     """Train `net` on `draw()`'s batches (MSE, Adam); return the kept weights and their epoch.
@@ -69,50 +115,68 @@ def train_network(net: GNNNet, draw: Callable[[], GNNBatch], val_batch: GNNBatch
     Returns:
         (state dict of the kept averaged network, its 1-based epoch).
     """
-    # fused: one kernel updates every parameter (on CPU torch defaults to a Python loop per
-    # tensor; `foreach` groups them but still costs twice the fused step here). The same
-    # arithmetic up to rounding (bench/README.md, "Validating every other epoch, and a fused
-    # Adam step")
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                           fused=True)
-    if config.residual and (len(net.neighbour_gate) or net.attention is not None):
-        init_gates(net, [draw() for _ in range(GATE_FIT_DRAWS)], positive=config.gate_positive)
-    start_gate = net.neighbour_gate.detach().clone()
-    avg = copy.deepcopy(net)  # exponential moving average of the weights: validated, kept
-    avg_params, net_params = list(avg.parameters()), list(net.parameters())
-    # the modes are set once: `train()` / `eval()` walk every submodule, and nothing in the
-    # loop changes them
-    net.train()
-    avg.eval()
+    run = _Run(net, draw, config)
     best, best_epoch = None, 0
     stopper = EarlyStopping(-(-config.patience // config.val_every), config.min_delta)
     for epoch in range(config.max_epochs):
-        batch = draw()
-        opt.zero_grad()
-        pred = net(batch)
-        loss = F.mse_loss(pred, batch.y)
-        if config.rank_loss:
-            loss = loss + config.rank_loss * ranking_loss(pred, batch.y, batch.dst)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(avg_params, net_params, 1.0 - config.ema_decay)
+        run.step()
         if val_batch is None or (epoch + 1) % config.val_every:
             continue
-        with torch.inference_mode():
-            val_loss = float(F.mse_loss(avg(val_batch), val_batch.y))
-        if stopper.update(val_loss):
-            best_epoch = epoch + 1
-            best = {k: v.detach().clone() for k, v in avg.state_dict().items()}
+        if stopper.update(run.val_loss(val_batch)):
+            best_epoch, best = epoch + 1, run.state()
         if stopper.stop:
             break
     if best is None:
-        best = {k: v.detach().clone() for k, v in avg.state_dict().items()}
-        best_epoch = config.max_epochs
+        best, best_epoch = run.state(), config.max_epochs
     if config.val_shrink is not None and config.residual and val_batch is not None:
-        avg.load_state_dict(best)
-        best = shrink_to_start(avg, val_batch, start_gate, config.val_shrink)
+        run.avg.load_state_dict(best)
+        best = shrink_to_start(run.avg, val_batch, run.start_gate, config.val_shrink)
     return best, best_epoch
+
+
+def train_cross_validated(nets: list[GNNNet], draws: list[Callable[[], GNNBatch]],
+                          val_batches: list[GNNBatch], config: GNNConfig
+                          ) -> list[tuple[dict[str, Tensor], int]]:
+    """Train K networks in lock-step, one per cross-validation fold, and stop them together.
+
+    Network k trains as in `train_network` on `draws[k]` (the records outside fold k) and is
+    validated on `val_batches[k]` (fold k). Early stopping watches the pooled validation MSE
+    over all K folds, so every record is a validation record once: on a zoo so small that a
+    single split holds a handful of records, one split's loss is mostly noise, and the epoch it
+    picks is too. The start (epoch 0: the baseline and the least-squares blend of the
+    neighbour terms) is a candidate like every validated epoch, so where training does not
+    beat it on the pooled folds, the start is kept. Every network's weights of the best pooled
+    epoch are kept: the K networks are the members of a cross-fitted ensemble.
+
+    Returns:
+        [(state dict of network k at the best pooled epoch, that epoch)] for k in 0..K−1.
+    """
+    runs = [_Run(net, draw, config) for net, draw in zip(nets, draws, strict=True)]
+    sizes = np.array([len(v.y) for v in val_batches], dtype=np.float64)
+
+    def pooled() -> float:
+        losses = np.array([r.val_loss(v) for r, v in zip(runs, val_batches, strict=True)])
+        return float(losses @ sizes / sizes.sum())
+
+    stopper = EarlyStopping(-(-config.patience // config.val_every), config.min_delta)
+    stopper.update(pooled())
+    best, best_epoch = [r.state() for r in runs], 0
+    for epoch in range(config.max_epochs):
+        for run in runs:
+            run.step()
+        if (epoch + 1) % config.val_every:
+            continue
+        if stopper.update(pooled()):
+            best, best_epoch = [r.state() for r in runs], epoch + 1
+        if stopper.stop:
+            break
+    return [(state, best_epoch) for state in best]
+
+
+def cross_validation_folds(num_edges: int, num_folds: int, rng: np.random.Generator
+                           ) -> np.ndarray:
+    """Fold id in [0, num_folds) of each record edge [E], the folds as equal as they can be."""
+    return rng.permutation(np.arange(num_edges) % num_folds)
 
 
 def shrink_to_start(net: GNNNet, val_batch: GNNBatch, start_gate: Tensor, z: float = 0.0
