@@ -39,7 +39,8 @@ from tpred.predict import main as predict_main
 from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, toy_zoo, write_zoo
 
 #: small and fast gnn: a toy fit takes a fraction of a second
-FAST = GNNConfig(hidden_channels=16, heads=2, max_epochs=30, patience=8, num_threads=1)
+FAST = GNNConfig(hidden_channels=16, heads=2, max_epochs=30, patience=8, num_threads=1,
+                 cv_max_records=0)
 METHODS = ("additive", "lr", "mf", "knn", "gnn", "score")
 PROG_ERROR = "python -m tpred.predict: error: "
 

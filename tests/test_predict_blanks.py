@@ -17,7 +17,8 @@ from tpred.errors import NoScoresWarning
 from tpred.predict import main as predict_main
 from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, toy_zoo
 
-FAST = GNNConfig(hidden_channels=16, heads=2, max_epochs=20, patience=5, num_threads=1)
+FAST = GNNConfig(hidden_channels=16, heads=2, max_epochs=20, patience=5, num_threads=1,
+                 cv_max_records=0)
 
 
 def _config(**kw) -> TrainConfig:

@@ -20,8 +20,10 @@ from tpred.models.gnn.baseline import fit_baseline
 from tpred.models.neighbours import neighbour_mean
 from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, HashEncoder, toy_zoo
 
-#: small and fast, for tests of structure (a toy fit takes well under a second)
-FAST = GNNConfig(hidden_channels=16, heads=2, max_epochs=30, patience=10, num_threads=1)
+#: small and fast, for tests of structure (a toy fit takes well under a second); a single
+#: validation split (the toy zoo is small enough to cross-validate: tested on its own below)
+FAST = GNNConfig(hidden_channels=16, heads=2, max_epochs=30, patience=10, num_threads=1,
+                 cv_max_records=0)
 #: long enough to learn the toy zoo
 LEARN = replace(FAST, max_epochs=150, patience=30, ensemble=2)
 
@@ -255,6 +257,39 @@ def test_validation_every_other_epoch_keeps_only_validated_epochs(zoo):
     for seed in range(3):
         model = _gnn(replace(FAST, val_every=2, max_epochs=40), seed=seed).fit(zoo, train)
         assert all(e % 2 == 0 for e in model.epochs_), model.epochs_
+
+
+def test_cross_validation_folds_partition_the_records_evenly():
+    fold = trainer.cross_validation_folds(12, 5, np.random.default_rng(0))
+    assert sorted(np.bincount(fold).tolist()) == [2, 2, 2, 3, 3]
+    assert not np.array_equal(fold, np.arange(12) % 5)             # shuffled
+
+
+def test_small_graphs_cross_validate_one_network_per_fold_stopped_together(zoo):
+    train, test = _split(zoo)
+    cv = replace(FAST, cv_max_records=len(train), cv_folds=3)
+    model = _gnn(cv).fit(zoo, train)
+    assert len(model.members_) == 3 and len(set(model.epochs_)) == 1, model.epochs_
+    mean, std = model.predict(test, return_std=True)
+    assert (std > 0).any()
+    # the fold networks differ: each misses its own fold
+    assert len({tuple(s["neighbour_gate"].tolist()) for s in model.members_}) == 3
+    restored = _gnn(cv).restore(zoo, train, model.learned_state())
+    np.testing.assert_array_equal(restored.predict(test), mean)
+    assert restored.epochs_ == model.epochs_
+    # one record more than the limit: the single validation split, one network
+    assert len(_gnn(replace(cv, cv_max_records=len(train) - 1)).fit(zoo, train).members_) == 1
+
+
+def test_cross_validated_training_keeps_the_start_when_training_only_hurts(zoo):
+    train, _ = _split(zoo)
+    # a step size that wrecks the network: no trained epoch beats the start on the pooled folds
+    wreck = replace(FAST, cv_max_records=len(train), cv_folds=3, lr=5.0, weight_decay=0.0)
+    model = _gnn(wreck).fit(zoo, train)
+    assert model.epochs_ == [0, 0, 0]
+    for state in model.members_:  # the start: the decoder's last layer is still zero
+        assert not state["decoder.3.weight"].any() and not state["decoder.3.bias"].any()
+    assert len({tuple(s["neighbour_gate"].tolist()) for s in model.members_}) == 3
 
 
 @pytest.mark.parametrize("z", [0.0, 1.0])

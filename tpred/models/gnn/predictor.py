@@ -189,8 +189,10 @@ class GNNPredictor:
                 continue
             k, _, name = key.partition(".")
             if not k.isdigit() or int(k) >= len(members):
-                raise ValueError(f"GNNPredictor.restore: unexpected weight {key!r} for an "
-                                 f"ensemble of {len(members)}")
+                raise ValueError(f"GNNPredictor.restore: unexpected weight {key!r} for "
+                                 f"{len(members)} networks (gnn.ensemble "
+                                 f"{self.config.ensemble}, times gnn.cv_folds when the "
+                                 f"training pairs are at most gnn.cv_max_records)")
             members[int(k)][name] = tensor
         net = self._net()
         for k, member in enumerate(members):
