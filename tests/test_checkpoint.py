@@ -85,9 +85,10 @@ def test_a_checkpoint_holds_only_json_csv_and_safetensors(saved):
     assert [e["seed"] for e in manifest["methods"]["gnn"]] == [0, 1]
     assert manifest["methods"]["lr"] == [{"seed": None, "state": None}]
     weights = load_file(str(folder / "checkpoint" / "weights.safetensors"))
-    # two seeds x two networks each; the check predictions of every member
+    # two seeds x two networks x five cross-validation folds each (the toy zoo is small enough
+    # to cross-validate: `GNNConfig.cv_max_records`); the check predictions of every member
     assert {k.split(".")[0] for k in weights if k.startswith("gnn/")} == {
-        "gnn/0/0", "gnn/0/1", "gnn/1/0", "gnn/1/1", "gnn/0/epochs", "gnn/1/epochs"}
+        f"gnn/{s}/{k}" for s in (0, 1) for k in [*range(2 * 5), "epochs"]}
     assert weights["check/gnn/0"].shape == (min(NUM_CHECK_PAIRS, 50),)
 
 
