@@ -279,6 +279,12 @@ def test_small_graphs_cross_validate_one_network_per_fold_stopped_together(zoo):
     assert restored.epochs_ == model.epochs_
     # one record more than the limit: the single validation split, one network
     assert len(_gnn(replace(cv, cv_max_records=len(train) - 1)).fit(zoo, train).members_) == 1
+    # mini-batches (forced by batch_size) keep a single split, and restore expects as much
+    mini = _gnn(replace(cv, batch_size=64, max_epochs=4)).fit(zoo, train)
+    assert mini.minibatch_ and len(mini.members_) == 1
+    again = _gnn(replace(cv, batch_size=64, max_epochs=4)).restore(zoo, train,
+                                                                  mini.learned_state())
+    np.testing.assert_array_equal(again.predict(test), mini.predict(test))
 
 
 def test_cross_validated_training_keeps_the_start_when_training_only_hurts(zoo):

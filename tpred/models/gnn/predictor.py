@@ -109,8 +109,11 @@ class GNNPredictor:
         return self
 
     def _cross_validates(self) -> bool:
-        """Whether `fit` cross-validates (`GNNConfig.cv_max_records`): a small training graph."""
-        return 0 < len(self.train_pairs_) <= self.config.cv_max_records
+        """Whether `fit` cross-validates (`GNNConfig.cv_max_records`): a small training graph,
+        trained on the full graph (the mini-batch path, forced by `gnn.batch_size`, trains
+        `ensemble` networks with a single validation split)."""
+        return (not self.minibatch_
+                and 0 < len(self.train_pairs_) <= self.config.cv_max_records)
 
     def _num_members(self) -> int:
         """Networks `fit` trains: `ensemble`, times `cv_folds` when it cross-validates."""
