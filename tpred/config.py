@@ -252,7 +252,8 @@ class GNNConfig:
     #: dozen records, too few to pick an epoch. On inner splits of sfda11 and of a synthetic
     #: zoo (100-300 training records) every metric improved on average (Spearman +0.022),
     #: at about 5x the time of such a fit; at ~700 records the gain was small
-    #: (bench/README.md, "Cross-validated stopping on small zoos"). 0: never
+    #: (bench/README.md, "Cross-validated stopping on small zoos"). 0: never. Needs at least
+    #: two records per fold; `val_shrink` applies to the single split only
     cv_max_records: NonNegativeInt = 500
     cv_folds: Annotated[int, Range(lo=2)] = 5
     num_threads: PositiveInt | None = None

@@ -279,6 +279,10 @@ def test_small_graphs_cross_validate_one_network_per_fold_stopped_together(zoo):
     assert restored.epochs_ == model.epochs_
     # one record more than the limit: the single validation split, one network
     assert len(_gnn(replace(cv, cv_max_records=len(train) - 1)).fit(zoo, train).members_) == 1
+    # fewer than two records per fold: no cross-validation (a fold would validate on nothing)
+    few = train.iloc[:5]
+    assert len(_gnn(replace(cv, max_epochs=4)).fit(zoo, few).members_) == 1
+    assert len(_gnn(replace(cv, max_epochs=4)).fit(zoo, train.iloc[:6]).members_) == 3
     # mini-batches (forced by batch_size) keep a single split, and restore expects as much
     mini = _gnn(replace(cv, batch_size=64, max_epochs=4)).fit(zoo, train)
     assert mini.minibatch_ and len(mini.members_) == 1

@@ -111,9 +111,12 @@ class GNNPredictor:
     def _cross_validates(self) -> bool:
         """Whether `fit` cross-validates (`GNNConfig.cv_max_records`): a small training graph,
         trained on the full graph (the mini-batch path, forced by `gnn.batch_size`, trains
-        `ensemble` networks with a single validation split)."""
+        `ensemble` networks with a single validation split), with at least two records per
+        fold (fewer leave folds with nothing to validate on; such a graph is fitted as before,
+        with no validation records at all)."""
         return (not self.minibatch_
-                and 0 < len(self.train_pairs_) <= self.config.cv_max_records)
+                and 2 * self.config.cv_folds <= len(self.train_pairs_)
+                <= self.config.cv_max_records)
 
     def _num_members(self) -> int:
         """Networks `fit` trains: `ensemble`, times `cv_folds` when it cross-validates."""
