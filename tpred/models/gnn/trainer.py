@@ -4,7 +4,10 @@
 are made (full graph here) can change without touching it. Per member (`GNNPredictor`):
 
 - a validation split (`validation_split`, `val_fraction` of the training records) is never a
-  message edge while training and decides early stopping; test pairs are never edges at all;
+  message edge while training and decides early stopping; test pairs are never edges at all.
+  On a small graph (`GNNConfig.cv_max_records`) cross-validation folds replace the single
+  split: `train_cross_validated` trains one network per fold (each a `_Run`, in lock-step)
+  and stops them together on the pooled validation loss;
 - the rest is re-split every epoch into message and supervised edges, disjoint
   (`draw_message_split`, as PyG's link prediction with `disjoint_train_ratio`), so a pair's own
   accuracy is never the input when it is the target. Each dataset draws its own supervised share
