@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from tpred.config import TrainConfig
 from tpred.data.zoo import Zoo
 from tpred.evaluation.run import aggregate, expand_methods
 from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, toy_zoo, write_zoo
-from tpred.train import main, score_gaps
+from tpred.train import cross_validation_note, main, score_gaps
 
 PER_DATASET = {"pearson", "spearman", "kendall", "weighted_tau", "top1_regret"}
 GLOBAL = {"rmse", "mae", "global_pearson"}
@@ -197,6 +198,18 @@ def test_score_expands_to_one_method_per_metric():
     assert expand_methods(["score"], zoo, ("score_b",)) == ["score:score_b"]
     with pytest.raises(ValueError, match="metric 'logme' is not in the scores table"):
         expand_methods(["score:logme"], zoo)
+
+
+def test_cross_validation_note_says_when_gnn_fits_cross_validate():
+    zoo = toy_zoo(seed=1)                                       # 192 known pairs
+    cfg = TrainConfig(methods=("knn", "gnn"))
+    assert "at most 500 training pairs (this zoo has 192 known pairs) trains 5 networks" in \
+        cross_validation_note(cfg, zoo)
+    assert cross_validation_note(replace(cfg, methods=("knn",)), zoo) is None
+    off = replace(cfg, gnn=replace(cfg.gnn, cv_max_records=0))
+    assert cross_validation_note(off, zoo) is None
+    small = replace(cfg, gnn=replace(cfg.gnn, cv_max_records=95))  # 192 > 2 x 95: not noted
+    assert cross_validation_note(small, zoo) is None
 
 
 def test_score_gaps_counts_the_empty_cells_of_the_scores_table():
