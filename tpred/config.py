@@ -234,6 +234,11 @@ class GNNConfig:
     #: gated terms that give a cold dataset (model) the level of its neighbours, as `knn`
     #: (`batch.level_terms`)
     level_terms: bool = False
+    #: the baseline's feature prior of a node (its effect when it has no records) averages the
+    #: kernel-ridge prediction with the mean effect of its `prior_neighbors` most similar
+    #: nodes by features (`baseline.shrink_to_prior`); 0: the kernel ridge alone. Not on the
+    #: mini-batch path, whose prior is solved in feature space without node similarities
+    prior_neighbors: NonNegativeInt = 0
     #: the output weights of the gated and attention terms start at a non-negative fit
     #: (`trainer.fit_gate`): each term is a correction toward similar nodes, and a negative
     #: start (an "anti-neighbour") is the noise of collinear terms on a small zoo. Chosen on
@@ -276,7 +281,7 @@ class GNNConfig:
 GNN_ADDED_FIELDS: dict[str, Any] = {"rank_loss": 0.0, "attention": 0,
                                      "gate_positive": False, "min_delta": 0.0,
                                      "val_shrink": None, "val_every": 1,
-                                     "cv_max_records": 0}
+                                     "cv_max_records": 0, "prior_neighbors": 0}
 
 
 @dataclass(frozen=True)

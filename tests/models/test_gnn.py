@@ -17,7 +17,12 @@ from tpred.models import make_predictor
 from tpred.models.additive import AdditivePredictor
 from tpred.models.gnn import EdgeConv, GNNPredictor, baseline, batch, trainer
 from tpred.models.gnn.baseline import fit_baseline
-from tpred.models.neighbours import neighbour_mean
+from tpred.models.neighbours import (
+    neighbour_mean,
+    neighbour_order,
+    neighbour_weight,
+    self_excluded_similarity,
+)
 from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, HashEncoder, toy_zoo
 
 #: small and fast, for tests of structure (a toy fit takes well under a second); a single
@@ -190,6 +195,39 @@ def test_fit_baseline_shrinks_dataset_effects_toward_a_ridge_prior_on_features(m
     expected = np.append((1 * raw + 2 * prior[:3]) / 3, prior[3])   # n = 1 per seen dataset
     np.testing.assert_allclose(base.dataset_effect, expected, atol=1e-12)
     assert base.dataset_effect[3] != 0                        # a cold dataset gets its prior
+
+
+def test_the_prior_averages_the_ridge_with_the_neighbour_level(monkeypatch):
+    monkeypatch.setattr(baseline, "PRIOR_RIDGE", 0.5)
+    monkeypatch.setattr(baseline, "PRIOR_STRENGTH", 2.0)
+    # the case above, with a neighbour level from a similarity over the 4 datasets
+    src, dst = np.zeros(3, dtype=int), np.array([0, 1, 2])
+    acc = np.array([0.2, 0.5, 0.5])
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])         # [4, 2]
+    sim = self_excluded_similarity(x - x.mean(0))
+    order = neighbour_order(sim)
+    k = 2
+    near = baseline.PriorNeighbours(order, neighbour_weight(sim, order), k)
+    base = fit_baseline(src, dst, acc, 1, 4, fallback_mu=0.0, dataset_gram=x @ x.T,
+                        dataset_neighbours=near)
+    ridge = fit_baseline(src, dst, acc, 1, 4, fallback_mu=0.0, dataset_gram=x @ x.T)
+    raw = acc - acc.mean()
+    ridge_prior = np.append((3 * ridge.dataset_effect[:3] - raw) / 2,    # undo (raw + 2p) / 3
+                            ridge.dataset_effect[3])
+    # by hand: the k most similar seen datasets (never itself), weights max(cosine, 0)
+    expected_prior = ridge_prior.copy()
+    for d in range(4):
+        cand = [j for j in np.argsort(-sim[d], kind="stable") if j != d and j < 3][:k]
+        w = np.maximum(sim[d, cand], 0)
+        if w.sum() > 0:
+            expected_prior[d] = (ridge_prior[d] + (w @ raw[cand]) / w.sum()) / 2
+    expected = np.append((raw + 2 * expected_prior[:3]) / 3, expected_prior[3])
+    np.testing.assert_allclose(base.dataset_effect, expected, atol=1e-12)
+    assert abs(base.dataset_effect[3] - ridge.dataset_effect[3]) > 1e-3   # the level moved it
+    # k = 0 is the kernel ridge alone
+    off = fit_baseline(src, dst, acc, 1, 4, fallback_mu=0.0, dataset_gram=x @ x.T,
+                       dataset_neighbours=baseline.PriorNeighbours(order, near.weight, 0))
+    np.testing.assert_array_equal(off.dataset_effect, ridge.dataset_effect)
 
 
 # ------------------------------------------------------------------- neighbour residuals
@@ -668,3 +706,16 @@ def test_level_terms_give_cold_nodes_their_neighbours_level_by_hand():
     level = (0.7 * 0.05 + 0.5 * -0.2) / (0.7 + 0.5)
     np.testing.assert_allclose(batch.level_terms(kernel, cold2, src[:1], dst[:1], k=2),
                                [[level - 0.3, 0]])
+
+
+def test_prior_neighbors_moves_a_cold_datasets_predictions_and_is_deterministic(zoo):
+    pairs = zoo.known_pairs()
+    cold = pairs["dataset"].isin(zoo.dataset_ids[:4])
+    train, test = pairs[~cold].reset_index(drop=True), pairs[cold].reset_index(drop=True)
+    with_level = replace(FAST, prior_neighbors=3, max_epochs=4)
+    a = _gnn(with_level).fit(zoo, train).predict(test)
+    b = _gnn(with_level).fit(zoo, train).predict(test)
+    ridge = _gnn(replace(with_level, prior_neighbors=0)).fit(zoo, train).predict(test)
+    np.testing.assert_array_equal(a, b)
+    assert np.isfinite(a).all()
+    assert np.abs(a - ridge).max() > 1e-4                   # the neighbour level entered

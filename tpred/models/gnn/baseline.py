@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from tpred.models.additive import additive_effects
+from tpred.models.neighbours import sorted_neighbour_mean
 
 #: alternating least-squares sweeps (as `AdditivePredictor`)
 BASELINE_ITERS = 20
@@ -50,9 +51,25 @@ class Baseline:
                         axis=1)
 
 
+@dataclass
+class PriorNeighbours:
+    """The neighbours of one node type for the feature prior's neighbour level
+    (`shrink_to_prior`): each node's others in similarity order and their weights
+    (`neighbours.neighbour_order`, `neighbour_weight`), and how many are averaged.
+
+    Shapes: order, weight [N, N].
+    """
+
+    order: np.ndarray
+    weight: np.ndarray
+    k: int
+
+
 def fit_baseline(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: int,
                  num_datasets: int, *, fallback_mu: float, model_gram: np.ndarray | None = None,
-                 dataset_gram: np.ndarray | None = None) -> Baseline:
+                 dataset_gram: np.ndarray | None = None,
+                 model_neighbours: PriorNeighbours | None = None,
+                 dataset_neighbours: PriorNeighbours | None = None) -> Baseline:
     """Additive baseline on edges, each effect shrunk toward a prior predicted from features.
 
     First mu + model effect + dataset effect by alternating least squares
@@ -61,15 +78,18 @@ def fit_baseline(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: 
     (linear kernel, ridge `PRIOR_RIDGE` × mean diagonal; fitted on the nodes with edges) and
     every effect becomes (n · effect + PRIOR_STRENGTH · prior) / (n + PRIOR_STRENGTH), n the
     node's edge count: a node without edges (cold start) gets its prior instead of 0, a node
-    with few edges is pulled toward it. Without edges at all, mu is `fallback_mu` and every
-    effect 0.
+    with few edges is pulled toward it. With `*_neighbours`, the prior is the mean of the
+    kernel-ridge prediction and the neighbour level (see `shrink_to_prior`). Without edges at
+    all, mu is `fallback_mu` and every effect 0.
 
     Shapes: src, dst, acc [E]; model_gram [num_models, num_models], dataset_gram
         [num_datasets, num_datasets] -> effects [num_models], [num_datasets].
     """
     return fit_shrunk_baseline(src, dst, acc, num_models, num_datasets, fallback_mu=fallback_mu,
-                               shrink_models=lambda e, n: shrink_to_prior(e, n, model_gram),
-                               shrink_datasets=lambda e, n: shrink_to_prior(e, n, dataset_gram))
+                               shrink_models=lambda e, n: shrink_to_prior(e, n, model_gram,
+                                                                          model_neighbours),
+                               shrink_datasets=lambda e, n: shrink_to_prior(e, n, dataset_gram,
+                                                                            dataset_neighbours))
 
 
 def fit_shrunk_baseline(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_models: int,
@@ -89,9 +109,16 @@ def fit_shrunk_baseline(src: np.ndarray, dst: np.ndarray, acc: np.ndarray, num_m
     return Baseline(mu, shrink_models(me, deg_m), shrink_datasets(de, deg_d), deg_m, deg_d)
 
 
-def shrink_to_prior(effect: np.ndarray, degree: np.ndarray, gram: np.ndarray | None
-                    ) -> np.ndarray:
-    """Effects pulled toward a kernel-ridge prediction from node features (see `fit_baseline`).
+def shrink_to_prior(effect: np.ndarray, degree: np.ndarray, gram: np.ndarray | None,
+                    neighbours: PriorNeighbours | None = None) -> np.ndarray:
+    """Effects pulled toward a prior predicted from node features (see `fit_baseline`).
+
+    The prior is a kernel-ridge prediction; with `neighbours`, the mean of it and the
+    neighbour level: the similarity-weighted mean effect of the `k` most similar nodes with
+    edges (`knn`'s level of a new node; a node whose neighbours all have weight 0 keeps the
+    kernel-ridge prior). The ridge extrapolates a trend of the features, the neighbour level
+    averages nodes like this one; their mean predicted held-out datasets' levels better than
+    either on inner splits of the benchmarks (bench/README.md, "The cold-dataset level").
 
     Shapes: effect, degree [N]; gram [N, N] -> [N].
     """
@@ -105,4 +132,11 @@ def shrink_to_prior(effect: np.ndarray, degree: np.ndarray, gram: np.ndarray | N
     coef = torch.linalg.solve(torch.from_numpy(k + ridge * np.eye(len(k))),
                               torch.from_numpy(effect[seen] - level)).numpy()   # [T]
     prior = level + gram[:, seen] @ coef                                      # [N]
+    if neighbours is not None and neighbours.k:
+        known = degree[neighbours.order] > 0                                  # [N, N]
+        level_nb = sorted_neighbour_mean(np.where(known, effect[neighbours.order], np.nan),
+                                         neighbours.weight, neighbours.k)     # [N]
+        has = sorted_neighbour_mean(np.where(known, 1.0, np.nan), neighbours.weight,
+                                    neighbours.k) > 0                        # [N]
+        prior = np.where(has, (prior + level_nb) / 2, prior)
     return (degree * effect + PRIOR_STRENGTH * prior) / (degree + PRIOR_STRENGTH)

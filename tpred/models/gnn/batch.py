@@ -29,7 +29,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from tpred.graph import DATASET, MODEL, RECORD, message_graph
-from tpred.models.gnn.baseline import Baseline, fit_baseline
+from tpred.models.gnn.baseline import Baseline, PriorNeighbours, fit_baseline
 from tpred.models.neighbours import (
     neighbour_order,
     neighbour_weight,
@@ -92,6 +92,9 @@ class RecordGraph:
         attention: candidates per pair of the attention neighbour term (`Candidates`; 0: off).
         level_terms: whether the batches carry the cold nodes' neighbour levels
             (`level_terms`).
+        prior_neighbours: per node type, the neighbours whose level the baseline's feature
+            prior averages in (`baseline.shrink_to_prior`; absent or None: the kernel-ridge
+            prior alone).
 
     Shapes: gram[t] [N_t, N_t].
     """
@@ -104,6 +107,7 @@ class RecordGraph:
     zmean_term: bool = False
     attention: int = 0
     level_terms: bool = False
+    prior_neighbours: dict[str, PriorNeighbours | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         src, dst = self.data[RECORD].edge_index.numpy()
@@ -214,7 +218,9 @@ def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
     m_src, m_dst, m_acc = g.rec_src[msg], g.rec_dst[msg], g.rec_acc[msg]
     fallback = float(g.rec_acc.mean()) if len(g.rec_acc) else 0.5
     base = fit_baseline(m_src, m_dst, m_acc, num_m, num_d, fallback_mu=fallback,
-                        model_gram=g.gram[MODEL], dataset_gram=g.gram[DATASET])
+                        model_gram=g.gram[MODEL], dataset_gram=g.gram[DATASET],
+                        model_neighbours=g.prior_neighbours.get(MODEL),
+                        dataset_neighbours=g.prior_neighbours.get(DATASET))
     m_resid = m_acc - base(m_src, m_dst)
     attr = np.stack([m_acc - base.mu, m_resid], axis=1)
     graph = message_graph(g.data, torch.from_numpy(np.asarray(msg, dtype=np.int64)),

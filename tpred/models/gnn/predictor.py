@@ -27,7 +27,7 @@ from tpred.graph import (
 )
 from tpred.models._inputs import NodeFeatures, check_ids_in_zoo, encoder_for, resolve_metrics
 from tpred.models.base import register
-from tpred.models.gnn.baseline import NUM_BASELINE_TERMS
+from tpred.models.gnn.baseline import NUM_BASELINE_TERMS, PriorNeighbours
 from tpred.models.gnn.batch import Kernel, RecordGraph, make_batch, num_gated_terms
 from tpred.models.gnn.minibatch import fit_large, predict_large, use_minibatch
 from tpred.models.gnn.network import GNNNet
@@ -394,15 +394,26 @@ class GNNPredictor:
         names = self._kernel_names()
         scores = (self._score_similarity(zoo) if {"scores", "features+scores"} & set(names)
                   else {MODEL: None, DATASET: None})
+        feature_kernel = (Kernel(features[DATASET], features[MODEL])
+                          if "features" in names or self.config.prior_neighbors else None)
         kernels = []
         for name in names:
+            if name == "features":
+                kernels.append(feature_kernel)
+                continue
             sim = {t: _combine(features[t] if name != "scores" else None,
                                scores[t] if name != "features" else None)
                    for t in (MODEL, DATASET)}
             kernels.append(Kernel(sim[DATASET], sim[MODEL]))
+        prior = {}
+        if k := self.config.prior_neighbors:
+            for t, order, weight in (
+                    (MODEL, feature_kernel.model_order, feature_kernel.model_weight),
+                    (DATASET, feature_kernel.dataset_order, feature_kernel.dataset_weight)):
+                prior[t] = PriorNeighbours(order, weight, k) if order is not None else None
         return RecordGraph(data, zoo.model_ids, zoo.dataset_ids, gram, kernels,
                            zmean_term=self.config.zmean_term, attention=self.config.attention,
-                           level_terms=self.config.level_terms)
+                           level_terms=self.config.level_terms, prior_neighbours=prior)
 
     def _score_similarity(self, zoo: Zoo) -> dict[str, np.ndarray | None]:
         """Cosine of score vectors with the diagonal at -inf, per node type [N_t, N_t].
