@@ -178,13 +178,19 @@ def test_fit_baseline_without_a_prior_is_the_additive_predictor(zoo):
         np.testing.assert_array_equal(got, expected.predict(pairs))
 
 
-def test_fit_baseline_shrinks_dataset_effects_toward_a_ridge_prior_on_features(monkeypatch):
+@pytest.fixture
+def one_model_four_datasets(monkeypatch):
+    """One model; datasets d0, d1, d2 with one record each, d3 cold (no record); features x;
+    prior ridge 0.5, strength 2. Returns src, dst, acc [3], x [4, 2]."""
     monkeypatch.setattr(baseline, "PRIOR_RIDGE", 0.5)
     monkeypatch.setattr(baseline, "PRIOR_STRENGTH", 2.0)
-    # one model; datasets d0, d1, d2 with one record each, d3 cold (no record)
-    src, dst = np.zeros(3, dtype=int), np.array([0, 1, 2])
-    acc = np.array([0.2, 0.5, 0.5])
-    x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])         # [4, 2]
+    return (np.zeros(3, dtype=int), np.array([0, 1, 2]), np.array([0.2, 0.5, 0.5]),
+            np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]]))
+
+
+def test_fit_baseline_shrinks_dataset_effects_toward_a_ridge_prior_on_features(
+        one_model_four_datasets):
+    src, dst, acc, x = one_model_four_datasets
     base = fit_baseline(src, dst, acc, 1, 4, fallback_mu=0.0, dataset_gram=x @ x.T)
     raw = acc - acc.mean()                                   # one model: effects = centred acc
     # the same prior in primal form: ridge on the seen rows, penalty 0.5 * mean ||x||^2
@@ -197,13 +203,9 @@ def test_fit_baseline_shrinks_dataset_effects_toward_a_ridge_prior_on_features(m
     assert base.dataset_effect[3] != 0                        # a cold dataset gets its prior
 
 
-def test_the_prior_averages_the_ridge_with_the_neighbour_level(monkeypatch):
-    monkeypatch.setattr(baseline, "PRIOR_RIDGE", 0.5)
-    monkeypatch.setattr(baseline, "PRIOR_STRENGTH", 2.0)
+def test_the_prior_averages_the_ridge_with_the_neighbour_level(one_model_four_datasets):
     # the case above, with a neighbour level from a similarity over the 4 datasets
-    src, dst = np.zeros(3, dtype=int), np.array([0, 1, 2])
-    acc = np.array([0.2, 0.5, 0.5])
-    x = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])         # [4, 2]
+    src, dst, acc, x = one_model_four_datasets
     sim = self_excluded_similarity(x - x.mean(0))
     order = neighbour_order(sim)
     k = 2
