@@ -7,9 +7,11 @@ import pytest
 
 from tpred.models.neighbours import (
     cosine_similarity,
+    neighbour_level,
     neighbour_mean,
     neighbour_order,
     neighbour_residuals,
+    neighbour_weight,
     residual_table,
     self_excluded_similarity,
 )
@@ -81,3 +83,20 @@ def test_neighbour_mean_with_a_precomputed_order_is_the_same():
         np.testing.assert_array_equal(
             neighbour_mean(sim, values, k, shrink=1.0, order=neighbour_order(sim)),
             neighbour_mean(sim, values, k, shrink=1.0))
+
+
+def test_neighbour_level_averages_the_k_most_similar_known_nodes_by_hand():
+    sim = np.array([[-np.inf, 0.9, 0.5, 0.7],
+                    [0.9, -np.inf, -0.1, -0.2],
+                    [0.5, -0.1, -np.inf, 0.3],
+                    [0.7, -0.2, 0.3, -np.inf]])
+    order = neighbour_order(sim)
+    value = np.array([0.3, 0.1, -0.2, 0.05])
+    known = np.array([False, False, True, True])                 # nodes 2 and 3 have edges
+    level, has = neighbour_level(value, known, order, neighbour_weight(sim, order), k=1)
+    # node 0: its most similar known node is 3 (0.7); node 1: 2 and 3 weigh 0 (negative
+    # cosine), so no level; node 2: node 3 (0.3); node 3: node 2 (0.3)
+    np.testing.assert_allclose(level, [0.05, 0.0, 0.05, -0.2])
+    np.testing.assert_array_equal(has, [True, False, True, True])
+    level2, _ = neighbour_level(value, known, order[:1], neighbour_weight(sim, order)[:1], k=2)
+    np.testing.assert_allclose(level2, [(0.7 * 0.05 + 0.5 * -0.2) / 1.2])   # rows: a subset

@@ -91,6 +91,23 @@ def sorted_neighbour_mean(value: np.ndarray, weight: np.ndarray, k: int, *,
                      where=total > 0)
 
 
+def neighbour_level(value: np.ndarray, known: np.ndarray, order: np.ndarray,
+                    weight: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's `sorted_neighbour_mean` of node values over its first k `known` neighbours
+    (`knn`'s level of a new node when the values are node effects), and whether any of them
+    weighs more than 0 (where not, the mean is 0 and means nothing).
+
+    The weights are max(similarity, 0) in decreasing order of similarity, so the k known
+    neighbours averaged are the heaviest known ones: the mean has weight iff some known
+    neighbour has.
+
+    Shapes: value, known [N]; order, weight [R, N] (rows in neighbour order) -> [R], [R] bool.
+    """
+    known_row = known[order]                                                # [R, N]
+    level = sorted_neighbour_mean(np.where(known_row, value[order], np.nan), weight, k)
+    return level, (known_row & (weight > 0)).any(1)
+
+
 def residual_table(src: np.ndarray, dst: np.ndarray, residual: np.ndarray, num_models: int,
                    num_datasets: int) -> np.ndarray:
     """Residuals of known pairs as a models × datasets table, NaN where no pair is known.

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from tpred.models.additive import additive_effects
-from tpred.models.neighbours import sorted_neighbour_mean
+from tpred.models.neighbours import neighbour_level
 
 #: alternating least-squares sweeps (as `AdditivePredictor`)
 BASELINE_ITERS = 20
@@ -133,10 +133,7 @@ def shrink_to_prior(effect: np.ndarray, degree: np.ndarray, gram: np.ndarray | N
                               torch.from_numpy(effect[seen] - level)).numpy()   # [T]
     prior = level + gram[:, seen] @ coef                                      # [N]
     if neighbours is not None and neighbours.k:
-        known = degree[neighbours.order] > 0                                  # [N, N]
-        level_nb = sorted_neighbour_mean(np.where(known, effect[neighbours.order], np.nan),
-                                         neighbours.weight, neighbours.k)     # [N]
-        has = sorted_neighbour_mean(np.where(known, 1.0, np.nan), neighbours.weight,
-                                    neighbours.k) > 0                        # [N]
+        level_nb, has = neighbour_level(effect, seen, neighbours.order, neighbours.weight,
+                                        neighbours.k)                         # [N], [N]
         prior = np.where(has, (prior + level_nb) / 2, prior)
     return (degree * effect + PRIOR_STRENGTH * prior) / (degree + PRIOR_STRENGTH)

@@ -31,6 +31,7 @@ from torch_geometric.data import HeteroData
 from tpred.graph import DATASET, MODEL, RECORD, message_graph
 from tpred.models.gnn.baseline import Baseline, PriorNeighbours, fit_baseline
 from tpred.models.neighbours import (
+    neighbour_level,
     neighbour_order,
     neighbour_weight,
     residual_table,
@@ -343,9 +344,7 @@ def level_terms(kernel: Kernel, base: Baseline, src: np.ndarray, dst: np.ndarray
         if not len(cold):
             continue
         nodes, inverse = np.unique(node[cold], return_inverse=True)
-        neighbours = order[nodes]                                             # [U, N]
-        values = np.where(degree[neighbours] > 0, effect[neighbours], np.nan)
-        level = sorted_neighbour_mean(values, weight[nodes], k)               # [U]
+        level, _ = neighbour_level(effect, degree > 0, order[nodes], weight[nodes], k)  # [U]
         out[cold, col] = (level - effect[nodes])[inverse]
     return out
 

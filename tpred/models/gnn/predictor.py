@@ -394,23 +394,19 @@ class GNNPredictor:
         names = self._kernel_names()
         scores = (self._score_similarity(zoo) if {"scores", "features+scores"} & set(names)
                   else {MODEL: None, DATASET: None})
-        feature_kernel = (Kernel(features[DATASET], features[MODEL])
-                          if "features" in names or self.config.prior_neighbors else None)
         kernels = []
         for name in names:
-            if name == "features":
-                kernels.append(feature_kernel)
-                continue
             sim = {t: _combine(features[t] if name != "scores" else None,
                                scores[t] if name != "features" else None)
                    for t in (MODEL, DATASET)}
             kernels.append(Kernel(sim[DATASET], sim[MODEL]))
         prior = {}
-        if k := self.config.prior_neighbors:
-            for t, order, weight in (
-                    (MODEL, feature_kernel.model_order, feature_kernel.model_weight),
-                    (DATASET, feature_kernel.dataset_order, feature_kernel.dataset_weight)):
-                prior[t] = PriorNeighbours(order, weight, k) if order is not None else None
+        if k := self.config.prior_neighbors:  # the features kernel's neighbours (one built)
+            near = (kernels[names.index("features")] if "features" in names
+                    else Kernel(features[DATASET], features[MODEL]))
+            for t, order, weight in ((MODEL, near.model_order, near.model_weight),
+                                     (DATASET, near.dataset_order, near.dataset_weight)):
+                prior[t] = None if order is None else PriorNeighbours(order, weight, k)
         return RecordGraph(data, zoo.model_ids, zoo.dataset_ids, gram, kernels,
                            zmean_term=self.config.zmean_term, attention=self.config.attention,
                            level_terms=self.config.level_terms, prior_neighbours=prior)
