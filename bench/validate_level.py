@@ -7,7 +7,8 @@ For each outer fold: the training datasets are cut into (at most) 10 held-out gr
 the additive model is fitted on the other training datasets' records and the held-out datasets
 get mu + model effect + a predicted dataset effect: `ridge` (`baseline.shrink_to_prior`), `knnK`
 (the similarity-weighted mean effect of the K most similar fitted datasets, cosine of centred
-features, as `knn`), `meanK` (the mean of the two), `zero` (no dataset effect). Prints the RMSE
+features, as `knn`; 0 where they all weigh 0), `meanK` (the mean of the two, the ridge alone where
+knnK has no weight: `gnn.prior_neighbors=K`'s prior), `zero` (no dataset effect). Prints the RMSE
 per method (mean ± std over outer folds) and each one's paired difference from `ridge`.
 No network is trained: this isolates what the prior contributes (bench/README.md, "The
 cold-dataset level").
@@ -23,12 +24,12 @@ from tpred.data import load_zoo
 from tpred.evaluation.protocols import make_splits
 from tpred.models._inputs import NodeFeatures, encoder_for
 from tpred.models.additive import additive_effects
-from tpred.models.gnn.baseline import shrink_to_prior
+from tpred.models.gnn.baseline import PriorNeighbours, shrink_to_prior
 from tpred.models.neighbours import (
+    neighbour_level,
     neighbour_order,
     neighbour_weight,
     self_excluded_similarity,
-    sorted_neighbour_mean,
 )
 from tpred.train import REPO_ROOT, load_config
 
@@ -48,6 +49,7 @@ def level_errors(cfg_path: str, seeds: list[int]) -> pd.DataFrame:
             x = NodeFeatures(cfg.dataset_features, encoder).fit(
                 zoo.datasets, dataset_ids).transform(zoo.datasets, dataset_ids)
             x = np.asarray(x, np.float64)                                   # [D, F]
+            gram = x @ x.T
             sim = self_excluded_similarity(x - x.mean(0))
             order = neighbour_order(sim)
             weight = neighbour_weight(sim, order)
@@ -64,11 +66,13 @@ def level_errors(cfg_path: str, seeds: list[int]) -> pd.DataFrame:
                     src[~out], dst[~out], acc[~out], len(model_ids), len(dataset_ids))
                 degree = np.bincount(dst[~out], minlength=len(dataset_ids)).astype(float)
                 levels = {"zero": np.zeros(len(dataset_ids)),
-                          "ridge": shrink_to_prior(dataset_eff, degree, x @ x.T)}
-                values = np.where(degree[order] > 0, dataset_eff[order], np.nan)
+                          "ridge": shrink_to_prior(dataset_eff, degree, gram)}
                 for k in (5, 10):
-                    levels[f"knn{k}"] = sorted_neighbour_mean(values, weight, k)
-                    levels[f"mean{k}"] = (levels["ridge"] + levels[f"knn{k}"]) / 2
+                    levels[f"knn{k}"] = neighbour_level(dataset_eff, degree > 0, order, weight,
+                                                        k)[0]
+                    # what `gnn.prior_neighbors=k` computes
+                    levels[f"mean{k}"] = shrink_to_prior(dataset_eff, degree, gram,
+                                                         PriorNeighbours(order, weight, k))
                 for name, level in levels.items():
                     pred = mu + model_eff[src[out]] + level[dst[out]]
                     sse[name] = sse.get(name, 0.0) + float(((pred - acc[out]) ** 2).sum())
