@@ -239,6 +239,12 @@ class GNNConfig:
     #: nodes by features (`baseline.shrink_to_prior`); 0: the kernel ridge alone. Not on the
     #: mini-batch path, whose prior is solved in feature space without node similarities
     prior_neighbors: NonNegativeInt = 0
+    #: after the network, each dataset's predictions move by the change its baseline effect
+    #: gets when the feature prior averages in the level of its `level_after` most similar
+    #: datasets (as `prior_neighbors` would, but the network is trained as without it), kept
+    #: inside (0, 1) by a soft clip so that every dataset's ranking of models is unchanged
+    #: (`baseline.move_dataset_level`); 0: off. Not on the mini-batch path
+    level_after: NonNegativeInt = 0
     #: the output weights of the gated and attention terms start at a non-negative fit
     #: (`trainer.fit_gate`): each term is a correction toward similar nodes, and a negative
     #: start (an "anti-neighbour") is the noise of collinear terms on a small zoo. Chosen on
@@ -281,7 +287,8 @@ class GNNConfig:
 GNN_ADDED_FIELDS: dict[str, Any] = {"rank_loss": 0.0, "attention": 0,
                                      "gate_positive": False, "min_delta": 0.0,
                                      "val_shrink": None, "val_every": 1,
-                                     "cv_max_records": 0, "prior_neighbors": 0}
+                                     "cv_max_records": 0, "prior_neighbors": 0,
+                                     "level_after": 0}
 
 
 @dataclass(frozen=True)

@@ -721,3 +721,73 @@ def test_prior_neighbors_moves_a_cold_datasets_predictions_and_is_deterministic(
     np.testing.assert_array_equal(a, b)
     assert np.isfinite(a).all()
     assert np.abs(a - ridge).max() > 1e-4                   # the neighbour level entered
+
+
+def test_move_dataset_level_by_hand_with_a_soft_clip():
+    before = baseline.Baseline(mu=0.5, model_effect=np.zeros(1),
+                               dataset_effect=np.array([0.0, 0.2, 0.0]),
+                               model_degree=np.ones(1), dataset_degree=np.array([0.0, 4, 0]))
+    after = baseline.Baseline(0.5, np.zeros(1), np.array([0.25, 0.3, -0.1]), np.ones(1),
+                              np.array([0.0, 4, 0]))
+    # dataset 0 moves up by 0.25, dataset 2 down by 0.1; dataset 1 has edges: kept
+    pred = np.array([0.5, 0.25, 0.75, 1.0, 0.4, 0.9, 0.05])
+    std = np.array([0.1, 0.1, 0.1, 0.0, 0.1, 0.2, 0.1])
+    dst = np.array([0, 0, 0, 0, 1, 1, 2])
+    moved, moved_std = baseline.move_dataset_level(pred, std, before, after, dst)
+    m = baseline.LEVEL_MARGIN                                        # 0.02
+    assert m == 0.02
+    # inside [0.02, 0.98] the shift is exact; beyond, 1 - 0.02 exp((0.98 - x) / 0.02) and
+    # 0.02 exp((x - 0.02) / 0.02): 0.75 + 0.25 = 1.0 -> 1 - 0.02 / e, 0.05 - 0.1 -> 0.02 e^-3.5
+    np.testing.assert_allclose(moved[[0, 1, 2, 3, 6]],
+                               [0.75, 0.5, 1 - 0.02 * np.exp(-1), 1 - 0.02 * np.exp(-13.5),
+                                0.02 * np.exp(-3.5)], rtol=1e-12)
+    np.testing.assert_array_equal(moved[4:6], pred[4:6])            # a dataset with edges
+    np.testing.assert_array_equal(moved_std[4:6], std[4:6])
+    # the std moves with the slope: 1 inside, exp(...) beyond
+    np.testing.assert_allclose(moved_std[[0, 1, 2, 3, 6]],
+                               [0.1, 0.1, 0.1 * np.exp(-1), 0.0, 0.1 * np.exp(-3.5)])
+    assert np.all(np.diff(moved[:4]) != 0) and (moved[:4][np.argsort(pred[:4])] ==
+                                                np.sort(moved[:4])).all()   # order kept
+    # soft_clip is continuous with slope 1 at both margins and stays in (0, 1)
+    x = np.array([m - 1e-9, m, m + 1e-9, 1 - m - 1e-9, 1 - m + 1e-9, -0.3, 1.3])
+    y, slope = baseline.soft_clip(x, m)
+    np.testing.assert_allclose(y[:5], x[:5], atol=1e-8)
+    np.testing.assert_allclose(slope[:5], 1.0, atol=1e-6)
+    assert 0 < y[5] < m and 1 - m < y[6] < 1
+
+
+def test_level_after_moves_cold_datasets_keeps_their_rankings_and_is_deterministic(zoo):
+    pairs = zoo.known_pairs()
+    cold = pairs["dataset"].isin(zoo.dataset_ids[:4])
+    train, test = pairs[~cold].reset_index(drop=True), pairs[cold].reset_index(drop=True)
+    config = replace(FAST, max_epochs=4)
+    plain = _gnn(config).fit(zoo, train)
+    moved = _gnn(replace(config, level_after=3)).fit(zoo, train)
+    # the same network (level_after is applied after it), so the same members
+    for a, b in zip(plain.members_, moved.members_, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    before, after = plain.predict(test), moved.predict(test)
+    np.testing.assert_array_equal(after, _gnn(replace(config, level_after=3)).fit(
+        zoo, train).predict(test))
+    assert np.abs(after - before).max() > 1e-4                  # the neighbour level entered
+    assert ((after > 0) & (after < 1)).all()
+    for _, rows in test.groupby("dataset").indices.items():     # each dataset's ranking kept
+        np.testing.assert_array_equal(np.argsort(before[rows], kind="stable"),
+                                      np.argsort(after[rows], kind="stable"))
+        # by one shift per dataset where no prediction nears 0 or 1
+        inside = (before[rows] > 0.05) & (before[rows] < 0.95)
+        shift = (after[rows] - before[rows])[inside]
+        np.testing.assert_allclose(shift, shift[0], atol=1e-6)
+    # a dataset with records keeps its predictions (pairs of datasets with other records)
+    warm = train.groupby("dataset").head(1).reset_index(drop=True)
+    assert (train["dataset"].value_counts()[warm["dataset"]] > 1).all()
+    np.testing.assert_array_equal(moved.predict(warm), plain.predict(warm))
+
+
+def test_level_options_warn_on_the_mini_batch_path_where_they_do_nothing(zoo):
+    train, test = _split(zoo)
+    mini = replace(FAST, batch_size=64, max_epochs=3)
+    with pytest.warns(UserWarning, match=r"gnn.prior_neighbors=3, gnn.level_after=5 is not on "
+                                         r"the mini-batch path"):
+        on = _gnn(replace(mini, prior_neighbors=3, level_after=5)).fit(zoo, train)
+    np.testing.assert_array_equal(on.predict(test), _gnn(mini).fit(zoo, train).predict(test))

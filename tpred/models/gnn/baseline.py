@@ -137,3 +137,52 @@ def shrink_to_prior(effect: np.ndarray, degree: np.ndarray, gram: np.ndarray | N
                                         neighbours.k)                         # [N], [N]
         prior = np.where(has, (prior + level_nb) / 2, prior)
     return (degree * effect + PRIOR_STRENGTH * prior) / (degree + PRIOR_STRENGTH)
+
+
+#: the level moved after the network (`move_dataset_level`) is added in accuracy units up to
+#: this far from 0 and 1, and saturates beyond (so that moved predictions stay in (0, 1))
+LEVEL_MARGIN = 0.02
+
+
+def move_dataset_level(pred: np.ndarray, std: np.ndarray, before: Baseline, after: Baseline,
+                       dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions of datasets without edges moved, each dataset's by the change of its effect
+    from `before` to `after`, kept strictly increasing and inside (0, 1).
+
+    A dataset with edges (`before.dataset_degree` > 0) keeps its predictions: the network
+    read its level from its records (moving those too cost RMSE on inner splits of sfda11,
+    bench/README.md, "The cold-dataset level"). A prediction p of a dataset d without edges
+    becomes soft_clip(p + after.dataset_effect[d] -
+    before.dataset_effect[d]), where soft_clip is the identity on [LEVEL_MARGIN,
+    1 - LEVEL_MARGIN] and approaches 0 and 1 exponentially beyond (continuous with slope 1 at
+    the margins; `soft_clip`). A move in accuracy units is what the baseline's level is, and
+    the saturation keeps each dataset's ranking of models: a hard clip at 1 would tie the top
+    models of a dataset moved up. (A shift of the logit would keep it too, but it moves a
+    prediction far from the dataset's level by several times the level's change: worse RMSE
+    on inner splits.) A dataset whose effect did not change keeps its predictions as they are.
+    The standard deviation moves with the slope of soft_clip.
+
+    Shapes: pred, std, dst [P] -> [P], [P].
+    """
+    shift = np.where(before.dataset_degree[dst] > 0, 0.0,
+                     after.dataset_effect[dst] - before.dataset_effect[dst])    # [P]
+    moved, slope = soft_clip(pred + shift, LEVEL_MARGIN)
+    still = shift == 0
+    return np.where(still, pred, moved), np.where(still, std, std * slope)
+
+
+def soft_clip(x: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """x on [margin, 1 - margin]; below, margin · exp((x - margin) / margin) (toward 0); above,
+    1 - margin · exp((1 - margin - x) / margin) (toward 1). Strictly increasing, in (0, 1) (in
+    float64 until x is about margin · 35 beyond either end),
+    with a continuous slope, which is returned beside it. Hand-written: numpy and scipy have
+    hard clips and sigmoids, not a clip that is linear in the middle.
+
+    Shapes: x [P] -> [P], [P].
+    """
+    low = margin * np.exp(np.minimum(x - margin, 0.0) / margin)
+    high = margin * np.exp(np.minimum(1 - margin - x, 0.0) / margin)
+    below, above = x < margin, x > 1 - margin
+    y = np.where(below, low, np.where(above, 1 - high, x))
+    slope = np.where(below, low / margin, np.where(above, high / margin, 1.0))
+    return y, slope

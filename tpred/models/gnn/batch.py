@@ -96,6 +96,8 @@ class RecordGraph:
         prior_neighbours: per node type, the neighbours whose level the baseline's feature
             prior averages in (`baseline.shrink_to_prior`; absent or None: the kernel-ridge
             prior alone).
+        features_kernel: the similarity of node features whose neighbours the prior's level
+            averages (`prior_neighbours`, and `GNNConfig.level_after`); None when neither is on.
 
     Shapes: gram[t] [N_t, N_t].
     """
@@ -109,6 +111,7 @@ class RecordGraph:
     attention: int = 0
     level_terms: bool = False
     prior_neighbours: dict[str, PriorNeighbours | None] = field(default_factory=dict)
+    features_kernel: Kernel | None = None
 
     def __post_init__(self) -> None:
         src, dst = self.data[RECORD].edge_index.numpy()
@@ -201,6 +204,19 @@ def _candidates(table: np.ndarray, order: np.ndarray | None, sim: np.ndarray | N
                       torch.from_numpy(known))
 
 
+def message_baseline(g: RecordGraph, msg: np.ndarray,
+                     prior_neighbours: dict[str, PriorNeighbours | None] | None = None
+                     ) -> Baseline:
+    """The additive baseline (`baseline.fit_baseline`) of the record edges `msg` [E_msg], with
+    the feature prior's neighbours `prior_neighbours` (None: the graph's)."""
+    near = g.prior_neighbours if prior_neighbours is None else prior_neighbours
+    fallback = float(g.rec_acc.mean()) if len(g.rec_acc) else 0.5
+    return fit_baseline(g.rec_src[msg], g.rec_dst[msg], g.rec_acc[msg], len(g.model_index),
+                        len(g.dataset_index), fallback_mu=fallback, model_gram=g.gram[MODEL],
+                        dataset_gram=g.gram[DATASET], model_neighbours=near.get(MODEL),
+                        dataset_neighbours=near.get(DATASET))
+
+
 def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
                neighbors: int, target: np.ndarray | None = None,
                query: tuple[np.ndarray, np.ndarray] | None = None) -> GNNBatch:
@@ -217,11 +233,7 @@ def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
     """
     num_m, num_d = len(g.model_index), len(g.dataset_index)
     m_src, m_dst, m_acc = g.rec_src[msg], g.rec_dst[msg], g.rec_acc[msg]
-    fallback = float(g.rec_acc.mean()) if len(g.rec_acc) else 0.5
-    base = fit_baseline(m_src, m_dst, m_acc, num_m, num_d, fallback_mu=fallback,
-                        model_gram=g.gram[MODEL], dataset_gram=g.gram[DATASET],
-                        model_neighbours=g.prior_neighbours.get(MODEL),
-                        dataset_neighbours=g.prior_neighbours.get(DATASET))
+    base = message_baseline(g, msg)
     m_resid = m_acc - base(m_src, m_dst)
     attr = np.stack([m_acc - base.mu, m_resid], axis=1)
     graph = message_graph(g.data, torch.from_numpy(np.asarray(msg, dtype=np.int64)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -27,8 +28,14 @@ from tpred.graph import (
 )
 from tpred.models._inputs import NodeFeatures, check_ids_in_zoo, encoder_for, resolve_metrics
 from tpred.models.base import register
-from tpred.models.gnn.baseline import NUM_BASELINE_TERMS, PriorNeighbours
-from tpred.models.gnn.batch import Kernel, RecordGraph, make_batch, num_gated_terms
+from tpred.models.gnn.baseline import NUM_BASELINE_TERMS, PriorNeighbours, move_dataset_level
+from tpred.models.gnn.batch import (
+    Kernel,
+    RecordGraph,
+    make_batch,
+    message_baseline,
+    num_gated_terms,
+)
 from tpred.models.gnn.minibatch import fit_large, predict_large, use_minibatch
 from tpred.models.gnn.network import GNNNet
 from tpred.models.gnn.trainer import (
@@ -151,6 +158,12 @@ class GNNPredictor:
                 f"zoo) gnn.neighbor_kernels must be [features] or [features, scores] (the scores "
                 f"kernel is left out there) and gnn.zmean_term false, got "
                 f"{list(self.config.neighbor_kernels)}, {self.config.zmean_term}")
+        if self.minibatch_ and (off := [f"gnn.{k}={getattr(self.config, k)}"
+                                        for k in ("prior_neighbors", "level_after")
+                                        if getattr(self.config, k)]):
+            warnings.warn(f"GNNPredictor.{caller}: {', '.join(off)} is not on the mini-batch "
+                          f"path (gnn.batch_size set or a large zoo: {len(train_pairs)} training "
+                          f"records) and has no effect on this fit", stacklevel=3)
         if self.minibatch_:
             self.num_features_ = {MODEL: self.model_x_.shape[1],
                                   DATASET: self.dataset_x_.shape[1]}
@@ -303,10 +316,10 @@ class GNNPredictor:
                 net.eval()
                 preds.append(net(batch).numpy().astype(np.float64))
         stacked = np.clip(np.stack(preds), 0.0, 1.0)                          # [K, P]
-        mean = stacked.mean(axis=0)
-        if return_std:
-            return mean, stacked.std(axis=0)
-        return mean
+        mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+        if self.config.level_after:
+            mean, std = self._move_level(g, mean, std, dst)
+        return (mean, std) if return_std else mean
 
     def embed(self, zoo: Zoo | None = None, *, member: int = 0
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -351,6 +364,24 @@ class GNNPredictor:
             self.graph_ = self._graph(self.zoo_, self.train_pairs_, self.model_x_,
                                       self.dataset_x_)
         return self.graph_
+
+    def _move_level(self, g: RecordGraph, mean: np.ndarray, std: np.ndarray, dst: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """`config.level_after`: the predictions of pairs on datasets `dst` without records
+        moved from the level of the baseline the network read (all of `g`'s records as
+        message edges) to the level with the dataset prior's `level_after` neighbours by the
+        features kernel (`baseline.move_dataset_level`).
+
+        Shapes: mean, std, dst [P] -> [P], [P].
+        """
+        near = g.features_kernel
+        if near is None or near.dataset_order is None:          # no dataset features: no move
+            return mean, std
+        msg = np.arange(len(g.rec_acc))
+        after = {**g.prior_neighbours, DATASET: PriorNeighbours(
+            near.dataset_order, near.dataset_weight, self.config.level_after)}
+        return move_dataset_level(mean, std, message_baseline(g, msg),
+                                  message_baseline(g, msg, after), dst)
 
     def _net(self) -> GNNNet:
         s2 = 2 * len(self.metrics_)
@@ -400,16 +431,20 @@ class GNNPredictor:
                                scores[t] if name != "features" else None)
                    for t in (MODEL, DATASET)}
             kernels.append(Kernel(sim[DATASET], sim[MODEL]))
-        prior = {}
-        if k := self.config.prior_neighbors:  # the features kernel's neighbours (one built)
+        prior, near = {}, None
+        if self.config.prior_neighbors or self.config.level_after:
+            # the neighbours of the prior's level: the features kernel's (one built if the
+            # neighbour terms have none)
             near = (kernels[names.index("features")] if "features" in names
                     else Kernel(features[DATASET], features[MODEL]))
+        if k := self.config.prior_neighbors:
             for t, order, weight in ((MODEL, near.model_order, near.model_weight),
                                      (DATASET, near.dataset_order, near.dataset_weight)):
                 prior[t] = None if order is None else PriorNeighbours(order, weight, k)
         return RecordGraph(data, zoo.model_ids, zoo.dataset_ids, gram, kernels,
                            zmean_term=self.config.zmean_term, attention=self.config.attention,
-                           level_terms=self.config.level_terms, prior_neighbours=prior)
+                           level_terms=self.config.level_terms, prior_neighbours=prior,
+                           features_kernel=near)
 
     def _score_similarity(self, zoo: Zoo) -> dict[str, np.ndarray | None]:
         """Cosine of score vectors with the diagonal at -inf, per node type [N_t, N_t].
