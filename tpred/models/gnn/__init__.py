@@ -12,7 +12,8 @@ The parts, one file each:
   (`GNNConfig.attention` candidates per pair);
 - `baseline.py`: the additive baseline the decoder predicts a residual over (mu + model effect +
   dataset effect on the message edges, each effect shrunk toward a prior regressed on node
-  features, so a cold node gets a level from its metadata);
+  features, so a cold node gets a level from its metadata), and the level a dataset without
+  records is moved to after the network (`move_dataset_level`, `GNNConfig.level_after`);
 - `batch.py`: `RecordGraph` (the `HeteroData` of `tpred.graph.build_graph` and what batches
   reuse) and `GNNBatch`, one forward pass's input: the message graph and, per queried pair,
   [scores ‖ baseline terms ‖ neighbour residuals] (`tpred.models.neighbours`, shared with

@@ -62,7 +62,9 @@ class GNNPredictor:
     The decoder predicts the residual over an additive baseline (`baseline.fit_baseline`, with
     a feature prior for cold nodes) fitted on the message edges, plus a learned blend of the
     neighbour residuals (`batch.neighbour_terms`) and of attention neighbour terms
-    (`network.NeighbourAttention`; not on the mini-batch path); see `tpred.models.gnn` for the
+    (`network.NeighbourAttention`; not on the mini-batch path). A dataset without records then
+    moves to the level of its feature prior averaged with its nearest datasets' level
+    (`GNNConfig.level_after`), its ranking of models unchanged; see `tpred.models.gnn` for the
     parts.
 
     Args:
