@@ -243,10 +243,11 @@ class GNNConfig:
     #: gets when the feature prior averages in the level of its `level_after` most similar
     #: datasets (as `prior_neighbors` would, but the network is trained as without it), kept
     #: inside (0, 1) by a soft clip so that every dataset's ranking of models is unchanged
-    #: (`baseline.move_dataset_level`); 0: off. Not on the mini-batch path. 5: on inner splits
-    #: of the three benchmarks, lower cold-dataset RMSE on every zoo at the same rankings
-    #: (bench/README.md, "The cold-dataset level"); k = 5 from the level alone
-    #: (`bench/validate_level.py`)
+    #: (`baseline.move_dataset_level`); a dataset with records, or with a blank metadata cell
+    #: (imputed features make poor neighbours), is not moved. 0: off. Not on the mini-batch
+    #: path. 5: on inner splits of the three benchmarks, lower cold-dataset RMSE on every zoo
+    #: at the same rankings (bench/README.md, "The cold-dataset level"); k = 5 from the level
+    #: alone (`bench/validate_level.py`)
     level_after: NonNegativeInt = 5
     #: the output weights of the gated and attention terms start at a non-negative fit
     #: (`trainer.fit_gate`): each term is a correction toward similar nodes, and a negative

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -748,6 +749,11 @@ def test_move_dataset_level_by_hand_with_a_soft_clip():
                                [0.1, 0.1, 0.1 * np.exp(-1), 0.0, 0.1 * np.exp(-3.5)])
     assert np.all(np.diff(moved[:4]) != 0) and (moved[:4][np.argsort(pred[:4])] ==
                                                 np.sort(moved[:4])).all()   # order kept
+    # a dataset `movable` excludes keeps its predictions; the others move as before
+    kept, kept_std = baseline.move_dataset_level(pred, std, before, after, dst,
+                                                 movable=np.array([True, True, False]))
+    np.testing.assert_array_equal(kept[:6], moved[:6])
+    assert kept[6] == pred[6] and kept_std[6] == std[6]
     # soft_clip is continuous with slope 1 at both margins and stays in (0, 1)
     x = np.array([m - 1e-9, m, m + 1e-9, 1 - m - 1e-9, 1 - m + 1e-9, -0.3, 1.3])
     y, slope = baseline.soft_clip(x, m)
@@ -782,12 +788,25 @@ def test_level_after_moves_cold_datasets_keeps_their_rankings_and_is_determinist
     warm = train.groupby("dataset").head(1).reset_index(drop=True)
     assert (train["dataset"].value_counts()[warm["dataset"]] > 1).all()
     np.testing.assert_array_equal(moved.predict(warm), plain.predict(warm))
+    # so does a new dataset with a blank metadata cell (its neighbours by imputed features)
+    datasets = zoo.datasets.copy()
+    blank_one = zoo.dataset_ids[0]
+    datasets.loc[blank_one, TOY_DATASET_FEATURES.numeric[0]] = np.nan
+    holed = Zoo(zoo.models, datasets, zoo.records, zoo.scores)
+    kept = moved.predict(test, holed)
+    is_blank = (test["dataset"] == blank_one).to_numpy()
+    np.testing.assert_array_equal(kept[is_blank], plain.predict(test, holed)[is_blank])
+    np.testing.assert_array_equal(kept[~is_blank], moved.predict(test, zoo)[~is_blank])
 
 
 def test_level_options_warn_on_the_mini_batch_path_where_they_do_nothing(zoo):
     train, test = _split(zoo)
     mini = replace(FAST, batch_size=64, max_epochs=3)
-    with pytest.warns(UserWarning, match=r"gnn.prior_neighbors=3, gnn.level_after=5 is not on "
+    with pytest.warns(UserWarning, match=r"gnn.prior_neighbors=3, gnn.level_after=4 is not on "
                                          r"the mini-batch path"):
-        on = _gnn(replace(mini, prior_neighbors=3, level_after=5)).fit(zoo, train)
-    np.testing.assert_array_equal(on.predict(test), _gnn(mini).fit(zoo, train).predict(test))
+        on = _gnn(replace(mini, prior_neighbors=3, level_after=4)).fit(zoo, train)
+    with warnings.catch_warnings():               # the defaults (level_after=5) are not warned of
+        warnings.simplefilter("error")
+        default = _gnn(mini).fit(zoo, train)
+    assert default.config.level_after == GNNConfig().level_after == 5
+    np.testing.assert_array_equal(on.predict(test), default.predict(test))

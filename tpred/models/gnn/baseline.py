@@ -145,27 +145,32 @@ LEVEL_MARGIN = 0.02
 
 
 def move_dataset_level(pred: np.ndarray, std: np.ndarray, before: Baseline, after: Baseline,
-                       dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                       dst: np.ndarray, *, movable: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """Predictions of datasets without edges moved, each dataset's by the change of its effect
     from `before` to `after`, kept strictly increasing and inside (0, 1).
 
-    A dataset with edges (`before.dataset_degree` > 0) keeps its predictions: the network
-    read its level from its records (moving those too cost RMSE on inner splits of sfda11,
-    bench/README.md, "The cold-dataset level"). A prediction p of a dataset d without edges
-    becomes soft_clip(p + after.dataset_effect[d] -
-    before.dataset_effect[d]), where soft_clip is the identity on [LEVEL_MARGIN,
-    1 - LEVEL_MARGIN] and approaches 0 and 1 exponentially beyond (continuous with slope 1 at
-    the margins; `soft_clip`). A move in accuracy units is what the baseline's level is, and
-    the saturation keeps each dataset's ranking of models: a hard clip at 1 would tie the top
-    models of a dataset moved up. (A shift of the logit would keep it too, but it moves a
-    prediction far from the dataset's level by several times the level's change: worse RMSE
-    on inner splits.) A dataset whose effect did not change keeps its predictions as they are.
-    The standard deviation moves with the slope of soft_clip.
+    A prediction p of a dataset d without edges becomes
+    soft_clip(p + after.dataset_effect[d] - before.dataset_effect[d]), where soft_clip is the
+    identity on [LEVEL_MARGIN, 1 - LEVEL_MARGIN] and approaches 0 and 1 exponentially beyond
+    (continuous with slope 1 at the margins; `soft_clip`). A move in accuracy units is what
+    the baseline's level is, and the saturation keeps each dataset's ranking of models: a hard
+    clip at 1 would tie the top models of a dataset moved up. (A shift of the logit would keep
+    it too, but it moves a prediction far from the dataset's level by several times the
+    level's change: worse RMSE on inner splits.) The standard deviation moves with the slope
+    of soft_clip.
 
-    Shapes: pred, std, dst [P] -> [P], [P].
+    Kept as they are: the predictions of a dataset with edges (`before.dataset_degree` > 0;
+    the network read its level from its records, and moving those too cost RMSE on inner
+    splits of sfda11, bench/README.md, "The cold-dataset level"), of one that `movable`
+    (None: all) excludes, and of one whose effect did not change.
+
+    Shapes: pred, std, dst [P]; movable [num_datasets] bool -> [P], [P].
     """
-    shift = np.where(before.dataset_degree[dst] > 0, 0.0,
-                     after.dataset_effect[dst] - before.dataset_effect[dst])    # [P]
+    stay = before.dataset_degree[dst] > 0
+    if movable is not None:
+        stay |= ~movable[dst]
+    shift = np.where(stay, 0.0, after.dataset_effect[dst] - before.dataset_effect[dst])  # [P]
     moved, slope = soft_clip(pred + shift, LEVEL_MARGIN)
     still = shift == 0
     return np.where(still, pred, moved), np.where(still, std, std * slope)
