@@ -178,10 +178,10 @@ def move_dataset_level(pred: np.ndarray, std: np.ndarray, before: Baseline, afte
 
 def soft_clip(x: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """x on [margin, 1 - margin]; below, margin · exp((x - margin) / margin) (toward 0); above,
-    1 - margin · exp((1 - margin - x) / margin) (toward 1). Strictly increasing, in (0, 1) (in
-    float64 until x is about margin · 35 beyond either end),
-    with a continuous slope, which is returned beside it. Hand-written: numpy and scipy have
-    hard clips and sigmoids, not a clip that is linear in the middle.
+    1 - margin · exp((1 - margin - x) / margin) (toward 1). Strictly increasing and in (0, 1)
+    (in float64 it rounds to 1 from about 33 margins above 1 - margin), with a continuous
+    slope, which is returned beside it. Hand-written: numpy and scipy have hard clips and
+    sigmoids, not a clip that is linear in the middle.
 
     Shapes: x [P] -> [P], [P].
     """
