@@ -67,7 +67,7 @@ def level_errors(cfg_path: str, seeds: list[int]) -> pd.DataFrame:
                 degree = np.bincount(dst[~out], minlength=len(dataset_ids)).astype(float)
                 levels = {"zero": np.zeros(len(dataset_ids)),
                           "ridge": shrink_to_prior(dataset_eff, degree, gram)}
-                for k in (5, 10):
+                for k in (1, 2, 3, 5, 10):
                     levels[f"knn{k}"] = neighbour_level(dataset_eff, degree > 0, order, weight,
                                                         k)[0]
                     # what `gnn.prior_neighbors=k` computes

@@ -766,7 +766,7 @@ def test_level_after_moves_cold_datasets_keeps_their_rankings_and_is_determinist
     pairs = zoo.known_pairs()
     cold = pairs["dataset"].isin(zoo.dataset_ids[:4])
     train, test = pairs[~cold].reset_index(drop=True), pairs[cold].reset_index(drop=True)
-    config = replace(FAST, max_epochs=4)
+    config = replace(FAST, max_epochs=4, level_after=0)
     plain = _gnn(config).fit(zoo, train)
     moved = _gnn(replace(config, level_after=3)).fit(zoo, train)
     # the same network (level_after is applied after it), so the same members
@@ -805,8 +805,8 @@ def test_level_options_warn_on_the_mini_batch_path_where_they_do_nothing(zoo):
     with pytest.warns(UserWarning, match=r"gnn.prior_neighbors=3, gnn.level_after=4 is not on "
                                          r"the mini-batch path"):
         on = _gnn(replace(mini, prior_neighbors=3, level_after=4)).fit(zoo, train)
-    with warnings.catch_warnings():               # the defaults (level_after=5) are not warned of
+    with warnings.catch_warnings():               # the defaults (level_after=3) are not warned of
         warnings.simplefilter("error")
         default = _gnn(mini).fit(zoo, train)
-    assert default.config.level_after == GNNConfig().level_after == 5
+    assert default.config.level_after == GNNConfig().level_after == 3
     np.testing.assert_array_equal(on.predict(test), default.predict(test))
