@@ -13,7 +13,7 @@ import pytest
 
 from tpred.config import NodeFeatureConfig, ZooConfig
 from tpred.data import load_zoo, read_models, read_records
-from tpred.data.tables import blank_cells, describe_blanks, read_csv_rows
+from tpred.data.tables import blank_cells, blank_rows, describe_blanks, read_csv_rows
 
 IDS = (["m0", "m1", "m2"], ["d0", "d1"])
 FEATURES = NodeFeatureConfig(numeric=("num_parameters", "top1"), log=("num_parameters",),
@@ -48,6 +48,15 @@ def test_blank_cells_are_read_as_missing_values(zoo_dir):
     assert models["top1"].tolist()[::2] == [0.7, 0.8] and np.isnan(models["top1"].iloc[1])
     assert models["family"].isna().tolist() == [False, True, False]
     assert models["card"].tolist()[0] == "a small cnn" and pd.isna(models["card"].iloc[1])
+
+
+def test_blank_rows_are_the_rows_of_blank_cells_in_configured_columns(zoo_dir):
+    models = read_models(zoo_dir / "models.csv")
+    # row 1 is blank in num_parameters, top1, family and card; row 2 in num_parameters only
+    np.testing.assert_array_equal(blank_rows(models, FEATURES), [False, True, True])
+    np.testing.assert_array_equal(blank_rows(models, NodeFeatureConfig(numeric=("top1",))),
+                                  [False, True, False])
+    assert not blank_rows(models, NodeFeatureConfig()).any()            # no configured column
 
 
 def test_load_zoo_says_once_how_many_cells_of_which_columns_are_imputed(zoo_dir, caplog):

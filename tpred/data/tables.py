@@ -324,6 +324,15 @@ def blank_cells(frame: pd.DataFrame, config: NodeFeatureConfig) -> dict[str, int
     return {col: n for col, n in counts.items() if n}
 
 
+def blank_rows(frame: pd.DataFrame, config: NodeFeatureConfig) -> np.ndarray:
+    """Whether each row of `frame` has a blank cell in a configured column (`blank_cells`'
+    blanks, per row) [N] bool."""
+    blank = np.zeros(len(frame), dtype=bool)
+    for col in config.columns:
+        blank |= is_missing(frame[col])
+    return blank
+
+
 def describe_blanks(counts: Mapping[str, int], config: NodeFeatureConfig, where: str,
                     what: str) -> str | None:
     """One line saying how the blank cells `counts` of `config`'s columns are imputed.

@@ -219,7 +219,8 @@ def message_baseline(g: RecordGraph, msg: np.ndarray,
 
 def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
                neighbors: int, target: np.ndarray | None = None,
-               query: tuple[np.ndarray, np.ndarray] | None = None) -> GNNBatch:
+               query: tuple[np.ndarray, np.ndarray] | None = None,
+               base: Baseline | None = None) -> GNNBatch:
     """A batch with record edges `msg` as messages, predicting `target` edges or `query` pairs.
 
     Args:
@@ -230,10 +231,11 @@ def make_batch(g: RecordGraph, msg: np.ndarray, pair_scores: np.ndarray, *,
         neighbors: k of the neighbour residuals (0: all zeros).
         target: positions of the record edges predicted (then y is their accuracy).
         query: (src, dst) node numbers of other pairs (then y is empty).
+        base: `message_baseline(g, msg)` when the caller has it already (None: fitted here).
     """
     num_m, num_d = len(g.model_index), len(g.dataset_index)
     m_src, m_dst, m_acc = g.rec_src[msg], g.rec_dst[msg], g.rec_acc[msg]
-    base = message_baseline(g, msg)
+    base = message_baseline(g, msg) if base is None else base
     m_resid = m_acc - base(m_src, m_dst)
     attr = np.stack([m_acc - base.mu, m_resid], axis=1)
     graph = message_graph(g.data, torch.from_numpy(np.asarray(msg, dtype=np.int64)),

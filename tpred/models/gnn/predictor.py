@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from tpred.config import GNNConfig, NodeFeatureConfig
-from tpred.data.tables import is_missing
+from tpred.data.tables import blank_rows
 from tpred.errors import NotFittedError
 from tpred.graph import (
     DATASET,
@@ -29,7 +29,12 @@ from tpred.graph import (
 )
 from tpred.models._inputs import NodeFeatures, check_ids_in_zoo, encoder_for, resolve_metrics
 from tpred.models.base import register
-from tpred.models.gnn.baseline import NUM_BASELINE_TERMS, PriorNeighbours, move_dataset_level
+from tpred.models.gnn.baseline import (
+    NUM_BASELINE_TERMS,
+    Baseline,
+    PriorNeighbours,
+    move_dataset_level,
+)
 from tpred.models.gnn.batch import (
     Kernel,
     RecordGraph,
@@ -312,9 +317,12 @@ class GNNPredictor:
         dst = g.dataset_index.get_indexer(pairs["dataset"].to_numpy())
         scores = score_features(standardize_scores(zoo, pairs, self.metrics_))  # [P, 2S]
         preds = []
+        msg = np.arange(len(g.rec_acc))
+        # the message baseline, fitted once when the level move reads it too
+        base = message_baseline(g, msg) if self.config.level_after else None
         with torch_context(self.config.num_threads), torch.no_grad():
-            batch = make_batch(g, np.arange(len(g.rec_acc)), scores,
-                               neighbors=self.config.neighbors, query=(src, dst))
+            batch = make_batch(g, msg, scores, neighbors=self.config.neighbors,
+                               query=(src, dst), base=base)
             net = self._net()
             for state in self.members_:
                 net.load_state_dict(state)
@@ -323,7 +331,7 @@ class GNNPredictor:
         stacked = np.clip(np.stack(preds), 0.0, 1.0)                          # [K, P]
         mean, std = stacked.mean(axis=0), stacked.std(axis=0)
         if self.config.level_after:
-            mean, std = self._move_level(zoo, g, mean, std, dst)
+            mean, std = self._move_level(zoo, g, base, mean, std, dst)
         return (mean, std) if return_std else mean
 
     def embed(self, zoo: Zoo | None = None, *, member: int = 0
@@ -370,11 +378,11 @@ class GNNPredictor:
                                       self.dataset_x_)
         return self.graph_
 
-    def _move_level(self, zoo: Zoo, g: RecordGraph, mean: np.ndarray, std: np.ndarray,
-                    dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _move_level(self, zoo: Zoo, g: RecordGraph, base: Baseline, mean: np.ndarray,
+                    std: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`config.level_after`: the predictions of pairs on datasets `dst` without records
-        moved from the level of the baseline the network read (all of `g`'s records as
-        message edges) to the level with the dataset prior's `level_after` neighbours by the
+        moved from the level of `base`, the baseline the network read (all of `g`'s records
+        as message edges), to the level with the dataset prior's `level_after` neighbours by the
         features kernel (`baseline.move_dataset_level`). A dataset with a blank cell in a
         configured metadata column is not moved: its features are partly imputed (a median,
         the `missing` category), so its nearest datasets are not the ones like it. On inner
@@ -386,15 +394,12 @@ class GNNPredictor:
         near = g.features_kernel
         if near is None or near.dataset_order is None:          # no dataset features: no move
             return mean, std
-        metadata = zoo.datasets.loc[g.dataset_index]
-        complete = np.ones(len(metadata), dtype=bool)                       # [D]
-        for column in self.dataset_features.columns:
-            complete &= ~is_missing(metadata[column])
-        msg = np.arange(len(g.rec_acc))
+        complete = ~blank_rows(zoo.datasets.loc[g.dataset_index], self.dataset_features)  # [D]
         after = {**g.prior_neighbours, DATASET: PriorNeighbours(
             near.dataset_order, near.dataset_weight, self.config.level_after)}
-        return move_dataset_level(mean, std, message_baseline(g, msg),
-                                  message_baseline(g, msg, after), dst, movable=complete)
+        return move_dataset_level(mean, std, base,
+                                  message_baseline(g, np.arange(len(g.rec_acc)), after), dst,
+                                  movable=complete)
 
     def _net(self) -> GNNNet:
         s2 = 2 * len(self.metrics_)
