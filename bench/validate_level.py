@@ -8,7 +8,11 @@ the additive model is fitted on the other training datasets' records and the hel
 get mu + model effect + a predicted dataset effect: `ridge` (`baseline.shrink_to_prior`), `knnK`
 (the similarity-weighted mean effect of the K most similar fitted datasets, cosine of centred
 features, as `knn`; 0 where they all weigh 0), `meanK` (the mean of the two, the ridge alone where
-knnK has no weight: `gnn.prior_neighbors=K`'s prior), `zero` (no dataset effect). Prints the RMSE
+knnK has no weight: `gnn.prior_neighbors=K`'s prior), `fsmeanK` (the same with knn's kernel, the
+mean of the feature cosine and the score-vector cosine; equal to meanK on a zoo without scores),
+`w75meanK` (the neighbour level weighted 3/4 against the ridge's 1/4), `massmeanK` (weighted by
+its neighbours' mean cosine λ against the ridge's 1 − λ), `zero` (no dataset
+effect). Prints the RMSE
 per method (mean ± std over outer folds) and each one's paired difference from `ridge`.
 No network is trained: this isolates what the prior contributes (bench/README.md, "The
 cold-dataset level").
@@ -22,6 +26,7 @@ import pandas as pd
 
 from tpred.data import load_zoo
 from tpred.evaluation.protocols import make_splits
+from tpred.graph import standardize_scores
 from tpred.models._inputs import NodeFeatures, encoder_for
 from tpred.models.additive import additive_effects
 from tpred.models.gnn.baseline import PriorNeighbours, shrink_to_prior
@@ -30,6 +35,7 @@ from tpred.models.neighbours import (
     neighbour_order,
     neighbour_weight,
     self_excluded_similarity,
+    sorted_neighbour_mean,
 )
 from tpred.train import REPO_ROOT, load_config
 
@@ -53,6 +59,11 @@ def level_errors(cfg_path: str, seeds: list[int]) -> pd.DataFrame:
             sim = self_excluded_similarity(x - x.mean(0))
             order = neighbour_order(sim)
             weight = neighbour_weight(sim, order)
+            # knn's kernel: the mean of the feature cosine and the score-vector cosine
+            ssim = score_similarity(zoo, dataset_ids)
+            fs_sim = sim if ssim is None else (sim + ssim) / 2
+            fs_order = neighbour_order(fs_sim)
+            fs_weight = neighbour_weight(fs_sim, fs_order)
             src, dst = model_ids.get_indexer(train["model"]), dataset_ids.get_indexer(
                 train["dataset"])
             acc = zoo.accuracy(train)
@@ -73,6 +84,19 @@ def level_errors(cfg_path: str, seeds: list[int]) -> pd.DataFrame:
                     # what `gnn.prior_neighbors=k` computes
                     levels[f"mean{k}"] = shrink_to_prior(dataset_eff, degree, gram,
                                                          PriorNeighbours(order, weight, k))
+                    # the same with knn's features+scores kernel (`fsmeanK`), and with the
+                    # neighbour level weighted 3/4 against the ridge's 1/4 (`w75meanK`)
+                    levels[f"fsmean{k}"] = shrink_to_prior(
+                        dataset_eff, degree, gram, PriorNeighbours(fs_order, fs_weight, k))
+                    nb, has = neighbour_level(dataset_eff, degree > 0, order, weight, k)
+                    levels[f"w75mean{k}"] = np.where(
+                        has, (levels["ridge"] + 3 * nb) / 4, levels["ridge"])
+                    # the neighbour level weighted by its similarity mass: lam = the mean
+                    # cosine of the k neighbours, sum w^2 / sum w (`massmeanK`)
+                    known_row = (degree > 0)[order]
+                    lam = sorted_neighbour_mean(np.where(known_row, weight, np.nan), weight, k)
+                    levels[f"massmean{k}"] = np.where(
+                        has, (1 - lam) * levels["ridge"] + lam * nb, levels["ridge"])
                 for name, level in levels.items():
                     pred = mu + model_eff[src[out]] + level[dst[out]]
                     sse[name] = sse.get(name, 0.0) + float(((pred - acc[out]) ** 2).sum())
@@ -81,6 +105,21 @@ def level_errors(cfg_path: str, seeds: list[int]) -> pd.DataFrame:
                      for name, v in sse.items()]
     return pd.DataFrame(rows).pivot_table(index=["seed", "fold"], columns="method",
                                           values="rmse")
+
+
+def score_similarity(zoo, dataset_ids: pd.Index) -> np.ndarray | None:
+    """Cosine of the datasets' z-scored score vectors against every model of the zoo (as the
+    gnn's `scores` kernel), diagonal -inf [D, D]; None without score metrics."""
+    metrics = list(zoo.score_metrics)
+    if not metrics:
+        return None
+    grid = pd.DataFrame({"model": np.repeat(zoo.model_ids.to_numpy(dtype=object),
+                                            len(dataset_ids)),
+                         "dataset": np.tile(dataset_ids.to_numpy(dtype=object),
+                                            zoo.num_models)})
+    z = np.nan_to_num(standardize_scores(zoo, grid, metrics)).reshape(
+        zoo.num_models, len(dataset_ids), len(metrics))
+    return self_excluded_similarity(z.transpose(1, 0, 2).reshape(len(dataset_ids), -1))
 
 
 def main() -> None:
