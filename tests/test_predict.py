@@ -35,6 +35,7 @@ from tpred.data.zoo import Zoo
 from tpred.errors import PartialScoresWarning
 from tpred.evaluation.protocols import make_splits
 from tpred.evaluation.run import evaluate
+from tpred.predict import level_line
 from tpred.predict import main as predict_main
 from tpred.testing import TOY_DATASET_FEATURES, TOY_MODEL_FEATURES, toy_zoo, write_zoo
 
@@ -699,8 +700,29 @@ def test_cli_end_to_end_on_a_tiny_run(trained_run, new_zoo, tmp_path, capsys):
     assert list(ranking.columns) == ["dataset", "rank", "model", "predicted", "std", "known"]
     assert ranking.groupby("dataset").size().eq(2).all() and ranking["dataset"].nunique() == 12
     assert "== nd0 (new) ==" in printed and "±" in printed
+    # the line saying which new datasets (no records) the gnn's level_after moved, and by what
+    loaded = tpred.load(run_dir)
+    with warnings.catch_warnings():                 # the partial-scores warnings, printed above
+        warnings.simplefilter("ignore")
+        moves = loaded.level_moves(loaded.extend(datasets=tmp_path / "datasets.csv",
+                                                 models=tmp_path / "models.csv",
+                                                 scores=tmp_path / "scores.csv"))
+    assert sorted(moves.index) == sorted(new_zoo.dataset_ids) and not moves.isna().any()
+    assert ("3 dataset(s) without records moved toward the level of their most similar "
+            "datasets (gnn.level_after): " + ", ".join(f"{d} {v:+.3f}" for d, v in moves.items())
+            in printed)
     payload = load_checkpoint(run_dir)
     assert len(payload["ensembles"]["gnn"]) == 2 and "gnn" in payload["calibration"]
+
+
+def test_level_line_names_the_moved_and_the_kept_datasets():
+    moves = pd.Series([0.0481, np.nan, -0.0042, 0.01], index=["b", "a", "c", "other"])
+    pairs = pd.DataFrame({"model": ["m"] * 3, "dataset": ["a", "b", "c"]})
+    assert level_line(moves, pairs) == (
+        "2 dataset(s) without records moved toward the level of their most similar datasets "
+        "(gnn.level_after): b +0.048, c -0.004; not moved, a metadata cell is blank: a")
+    assert level_line(moves, pairs.iloc[1:2].replace("b", "z")) == ""
+    assert level_line(moves[["a"]], pairs) == "not moved, a metadata cell is blank: a"
 
 
 def test_cli_bad_input_is_one_line_and_status_2(trained_run, tmp_path, capsys):

@@ -353,6 +353,19 @@ class Run:
                              "predicted": mean, "std": std}).astype({"model": str,
                                                                      "dataset": str})
 
+    def level_moves(self, ext: Extension, method: str | None = None) -> pd.Series:
+        """How the gnn's `level_after` moved each dataset of `ext` without records (the shift
+        added to its predictions; NaN: not moved, a configured metadata cell is blank), from
+        the first member (`GNNPredictor.level_moves`; every member gives the same shifts).
+        Empty for a method without the move.
+
+        Shapes: -> [datasets without records], indexed by dataset id.
+        """
+        predictor = self.ensembles[self.resolve_method(method)][0]
+        if not hasattr(predictor, "level_moves"):
+            return pd.Series(dtype=float, name="shift", index=pd.Index([], name="dataset"))
+        return predictor.level_moves(None if ext.is_empty else ext.zoo)
+
     # --------------------------------------------------------------------------- embeddings
     def embeddings(self, method: str = "gnn", member: int = 0, *, models: Source = None,
                    datasets: Source = None, scores: Source = None,

@@ -38,6 +38,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PROG = "python -m tpred.predict"
 log = logging.getLogger("tpred.predict")
@@ -87,6 +91,24 @@ def ranking_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.ranking.csv")
 
 
+def level_line(moves: pd.Series, pairs: pd.DataFrame) -> str:
+    """One line saying which predicted datasets without records the gnn moved toward the level
+    of their most similar datasets (`Run.level_moves`, `gnn.level_after`), by how much, and
+    which it did not (a blank metadata cell); "" when none of `pairs`' datasets is concerned."""
+    moves = moves[moves.index.isin(pairs["dataset"])]
+    if not len(moves):
+        return ""
+    moved = moves.dropna()
+    parts = []
+    if len(moved):
+        parts.append(f"{len(moved)} dataset(s) without records moved toward the level of their "
+                     f"most similar datasets (gnn.level_after): "
+                     + ", ".join(f"{d} {v:+.3f}" for d, v in moved.items()))
+    if len(kept := moves.index[moves.isna()]):
+        parts.append(f"not moved, a metadata cell is blank: {', '.join(kept)}")
+    return "; ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
@@ -117,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     else f"std calibrated: {run.calibration[method].describe()}")
         print(f"{method}: {len(predictions)} pair(s) predicted ({std_note}); top "
               f"{args.top_k or 'all'} per dataset:\n")
+        if line := level_line(run.level_moves(ext, method), pairs):
+            print(line + "\n")
         print(format_rankings(ranking, new_datasets=ext.new_datasets))
         print(f"\npredictions in {args.out}, rankings in {ranking_path(args.out)}")
     return 0

@@ -784,6 +784,13 @@ def test_level_after_moves_cold_datasets_keeps_their_rankings_and_is_determinist
         inside = (before[rows] > 0.05) & (before[rows] < 0.95)
         shift = (after[rows] - before[rows])[inside]
         np.testing.assert_allclose(shift, shift[0], atol=1e-6)
+    # level_moves reports those shifts: one per dataset without training records
+    moves = moved.level_moves()
+    assert set(moves.index) == set(test["dataset"]) and not moves.isna().any()
+    assert plain.level_moves().empty
+    inside = (before > 0.05) & (before < 0.95)
+    np.testing.assert_allclose((after - before)[inside],
+                               moves[test["dataset"]].to_numpy()[inside], atol=1e-6)
     # a dataset with records keeps its predictions (pairs of datasets with other records)
     warm = train.groupby("dataset").head(1).reset_index(drop=True)
     assert (train["dataset"].value_counts()[warm["dataset"]] > 1).all()
@@ -797,6 +804,12 @@ def test_level_after_moves_cold_datasets_keeps_their_rankings_and_is_determinist
     is_blank = (test["dataset"] == blank_one).to_numpy()
     np.testing.assert_array_equal(kept[is_blank], plain.predict(test, holed)[is_blank])
     np.testing.assert_array_equal(kept[~is_blank], moved.predict(test, zoo)[~is_blank])
+    # level_moves of a given zoo (all its records as edges): the blank one is NaN, not moved
+    holed_train = Zoo(zoo.models, datasets, zoo.records[zoo.records["dataset"].isin(
+        train["dataset"])], zoo.scores)
+    moves_holed = moved.level_moves(holed_train)
+    assert np.isnan(moves_holed[blank_one])
+    np.testing.assert_allclose(moves_holed.drop(blank_one), moves.drop(blank_one), atol=1e-12)
 
 
 def test_level_options_warn_on_the_mini_batch_path_where_they_do_nothing(zoo):

@@ -378,28 +378,68 @@ class GNNPredictor:
                                       self.dataset_x_)
         return self.graph_
 
+    def level_moves(self, zoo: Zoo | None = None) -> pd.Series:
+        """What `config.level_after` does to each dataset without records of `zoo` (default:
+        the fitted one, its training records as edges; a zoo: all its records): the shift
+        added to its predictions before the soft clip, NaN for a dataset that is not moved
+        because a configured metadata cell is blank. A dataset with records is not listed.
+        Empty when the option is off, on the mini-batch path, or without dataset features.
+        The shift comes from the baselines alone, so every member of an ensemble fitted on
+        the same records gives the same one.
+
+        Shapes: -> [datasets without records], float, indexed by dataset id.
+        """
+        if not hasattr(self, "members_"):
+            raise NotFittedError("GNNPredictor is not fitted; call fit(zoo, train_pairs)")
+        empty = pd.Series(dtype=float, name="shift", index=pd.Index([], name="dataset"))
+        if not self.config.level_after or getattr(self, "minibatch_", False):
+            return empty
+        if zoo is None:
+            zoo, g = self.zoo_, self._training_graph()
+        else:
+            g = self._graph(zoo, zoo.known_pairs().reset_index(drop=True), *self._features(zoo))
+        base = message_baseline(g, np.arange(len(g.rec_acc)))
+        target = self._level_target(zoo, g)
+        if target is None:
+            return empty
+        after, complete = target
+        new = base.dataset_degree == 0                                        # [D]
+        shift = np.where(complete, after.dataset_effect - base.dataset_effect, np.nan)
+        return pd.Series(shift[new], index=pd.Index(g.dataset_index[new], name="dataset"),
+                         name="shift")
+
+    def _level_target(self, zoo: Zoo, g: RecordGraph) -> tuple[Baseline, np.ndarray] | None:
+        """The baseline of all of `g`'s records with the dataset prior's `level_after`
+        neighbours by the features kernel, and which datasets may move (no blank cell in a
+        configured metadata column, [D] bool); None without a features kernel.
+
+        A dataset with a blank cell is not moved: its features are partly imputed (a median,
+        the `missing` category), so its nearest datasets are not the ones like it. On inner
+        splits of zoos with 20 % of the cells blank, moving those too raised cold-dataset
+        RMSE on digits (bench/README.md, "The cold-dataset level").
+        """
+        near = g.features_kernel
+        if near is None or near.dataset_order is None:          # no dataset features: no move
+            return None
+        complete = ~blank_rows(zoo.datasets.loc[g.dataset_index], self.dataset_features)  # [D]
+        after = {**g.prior_neighbours, DATASET: PriorNeighbours(
+            near.dataset_order, near.dataset_weight, self.config.level_after)}
+        return message_baseline(g, np.arange(len(g.rec_acc)), after), complete
+
     def _move_level(self, zoo: Zoo, g: RecordGraph, base: Baseline, mean: np.ndarray,
                     std: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`config.level_after`: the predictions of pairs on datasets `dst` without records
         moved from the level of `base`, the baseline the network read (all of `g`'s records
         as message edges), to the level with the dataset prior's `level_after` neighbours by the
-        features kernel (`baseline.move_dataset_level`). A dataset with a blank cell in a
-        configured metadata column is not moved: its features are partly imputed (a median,
-        the `missing` category), so its nearest datasets are not the ones like it. On inner
-        splits of zoos with 20 % of the cells blank, moving those too raised cold-dataset
-        RMSE on digits (bench/README.md, "The cold-dataset level").
+        features kernel (`_level_target`, `baseline.move_dataset_level`).
 
         Shapes: mean, std, dst [P] -> [P], [P].
         """
-        near = g.features_kernel
-        if near is None or near.dataset_order is None:          # no dataset features: no move
+        target = self._level_target(zoo, g)
+        if target is None:
             return mean, std
-        complete = ~blank_rows(zoo.datasets.loc[g.dataset_index], self.dataset_features)  # [D]
-        after = {**g.prior_neighbours, DATASET: PriorNeighbours(
-            near.dataset_order, near.dataset_weight, self.config.level_after)}
-        return move_dataset_level(mean, std, base,
-                                  message_baseline(g, np.arange(len(g.rec_acc)), after), dst,
-                                  movable=complete)
+        after, complete = target
+        return move_dataset_level(mean, std, base, after, dst, movable=complete)
 
     def _net(self) -> GNNNet:
         s2 = 2 * len(self.metrics_)
