@@ -4,6 +4,7 @@ a --fit-only run, and a budgeted shortlist for a new image folder; the rule by h
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,12 @@ def test_a_budget_of_half_the_models_forward_passes_exactly_that_many(own_run, t
     report = (out / "report.md").read_text()
     assert "2 of 4 models forward-passed" in report and "ranking.png" in report
     assert (out / "ranking.png").stat().st_size > 1000
-    assert "top-2" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "top-2" in printed
+    # the gnn's level_after moved the new dataset (no records, complete metadata), and says so
+    assert re.search(r"^1 dataset\(s\) without records moved toward the level of their most "
+                     r"similar datasets \(gnn.level_after\): new-digits [+-]\d\.\d{3}$",
+                     printed, flags=re.M)
 
 
 def test_scores_change_the_predictions(own_run, tmp_path):

@@ -479,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(message)s")
     import tpred
+    from tpred.predict import level_line
     from tpred.tune.pipeline import model_spec
 
     try:
@@ -515,8 +516,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         std = "" if pd.isna(row.std) else f" ± {row.std:.3f}"
         print(f"  {row.rank}. {row.model}  {row.predicted:.3f}{std}"
               f"{'  (scored)' if row.scored else ''}")
+    if line := level_line(_level_moves(run, metadata, args.datasets, args.method),
+                          pd.DataFrame({"dataset": [dataset]})):
+        print(line)
     print(f"report: {paths['report']}", file=sys.stderr)
     return 0
+
+
+def _level_moves(run, metadata: dict[str, Any], datasets: Path | None,
+                 method: str | None) -> pd.Series:
+    """`Run.level_moves` for the new dataset: its row from `datasets` (the CSV) or as measured.
+    The move reads metadata and records only (no scores), so the final shift is this one."""
+    with warnings.catch_warnings():        # the row's warnings were printed by the ranking
+        warnings.simplefilter("ignore")
+        ext = run.extend(datasets=datasets if datasets is not None else pd.DataFrame([metadata]))
+    return run.level_moves(ext, method)
 
 
 def budget_count(fraction: float, num_models: int) -> int:
