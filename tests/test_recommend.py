@@ -101,6 +101,9 @@ def test_a_budget_of_half_the_models_forward_passes_exactly_that_many(own_run, t
     assert set(scores["metric"]) == {"logme", "leep"} and (scores["dataset"] == "new-digits").all()
     report = (out / "report.md").read_text()
     assert "2 of 4 models forward-passed" in report and "ranking.png" in report
+    # the level line, in the report and steps.json as printed
+    assert len(steps["notes"]) == 1 and steps["notes"][0].startswith("1 dataset(s) without")
+    assert f"{steps['notes'][0]}." in report
     assert (out / "ranking.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert "top-2" in printed
@@ -108,6 +111,7 @@ def test_a_budget_of_half_the_models_forward_passes_exactly_that_many(own_run, t
     assert re.search(r"^1 dataset\(s\) without records moved toward the level of their most "
                      r"similar datasets \(gnn.level_after\): new-digits [+-]\d\.\d{3}$",
                      printed, flags=re.M)
+    assert steps["notes"][0] in printed
 
 
 def test_scores_change_the_predictions(own_run, tmp_path):

@@ -343,8 +343,11 @@ def run_predictor(run, dataset: str, metadata: dict[str, Any], *, method: str | 
 
 # --------------------------------------------------------------------------------- outputs
 def write_outputs(rec: Recommendation, out: str | Path, *, specs: dict[str, str] | None = None,
-                  run_path: str = "", source: str = "", method: str = "") -> dict[str, Path]:
-    """Write ranking.csv, scores.csv, steps.json, report.md and ranking.png into `out`."""
+                  run_path: str = "", source: str = "", method: str = "",
+                  notes: Sequence[str] = ()) -> dict[str, Path]:
+    """Write ranking.csv, scores.csv, steps.json, report.md and ranking.png into `out`
+    (`notes`: lines of what the predictor did, e.g. the gnn's level move, in the report and
+    steps.json)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"ranking": out / "ranking.csv", "scores": out / "scores.csv",
@@ -359,10 +362,12 @@ def write_outputs(rec: Recommendation, out: str | Path, *, specs: dict[str, str]
         "dataset": rec.dataset, "metadata": _jsonable(rec.metadata), "run": run_path,
         "data": source, "method": method, "rule": rec.rule, "top_k": rec.top_k,
         "budget": rec.budget, "scored": rec.scored, "steps": rec.steps,
-        "score_errors": rec.errors.to_dict("records"), "seconds": rec.seconds}, indent=1) + "\n")
+        "score_errors": rec.errors.to_dict("records"), "seconds": rec.seconds,
+        "notes": list(notes)}, indent=1) + "\n")
     plot_ranking(rec, paths["plot"])
     paths["report"].write_text(report_markdown(rec, run_path=run_path, source=source,
-                                               method=method, plot=paths["plot"].name))
+                                               method=method, plot=paths["plot"].name,
+                                               notes=notes))
     return paths
 
 
@@ -371,8 +376,9 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def report_markdown(rec: Recommendation, *, run_path: str = "", source: str = "",
-                    method: str = "", plot: str = "ranking.png") -> str:
-    """The short Markdown report."""
+                    method: str = "", plot: str = "ranking.png",
+                    notes: Sequence[str] = ()) -> str:
+    """The short Markdown report (`notes`: lines after the measured row)."""
     r = rec.ranking
     lines = [f"# Shortlist for `{rec.dataset}`", "",
              f"Run `{run_path}`, method `{method or 'default'}`, data `{source}`. "
@@ -380,7 +386,8 @@ def report_markdown(rec: Recommendation, *, run_path: str = "", source: str = ""
              f"{rec.budget}, rule `{rec.rule}`, K = {rec.top_k}); the others are predicted "
              "from metadata, text and the scores of the scored ones.", "",
              "Measured dataset row: " + ", ".join(f"{k}={v}" for k, v in rec.metadata.items()),
-             "", "| rank | model | predicted accuracy | std | scored |", "|---|---|---|---|---|"]
+             "", *[f"{note[:1].upper()}{note[1:]}.\n" for note in notes],
+             "| rank | model | predicted accuracy | std | scored |", "|---|---|---|---|---|"]
     for row in r.itertuples(index=False):
         std = "" if pd.isna(row.std) else f"{row.std:.3f}"
         lines.append(f"| {row.rank} | {row.model} | {row.predicted:.3f} | {std} | "
@@ -508,16 +515,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: warning: {message}", file=sys.stderr)
     except ValueError as err:
         parser.error(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    line = level_line(_level_moves(run, metadata, args.datasets, args.method),
+                      pd.DataFrame({"dataset": [dataset]}))
     paths = write_outputs(rec, args.out, specs=specs, run_path=str(args.run), source=args.data,
-                          method=run.resolve_method(args.method))
+                          method=run.resolve_method(args.method), notes=[line] if line else [])
     top = rec.ranking.head(top_k)
     print(f"{dataset}: {len(passed)} forward pass(es) of {len(models)} models; top-{top_k}:")
     for row in top.itertuples(index=False):
         std = "" if pd.isna(row.std) else f" ± {row.std:.3f}"
         print(f"  {row.rank}. {row.model}  {row.predicted:.3f}{std}"
               f"{'  (scored)' if row.scored else ''}")
-    if line := level_line(_level_moves(run, metadata, args.datasets, args.method),
-                          pd.DataFrame({"dataset": [dataset]})):
+    if line:
         print(line)
     print(f"report: {paths['report']}", file=sys.stderr)
     return 0
