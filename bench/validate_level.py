@@ -26,10 +26,11 @@ import pandas as pd
 
 from tpred.data import load_zoo
 from tpred.evaluation.protocols import make_splits
-from tpred.graph import standardize_scores
+from tpred.graph import DATASET
 from tpred.models._inputs import NodeFeatures, encoder_for
 from tpred.models.additive import additive_effects
 from tpred.models.gnn.baseline import PriorNeighbours, shrink_to_prior
+from tpred.models.gnn.predictor import score_similarity
 from tpred.models.neighbours import (
     neighbour_level,
     neighbour_order,
@@ -59,8 +60,11 @@ def level_errors(cfg_path: str, seeds: list[int]) -> pd.DataFrame:
             sim = self_excluded_similarity(x - x.mean(0))
             order = neighbour_order(sim)
             weight = neighbour_weight(sim, order)
-            # knn's kernel: the mean of the feature cosine and the score-vector cosine
-            ssim = score_similarity(zoo, dataset_ids)
+            # knn's kernel: the mean of the feature cosine and the score-vector cosine (the
+            # gnn's `scores` kernel over every dataset, restricted to the training ones)
+            keep = zoo.dataset_ids.get_indexer(dataset_ids)
+            ssim = score_similarity(zoo, zoo.score_metrics)[DATASET]
+            ssim = None if ssim is None else ssim[np.ix_(keep, keep)]
             fs_sim = sim if ssim is None else (sim + ssim) / 2
             fs_order = neighbour_order(fs_sim)
             fs_weight = neighbour_weight(fs_sim, fs_order)
@@ -78,9 +82,10 @@ def level_errors(cfg_path: str, seeds: list[int]) -> pd.DataFrame:
                 degree = np.bincount(dst[~out], minlength=len(dataset_ids)).astype(float)
                 levels = {"zero": np.zeros(len(dataset_ids)),
                           "ridge": shrink_to_prior(dataset_eff, degree, gram)}
+                known_row = (degree > 0)[order]                                 # [D, D]
                 for k in (1, 2, 3, 5, 10):
-                    levels[f"knn{k}"] = neighbour_level(dataset_eff, degree > 0, order, weight,
-                                                        k)[0]
+                    nb, has = neighbour_level(dataset_eff, degree > 0, order, weight, k)
+                    levels[f"knn{k}"] = nb
                     # what `gnn.prior_neighbors=k` computes
                     levels[f"mean{k}"] = shrink_to_prior(dataset_eff, degree, gram,
                                                          PriorNeighbours(order, weight, k))
@@ -88,12 +93,10 @@ def level_errors(cfg_path: str, seeds: list[int]) -> pd.DataFrame:
                     # neighbour level weighted 3/4 against the ridge's 1/4 (`w75meanK`)
                     levels[f"fsmean{k}"] = shrink_to_prior(
                         dataset_eff, degree, gram, PriorNeighbours(fs_order, fs_weight, k))
-                    nb, has = neighbour_level(dataset_eff, degree > 0, order, weight, k)
                     levels[f"w75mean{k}"] = np.where(
                         has, (levels["ridge"] + 3 * nb) / 4, levels["ridge"])
                     # the neighbour level weighted by its similarity mass: lam = the mean
                     # cosine of the k neighbours, sum w^2 / sum w (`massmeanK`)
-                    known_row = (degree > 0)[order]
                     lam = sorted_neighbour_mean(np.where(known_row, weight, np.nan), weight, k)
                     levels[f"massmean{k}"] = np.where(
                         has, (1 - lam) * levels["ridge"] + lam * nb, levels["ridge"])
@@ -105,21 +108,6 @@ def level_errors(cfg_path: str, seeds: list[int]) -> pd.DataFrame:
                      for name, v in sse.items()]
     return pd.DataFrame(rows).pivot_table(index=["seed", "fold"], columns="method",
                                           values="rmse")
-
-
-def score_similarity(zoo, dataset_ids: pd.Index) -> np.ndarray | None:
-    """Cosine of the datasets' z-scored score vectors against every model of the zoo (as the
-    gnn's `scores` kernel), diagonal -inf [D, D]; None without score metrics."""
-    metrics = list(zoo.score_metrics)
-    if not metrics:
-        return None
-    grid = pd.DataFrame({"model": np.repeat(zoo.model_ids.to_numpy(dtype=object),
-                                            len(dataset_ids)),
-                         "dataset": np.tile(dataset_ids.to_numpy(dtype=object),
-                                            zoo.num_models)})
-    z = np.nan_to_num(standardize_scores(zoo, grid, metrics)).reshape(
-        zoo.num_models, len(dataset_ids), len(metrics))
-    return self_excluded_similarity(z.transpose(1, 0, 2).reshape(len(dataset_ids), -1))
 
 
 def main() -> None:

@@ -361,9 +361,11 @@ class Run:
 
         Shapes: -> [datasets without records], indexed by dataset id.
         """
+        from tpred.models.gnn.predictor import no_level_moves
+
         predictor = self.ensembles[self.resolve_method(method)][0]
         if not hasattr(predictor, "level_moves"):
-            return pd.Series(dtype=float, name="shift", index=pd.Index([], name="dataset"))
+            return no_level_moves()
         return predictor.level_moves(None if ext.is_empty else ext.zoo)
 
     # --------------------------------------------------------------------------- embeddings

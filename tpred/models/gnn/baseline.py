@@ -167,13 +167,25 @@ def move_dataset_level(pred: np.ndarray, std: np.ndarray, before: Baseline, afte
 
     Shapes: pred, std, dst [P]; movable [num_datasets] bool -> [P], [P].
     """
-    stay = before.dataset_degree[dst] > 0
-    if movable is not None:
-        stay |= ~movable[dst]
-    shift = np.where(stay, 0.0, after.dataset_effect[dst] - before.dataset_effect[dst])  # [P]
+    shift = np.nan_to_num(level_shift(before, after, movable))[dst]               # [P]
     moved, slope = soft_clip(pred + shift, LEVEL_MARGIN)
     still = shift == 0
     return np.where(still, pred, moved), np.where(still, std, std * slope)
+
+
+def level_shift(before: Baseline, after: Baseline, movable: np.ndarray | None = None
+                ) -> np.ndarray:
+    """Each dataset's move in `move_dataset_level`: after.dataset_effect - before.dataset_effect
+    for a dataset without edges that `movable` (None: all) allows, NaN for the others (kept as
+    they are). The one definition of the shift, read by the move and by
+    `GNNPredictor.level_moves`, which reports it.
+
+    Shapes: movable [num_datasets] bool -> [num_datasets].
+    """
+    keep = before.dataset_degree > 0
+    if movable is not None:
+        keep |= ~movable
+    return np.where(keep, np.nan, after.dataset_effect - before.dataset_effect)
 
 
 def soft_clip(x: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:

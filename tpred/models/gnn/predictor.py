@@ -33,6 +33,7 @@ from tpred.models.gnn.baseline import (
     NUM_BASELINE_TERMS,
     Baseline,
     PriorNeighbours,
+    level_shift,
     move_dataset_level,
 )
 from tpred.models.gnn.batch import (
@@ -53,7 +54,7 @@ from tpred.models.gnn.trainer import (
     train_network,
     validation_split,
 )
-from tpred.models.neighbours import cosine_similarity, self_excluded_similarity
+from tpred.models.neighbours import self_excluded_similarity
 
 if TYPE_CHECKING:
     from tpred.config import TrainConfig
@@ -391,20 +392,18 @@ class GNNPredictor:
         """
         if not hasattr(self, "members_"):
             raise NotFittedError("GNNPredictor is not fitted; call fit(zoo, train_pairs)")
-        empty = pd.Series(dtype=float, name="shift", index=pd.Index([], name="dataset"))
         if not self.config.level_after or getattr(self, "minibatch_", False):
-            return empty
+            return no_level_moves()
         if zoo is None:
             zoo, g = self.zoo_, self._training_graph()
         else:
             g = self._graph(zoo, zoo.known_pairs().reset_index(drop=True), *self._features(zoo))
-        base = message_baseline(g, np.arange(len(g.rec_acc)))
         target = self._level_target(zoo, g)
         if target is None:
-            return empty
-        after, complete = target
+            return no_level_moves()
+        base = message_baseline(g, np.arange(len(g.rec_acc)))
         new = base.dataset_degree == 0                                        # [D]
-        shift = np.where(complete, after.dataset_effect - base.dataset_effect, np.nan)
+        shift = level_shift(base, *target)                                    # [D]
         return pd.Series(shift[new], index=pd.Index(g.dataset_index[new], name="dataset"),
                          name="shift")
 
@@ -481,8 +480,8 @@ class GNNPredictor:
         gram = {t: (v @ v.T if v.shape[1] else None) for t, v in x.items()}
         features = {t: self_excluded_similarity(v - self.center_[t]) for t, v in x.items()}
         names = self._kernel_names()
-        scores = (self._score_similarity(zoo) if {"scores", "features+scores"} & set(names)
-                  else {MODEL: None, DATASET: None})
+        scores = (score_similarity(zoo, self.metrics_)
+                  if {"scores", "features+scores"} & set(names) else {MODEL: None, DATASET: None})
         kernels = []
         for name in names:
             sim = {t: _combine(features[t] if name != "scores" else None,
@@ -504,33 +503,35 @@ class GNNPredictor:
                            level_terms=self.config.level_terms, prior_neighbours=prior,
                            features_kernel=near)
 
-    def _score_similarity(self, zoo: Zoo) -> dict[str, np.ndarray | None]:
-        """Cosine of score vectors with the diagonal at -inf, per node type [N_t, N_t].
-
-        A dataset's vector is its z-scored scores (`standardize_scores`) against every model of
-        `zoo`, a model's its z-scored scores on every dataset (missing scores 0), as `knn`
-        does. Scores need no fine-tuning, so every node's may be used. None without metrics.
-        """
-        if not self.metrics_:
-            return {MODEL: None, DATASET: None}
-        num_m, num_d, num_s = zoo.num_models, zoo.num_datasets, len(self.metrics_)
-        grid = pd.DataFrame({"model": np.repeat(zoo.model_ids.to_numpy(dtype=object), num_d),
-                             "dataset": np.tile(zoo.dataset_ids.to_numpy(dtype=object), num_m)})
-        z = np.nan_to_num(standardize_scores(zoo, grid, self.metrics_)).reshape(num_m, num_d,
-                                                                              num_s)
-        out = {}
-        for t, vectors in ((MODEL, z.reshape(num_m, -1)),
-                           (DATASET, z.transpose(1, 0, 2).reshape(num_d, -1))):
-            sim = cosine_similarity(vectors, vectors)
-            np.fill_diagonal(sim, -np.inf)
-            out[t] = sim
-        return out
-
     def _pair_scores(self, zoo: Zoo, g: RecordGraph) -> np.ndarray:
         """Decoder score inputs of every record edge of `g` [E, 2S]."""
         pairs = pd.DataFrame({"model": g.model_index[g.rec_src],
                               "dataset": g.dataset_index[g.rec_dst]})
         return score_features(standardize_scores(zoo, pairs, self.metrics_))
+
+
+def no_level_moves() -> pd.Series:
+    """`GNNPredictor.level_moves` when nothing is moved (the option off, or a predictor
+    without it; `Run.level_moves`)."""
+    return pd.Series(dtype=float, name="shift", index=pd.Index([], name="dataset"))
+
+
+def score_similarity(zoo: Zoo, metrics: Sequence[str]) -> dict[str, np.ndarray | None]:
+    """Cosine of score vectors with the diagonal at -inf, per node type [N_t, N_t] (the
+    `scores` kernel of the neighbour terms).
+
+    A dataset's vector is its z-scored scores (`standardize_scores`) against every model of
+    `zoo`, a model's its z-scored scores on every dataset (missing scores 0), as `knn`
+    does. Scores need no fine-tuning, so every node's may be used. None without metrics.
+    """
+    if not metrics:
+        return {MODEL: None, DATASET: None}
+    num_m, num_d, num_s = zoo.num_models, zoo.num_datasets, len(metrics)
+    grid = pd.DataFrame({"model": np.repeat(zoo.model_ids.to_numpy(dtype=object), num_d),
+                         "dataset": np.tile(zoo.dataset_ids.to_numpy(dtype=object), num_m)})
+    z = np.nan_to_num(standardize_scores(zoo, grid, metrics)).reshape(num_m, num_d, num_s)
+    return {MODEL: self_excluded_similarity(z.reshape(num_m, -1)),
+            DATASET: self_excluded_similarity(z.transpose(1, 0, 2).reshape(num_d, -1))}
 
 
 def _combine(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
