@@ -59,6 +59,26 @@ def inner_metrics(frame: pd.DataFrame) -> dict[str, float]:
     return {m: values[m] for m in METRICS}
 
 
+def break_ties(frame: pd.DataFrame, order: np.ndarray) -> np.ndarray:
+    """`frame.predicted` [P] with each dataset's exactly equal predictions ordered by `order`
+    [P] (higher first), every other order kept: a tied group gets offsets below the gap to
+    the next distinct prediction of its dataset."""
+    out = frame["predicted"].to_numpy().astype(np.float64).copy()
+    for _, idx in frame.groupby("dataset", sort=False).indices.items():
+        values = out[idx]
+        distinct = np.unique(values)
+        if len(distinct) == len(values):
+            continue
+        gap = np.diff(distinct).min() if len(distinct) > 1 else 1.0
+        step = min(gap, 1e-6) / (len(values) + 1)
+        for v in distinct:
+            tied = idx[values == v]
+            if len(tied) > 1:
+                ranks = np.argsort(np.argsort(order[tied], kind="stable"), kind="stable")
+                out[tied] = v - step * (len(tied) - 1 - ranks)
+    return out
+
+
 def parse_variant(text: str) -> tuple[str, list[str]]:
     name, _, sets = text.partition(":")
     return name, [s for s in sets.split(";") if s.strip()]
@@ -82,6 +102,10 @@ def main() -> None:
                         help="also score (1 - w) gnn + w knn for each w, from the gnn's and "
                              "knn's predictions of the same inner splits (a blend tried for "
                              "issue 12; bench/README.md)")
+    parser.add_argument("--tie-break", action="store_true",
+                        help="also score the gnn with its exact ties within a dataset (e.g. "
+                             "several models clipped to 1) ordered by knn's predictions of the "
+                             "same inner splits (tried for issue 12; bench/README.md)")
     parser.add_argument("--blank", type=float, default=0.0,
                         help="share of metadata cells blanked before the splits (default 0)")
     parser.add_argument("--blank-seed", type=int, default=1000,
@@ -123,7 +147,7 @@ def main() -> None:
         key = (protocol, seed, split.fold, inner_protocol)
         frame = pd.concat(frames, ignore_index=True)
         add_row(key, method, vname, frame, time.perf_counter() - start)
-        if args.blend and method in ("gnn", "knn"):
+        if (args.blend or args.tie_break) and method in ("gnn", "knn"):
             kept[(*key, method, vname)] = frame
     for (*key, method, vname), frame in kept.items():
         if method != "gnn" or (near := kept.get((*key, "knn", "-"))) is None:
@@ -135,6 +159,9 @@ def main() -> None:
                 (1 - w) * frame["predicted"].to_numpy() + w * near["predicted"].to_numpy(),
                 0.0, 1.0))
             add_row(tuple(key), f"gnn+knn@{w:g}", vname, mixed, 0.0)
+        if args.tie_break:
+            add_row(tuple(key), "gnn|knn-ties", vname,
+                    frame.assign(predicted=break_ties(frame, near["predicted"].to_numpy())), 0.0)
     table = pd.DataFrame(rows)
     if args.out:
         table.to_csv(args.out, index=False)

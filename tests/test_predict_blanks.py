@@ -68,8 +68,22 @@ def test_blank_cells_of_new_rows_are_imputed_with_a_warning_counting_them(run, n
         assert sum("4 blank cell(s) imputed" in m for m in said) == 1
         assert sum("2 new dataset(s) ['n0', 'n1'] have no scores" in str(w.message)
                    and w.category is NoScoresWarning for w in caught) == 1
-        assert sum(m.endswith("column 'domain': category ['missing'] unseen in training; "
-                              "their one-hot features are zeros") for m in said) == 1
+        assert sum(m.endswith("column 'domain': blank cell(s), and the training datasets "
+                              "have none, so the 'missing' category has no one-hot column; "
+                              "their one-hot features are zeros (as for an unseen category)")
+                   for m in said) == 1
+        assert not any("unseen in training" in m for m in said)
+
+
+def test_a_blank_and_an_unseen_category_are_warned_of_apart(run, new_datasets):
+    new_datasets.loc[0, "domain"] = "x-ray"
+    with pytest.warns(UserWarning) as caught:
+        run.predict(datasets=new_datasets, method="lr")
+    said = [str(w.message) for w in caught]
+    assert sum(m.endswith("column 'domain': category ['x-ray'] unseen in training; their "
+                          "one-hot features are zeros") for m in said) == 1
+    assert sum("column 'domain': blank cell(s), and the training datasets have none" in m
+               for m in said) == 1
 
 
 def test_a_blank_number_becomes_the_median_of_the_training_nodes(run, zoo, new_datasets):

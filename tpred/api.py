@@ -22,8 +22,9 @@ the column and the value; a DataFrame row r is line r + 2, as in the CSV it woul
   the file and the columns (`tpred.data.check_columns`);
 - a blank cell (empty, `NA`, `null`, ...) of a feature column: imputed by the run's fitted
   featurizers as in training (a number: the median of the run's training nodes plus its
-  missing indicator; a category: `missing`; a text: the empty text), with a warning counting
-  the cells per column; an error if the run was trained with `impute: error`;
+  missing indicator; a category: `missing`, all-zero one-hot where the training nodes had no
+  blank in that column, with a second warning saying so; a text: the empty text), with a
+  warning counting the cells per column; an error if the run was trained with `impute: error`;
 - a metadata column the run's table does not have: ignored, with a warning;
 - a category unseen in training (e.g. a new `domain`): its one-hot block is all zeros, as the
   fitted `OneHotEncoder(handle_unknown="ignore")` makes it — a warning says so;
@@ -547,10 +548,21 @@ def _metadata(source: Source, id_col: str, old: pd.DataFrame, features: NodeFeat
     if line := describe_blanks(blank_cells(frame, features), features, where,
                                f"the run's training {id_col}s"):
         warnings.warn(line, UserWarning, stacklevel=4)
+    from tpred.features import MISSING_CATEGORY
+
     trained = old.loc[old.index.isin(zoo.records[id_col])]
     for col in features.categorical:
         seen = set(_categories(trained[col]))
-        if unseen := [v for v in dict.fromkeys(_categories(frame[col])) if v not in seen]:
+        unseen = [v for v in dict.fromkeys(_categories(frame[col])) if v not in seen]
+        # a blank cell is the 'missing' category; said apart, so that it does not read as a
+        # category named 'missing' after the blank-cells line above
+        if MISSING_CATEGORY in unseen and is_missing(frame[col]).any():
+            unseen.remove(MISSING_CATEGORY)
+            warnings.warn(f"{where}, column {col!r}: blank cell(s), and the training "
+                          f"{id_col}s have none, so the 'missing' category has no one-hot "
+                          f"column; their one-hot features are zeros (as for an unseen "
+                          f"category)", UserWarning, stacklevel=4)
+        if unseen:
             warnings.warn(f"{where}, column {col!r}: categor{'y' if len(unseen) == 1 else 'ies'} "
                           f"{unseen} unseen in training; their one-hot features are zeros",
                           UserWarning, stacklevel=4)
