@@ -71,6 +71,9 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=None,
                         help="run only the first N folds (quick look)")
     parser.add_argument("--out", type=Path, help="CSV of per-pair mean, std, scale, truth")
+    parser.add_argument("--by", default=None,
+                        help="dataset metadata column to break the coverage down by (default: "
+                             "the config's first categorical dataset feature)")
     args = parser.parse_args()
     cfg = TrainConfig.from_yaml(args.config) if args.config else default_config()
     for assignment in args.overrides:
@@ -96,6 +99,11 @@ def main() -> None:
     if args.out:
         frame.to_csv(args.out, index=False)
     report(frame)
+    by = args.by or next(iter(cfg.dataset_features.categorical), None)
+    if by is not None:
+        groups = zoo.datasets[by].astype(str).where(zoo.datasets[by].notna(), "(blank)")
+        report_groups(frame, groups.reindex(frame["dataset"]).to_numpy(), by)
+    report_groups(frame, std_bins(frame["calibrated"].to_numpy()), "calibrated std quintile")
     print(f"total {time.perf_counter() - start:.0f} s")
 
 
@@ -115,6 +123,29 @@ def report(frame: pd.DataFrame) -> None:
         "calibrated": [coverage(true, mean, cal, 1), coverage(true, mean, cal, 2)],
     }, index=["within ±1 std", "within ±2 std"])
     print((100 * table).round(1).astype(str).add(" %").to_string())
+
+
+def std_bins(std: np.ndarray, bins: int = 5) -> np.ndarray:
+    """Each pair's quintile of `std` [P] as a label such as `3: 0.031-0.045` (the range of its
+    bin), so that a wide std can be checked to cover as often as a narrow one."""
+    edges = np.quantile(std, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, std, side="right") - 1, 0, bins - 1)
+    return np.array([f"{b + 1}: {edges[b]:.3f}-{edges[b + 1]:.3f}" for b in which])
+
+
+def report_groups(frame: pd.DataFrame, groups: np.ndarray, name: str) -> None:
+    """Calibrated coverage within ±1 / ±2 std, RMSE and mean std per group [P]: the pooled
+    coverage can hide groups that are covered too often and others too rarely."""
+    rows = {}
+    for group, part in frame.groupby(groups, sort=True):
+        true, mean, cal = part["true"], part["mean"], part["calibrated"]
+        rows[group] = {"pairs": len(part), "datasets": part["dataset"].nunique(),
+                       "RMSE": np.sqrt(np.mean((true - mean) ** 2)), "mean std": cal.mean(),
+                       "±1 std %": 100 * coverage(true, mean, cal, 1),
+                       "±2 std %": 100 * coverage(true, mean, cal, 2)}
+    print(f"\ncalibrated coverage by {name}:")
+    print(pd.DataFrame.from_dict(rows, orient="index").round(
+        {"RMSE": 4, "mean std": 4, "±1 std %": 1, "±2 std %": 1}).to_string())
 
 
 if __name__ == "__main__":
