@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import tpred
-from tpred.api import Extension, Run, gnn_embeddings, rank_models
+from tpred.api import Extension, Run, format_rankings, gnn_embeddings, rank_models, tie_notes
 from tpred.checkpoint import (
     NORMAL_COVERAGE,
     Calibration,
@@ -474,6 +474,24 @@ def test_rank_models_hand_made():
         "predicted": [0.6, 0.5, 0.9, 0.5], "std": [0.2, 0.0, 0.0, 0.3],
         "known": [False, True, True, False]}
     assert len(rank_models(pred, zoo, k=0)) == 6
+
+
+def test_format_rankings_says_which_ranks_tie():
+    zoo = Zoo.from_frames(None, None, pd.DataFrame(
+        {"model": ["a", "b", "c", "d"], "dataset": ["y"] * 4, "accuracy": [0.9] * 4}))
+    pred = pd.DataFrame({"model": ["d", "c", "b", "a"], "dataset": ["x"] * 4,
+                         "predicted": [1.0, 0.8, 1.0, 1.0], "std": [0.0, 0.1, 0.0, 0.0]})
+    ranking = rank_models(pred, zoo, k=0)
+    assert ranking["model"].tolist() == ["a", "b", "d", "c"]     # the tie in model table order
+    text = format_rankings(ranking)
+    assert text.endswith("ranks 1-3 tie at 1.000 (exactly equal predictions, e.g. every member "
+                         "at the clip to 1): their order is the model table's, not a prediction")
+    assert tie_notes(ranking[ranking["model"] != "a"]) == [
+        "ranks 2-3 tie at 1.000 (exactly equal predictions, e.g. every member at the clip to "
+        "1): their order is the model table's, not a prediction"]
+    assert tie_notes(ranking.iloc[2:]) == []                     # one of the tie, and c: none
+    # recorded pairs at the same accuracy are not a tie of predictions
+    assert tie_notes(ranking.assign(known=True)) == []
 
 
 def test_embeddings_cover_old_and_new_nodes(run, new_zoo):

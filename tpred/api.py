@@ -447,10 +447,29 @@ def format_rankings(ranking: pd.DataFrame, *, new_datasets: tuple[str, ...] = ()
             "accuracy": [_pm(p, s, known) for p, s, known in
                          zip(part["predicted"], part["std"], part["known"], strict=True)]})
         tag = " (new)" if name in new_datasets else ""
-        blocks.append(f"== {name}{tag} ==\n" + cells.to_string(index=False))
+        notes = "".join(f"\n{line}" for line in tie_notes(part))
+        blocks.append(f"== {name}{tag} ==\n" + cells.to_string(index=False) + notes)
     if len(names) > limit:
         blocks.append(f"... and {len(names) - limit} more dataset(s)")
     return "\n\n".join(blocks)
+
+
+def tie_notes(part: pd.DataFrame) -> list[str]:
+    """One line per group of predicted (not recorded) models of one dataset's ranking `part`
+    (`rank_models` rows) whose predictions are exactly equal, e.g. `ranks 1-3 tie at 0.975
+    (...)`. The gnn's exact ties come from the clip of its members' outputs to [0, 1] (every
+    member puts the models at or beyond 1); their order is the model table's, not a
+    prediction, which is said so that a user does not read rank 1 as the predicted best of
+    them. Ties only among the rows shown: a tie across the top-k cut shows as one row."""
+    predicted = part[~part["known"].to_numpy(dtype=bool)]
+    lines = []
+    for value, group in predicted.groupby("predicted", sort=False):
+        if len(group) > 1:
+            ranks = group["rank"].to_numpy()
+            lines.append(f"ranks {ranks.min()}-{ranks.max()} tie at {value:.3f} (exactly equal "
+                         f"predictions, e.g. every member at the clip to 1): their order is "
+                         f"the model table's, not a prediction")
+    return lines
 
 
 def _pm(predicted: float, std: float, known: bool) -> str:
