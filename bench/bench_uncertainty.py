@@ -30,6 +30,7 @@ from tpred.checkpoint import (
     coverage,
     ensemble_predict,
     fit_members,
+    level_spreads,
 )
 from tpred.config import TrainConfig
 from tpred.data import load_zoo
@@ -88,13 +89,17 @@ def main() -> None:
         members = fit_members(zoo, cfg, args.method, split.train)
         mean, std = ensemble_predict(members, split.test)
         cal = calibrate(zoo, cfg, args.method, split.train, members=members)
-        scale, floor = (np.nan, 0.0) if cal is None else (cal.scale, cal.floor)
+        scale, floor, weight = ((np.nan, 0.0, 0.0) if cal is None
+                                else (cal.scale, cal.floor, cal.level_weight))
+        level = level_spreads(zoo, cfg, split.train, split.test)
         rows.append(split.test.assign(fold=split.fold, true=zoo.accuracy(split.test),
                                       mean=mean, std=std, scale=scale, floor=floor,
-                                      calibrated=std if cal is None else cal.apply(std)))
+                                      level=level, level_weight=weight,
+                                      calibrated=std if cal is None else cal.apply(std, level)))
         print(f"  fold {split.fold}: {len(split.test)} test pairs, validation "
               f"{0 if cal is None else cal.num_pairs} pairs, scale {scale:.2f}, floor "
-              f"{floor:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+              f"{floor:.4f}, level weight {weight:g} ({time.perf_counter() - start:.0f} s)",
+              flush=True)
     frame = pd.concat(rows, ignore_index=True)
     if args.out:
         frame.to_csv(args.out, index=False)
@@ -114,9 +119,10 @@ def report(frame: pd.DataFrame) -> None:
     print(f"\n{len(frame)} held-out pairs; RMSE {np.sqrt(np.mean(err ** 2)):.4f}, "
           f"MAE {err.mean():.4f}; mean raw std {std.mean():.4f}; "
           f"Spearman(|error|, std) {spearmanr(err, std).statistic:.3f}")
-    per_fold = frame.groupby("fold")[["scale", "floor"]].first()
-    print("calibration (scale, floor) per fold: "
-          + ", ".join(f"({s:.2f}, {f:.4f})" for s, f in per_fold.itertuples(index=False)))
+    per_fold = frame.groupby("fold")[["scale", "floor", "level_weight"]].first()
+    print("calibration (scale, floor, level weight) per fold: "
+          + ", ".join(f"({s:.2f}, {f:.4f}, {w:g})" for s, f, w in
+                      per_fold.itertuples(index=False)))
     table = pd.DataFrame({
         "target": [NORMAL_COVERAGE[1], NORMAL_COVERAGE[2]],
         "raw std": [coverage(true, mean, std, 1), coverage(true, mean, std, 2)],

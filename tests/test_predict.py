@@ -26,6 +26,7 @@ from tpred.checkpoint import (
     ensemble_predict,
     fit_all,
     fit_calibration,
+    level_spreads,
     load_checkpoint,
     save_checkpoint,
     validation_datasets,
@@ -181,7 +182,7 @@ def test_checkpoint_round_trip_keeps_config_zoo_ensembles_and_calibration(run, t
     for method in run.methods:  # predictions after loading equal those before saving, exactly
         pd.testing.assert_frame_equal(loaded.predict(datasets=new, scores=scores, method=method),
                                       run.predict(datasets=new, scores=scores, method=method))
-    assert load_checkpoint(path)["format"] == 5
+    assert load_checkpoint(path)["format"] == 6
 
 
 def test_load_rejects_missing_unreadable_and_foreign_files(tmp_path):
@@ -325,6 +326,68 @@ def test_relative_spread_and_the_calibrated_std_with_a_reference():
     assert old.describe() == "sqrt((3 x std)^2 + 0.040^2), at most 0.5"
 
 
+def test_fit_level_calibration_picks_the_level_term_when_errors_follow_it():
+    from tpred.checkpoint import LEVEL_WEIGHTS, fit_level_calibration, gaussian_nll
+
+    rng = np.random.default_rng(0)
+    level = rng.choice([0.01, 0.1], 2000)              # two kinds of dataset
+    err = rng.normal(0.0, level)                       # errors as wide as the level spread
+    std = np.full(2000, 0.01)                          # members that do not see it
+    scale, floor, w = fit_level_calibration(err, np.zeros(2000), std, level)
+    assert w == 1.0
+    sigma = calibrated_std(std, scale, floor, w * level)
+    assert coverage(err, 0, sigma, 1) == pytest.approx(NORMAL_COVERAGE[1], abs=0.002)
+    for narrow in (level == 0.01, level == 0.1):       # covered alike in both kinds
+        assert coverage(err[narrow], 0, sigma[narrow], 1) == pytest.approx(0.68, abs=0.05)
+    # against the best form without it, and each candidate by hand
+    nll = {v: gaussian_nll(err, 0, calibrated_std(
+        std, *fit_calibration(err, np.zeros(2000), std, v * level), v * level))
+        for v in LEVEL_WEIGHTS}
+    assert min(nll, key=nll.get) == w and nll[w] < nll[0.0] - 0.3
+    # errors that ignore the level: the level term is not taken
+    flat = rng.normal(0.0, 0.05, 2000)
+    assert fit_level_calibration(flat, np.zeros(2000), std, level)[2] == 0.0
+
+
+def test_fit_calibration_with_a_fixed_extra_width_by_hand():
+    err = np.arange(1.0, 11.0)                                 # |errors| 1..10
+    extra = np.full(10, 3.0)
+    # every std 0: the floor f is the smallest with sqrt(f² + 9) covering 7 of 10: f² = 49 - 9
+    scale, floor = fit_calibration(err, np.zeros(10), np.zeros(10), extra)
+    assert np.isnan(scale)
+    assert floor == pytest.approx(np.quantile(np.sqrt(np.maximum(err ** 2 - 9, 0)),
+                                              NORMAL_COVERAGE[1]))
+    np.testing.assert_allclose(calibrated_std(np.zeros(2), scale, floor, extra[:2]),
+                               np.sqrt(floor ** 2 + 9))
+    np.testing.assert_allclose(calibrated_std(np.array([1.0]), 2.0, 0.0, np.array([1.5])),
+                               [2.5])                          # sqrt(4 + 2.25)
+
+
+def test_a_calibration_with_a_level_term_needs_the_level_and_says_so():
+    from tpred.checkpoint import Calibration
+
+    cal = Calibration(0.03, 0.04, 10, ("d",), (0.1, 0.2), (0.68, 0.95), 0.01, 2.0)
+    std = np.array([0.0, 0.01])
+    np.testing.assert_allclose(cal.apply(std, np.array([0.015, 0.0])),
+                               [np.sqrt(0.04 ** 2 + 0.03 ** 2), 0.05])
+    with pytest.raises(ValueError, match="pass each pair's dataset level spread"):
+        cal.apply(std)
+    assert cal.describe() == ("sqrt((0.03 x std / 0.01)^2 + 0.040^2 + (2 x level spread)^2), "
+                              "at most 0.5")
+
+
+def test_a_format_5_calibration_reads_with_no_level_term(tmp_path):
+    from tpred.checkpoint import Calibration, _calibration_from_dict, _calibration_to_dict
+
+    cal = Calibration(0.03, 0.04, 10, ("d",), (0.1, 0.2), (0.68, 0.95), 0.01, 2.0)
+    entry = _calibration_to_dict(cal)
+    assert _calibration_from_dict(entry, tmp_path, 6) == cal
+    del entry["level_weight"]
+    assert _calibration_from_dict(entry, tmp_path, 5).level_weight == 0.0
+    with pytest.raises(ValueError, match=r"a calibration entry is malformed \(KeyError"):
+        _calibration_from_dict(entry, tmp_path, 6)
+
+
 def test_a_calibration_entry_without_a_reference_is_format_4_only(tmp_path):
     from tpred.checkpoint import Calibration, _calibration_from_dict, _calibration_to_dict
 
@@ -397,8 +460,13 @@ def test_std_is_the_ensemble_std_through_the_calibration(run, new_zoo):
     cal = run.predict(**args)
     c = run.calibration["gnn"]
     assert c.reference > 0
-    np.testing.assert_allclose(cal["std"], np.minimum(
-        np.sqrt((c.scale * raw["std"] / c.reference) ** 2 + c.floor ** 2), 0.5))  # MAX_STD
+    # the level spread of each pair's dataset, from a knn fitted here on every record
+    ext = run.extend(**args)
+    level = level_spreads(run.zoo, run.config, run.zoo.known_pairs(), raw, ext.zoo)
+    assert (level > 0).all()
+    np.testing.assert_allclose(cal["std"], np.minimum(np.sqrt(
+        (c.scale * raw["std"] / c.reference) ** 2 + c.floor ** 2
+        + (c.level_weight * level) ** 2), 0.5))                             # MAX_STD
     assert run.predict(**args, method="additive")["std"].isna().all()
 
 

@@ -44,8 +44,9 @@ the column and the value; a DataFrame row r is line r + 2, as in the CSV it woul
 
 Default pairs: each new dataset × every model (old and new) and each new model × every dataset,
 except pairs with a record (their accuracy is known). Standard deviations are those of the seed
-ensemble (`tpred.checkpoint`) times the run's calibration factor; NaN for a method with a single
-member (additive, lr, mf, knn, score).
+ensemble (`tpred.checkpoint`) calibrated by the run's calibration (which also widens it where the
+levels of the pair's dataset's most similar training datasets disagree); NaN for a method with
+a single member (additive, lr, mf, knn, score).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from tpred.checkpoint import (
     CHECKPOINT_NAME,
     Calibration,
     ensemble_predict,
+    knn_level_spreads,
     load_checkpoint,
     save_checkpoint,
 )
@@ -348,11 +350,26 @@ class Run:
         zoo = None if ext.is_empty else ext.zoo
         mean, std = ensemble_predict(self.ensembles[method], pairs, zoo)
         if calibrated and (calibration := self.calibration.get(method)) is not None:
-            std = calibration.apply(std)
+            level = (knn_level_spreads(self._level_knn(), pairs, zoo)
+                     if calibration.level_weight > 0 else None)
+            std = calibration.apply(std, level)
         return pd.DataFrame({"model": pairs["model"].to_numpy(dtype=object),
                              "dataset": pairs["dataset"].to_numpy(dtype=object),
                              "predicted": mean, "std": std}).astype({"model": str,
                                                                      "dataset": str})
+
+    def _level_knn(self):
+        """knn fitted on every record of the run's zoo, for the calibration's level spreads
+        (`tpred.checkpoint.level_spreads`): the run's own knn member when it has one (the same
+        deterministic fit), else fitted once here and kept."""
+        if "knn" in self.ensembles:
+            return self.ensembles["knn"][0]
+        if not hasattr(self, "_knn_for_level"):
+            from tpred.models import make_predictor
+
+            self._knn_for_level = make_predictor("knn", self.config, 0).fit(
+                self.zoo, self.zoo.known_pairs())
+        return self._knn_for_level
 
     def level_moves(self, ext: Extension, method: str | None = None) -> pd.Series:
         """How the gnn's `level_after` moved each dataset of `ext` without records (the shift

@@ -1,6 +1,6 @@
 """Checkpoints of a run: every method fitted on all known records for every seed, as an ensemble.
 
-A checkpoint is a folder (`<run>/checkpoint/`, format 5) whose files run no code when read:
+A checkpoint is a folder (`<run>/checkpoint/`, format 6) whose files run no code when read:
 
     manifest.json        format, tpred version, the config (`TrainConfig.to_dict()`), seeds, the
                          members of each method (seed; where its learned state is), the std
@@ -26,11 +26,14 @@ refuses the checkpoint instead of predicting something else.
 Format 3 (tpred before safe checkpoints) is one joblib pickle (`checkpoint.pkl`) of
 `{"format": 3, "tpred_version", "config", "zoo", "seeds", "ensembles", "calibration"}`.
 Unpickling runs whatever code the file holds, so it is loaded only with `trust=True`
-(`--trust`); `tpred.load(old, trust=True).save(folder)` rewrites it as format 5. Formats 1 and 2
+(`--trust`); `tpred.load(old, trust=True).save(folder)` rewrites it as format 6. Formats 1 and 2
 are refused (their gnn networks lack the neighbour-residual inputs; retrain). Format 4 is format
 5 without the calibrations' `reference` (before 2026-12-02): it is read, and its std keeps the
 absolute form it was calibrated with (`Calibration.reference` NaN). A tpred that reads format 4
 only refuses format 5, rather than apply a scale fitted to a relative spread to an absolute one.
+Format 5 is format 6 without the calibrations' `level_weight` (before 2026-12-03): it is read
+with weight 0 (no level term, the std it was calibrated with); a tpred that reads format 5 only
+refuses format 6, rather than drop the level term and report a std narrower than fitted.
 
 A method whose predictor has a `seed` hyper-parameter (the gnn) is fitted once per seed of
 `cfg.seeds`; the members' predictions give a mean and a standard deviation per pair (for a gnn
@@ -47,9 +50,16 @@ from the *training* pairs (never test pairs), one at a time, fits the ensemble o
 each, and fits σ = sqrt((scale · std / reference)² + floor²) on the pooled validation pairs so
 that |truth − mean| ≤ σ on 68.27 % of them (a normal distribution's share within ±1 σ) and ≤ 2σ
 on as near 95.45 % as the form allows (`fit_calibration`); predictions then report σ, with the
-final ensemble's own reference. Validation datasets are held out with all their records, as a
-new dataset arrives in use (the cold-dataset protocol). bench/README.md ("A relative ensemble
-spread") has the inner validation of this form.
+final ensemble's own reference. The form has one more term, (w · level spread)², for how much
+the levels of a dataset's most similar training datasets disagree (`KNNPredictor.level_spread`,
+knn fitted on the same training pairs): a new dataset's error is mostly its level, and the
+members' spread alone does not see how uncertain that level is (on DomainNet-270 its rank
+correlation with |error| on inner cold datasets was 0.08, the level spread's 0.30). w is chosen
+from `LEVEL_WEIGHTS` by the normal log-likelihood of the validation pairs
+(`fit_level_calibration`; w = 0 is the form without it). Validation datasets are held out
+with all their records, as a new dataset arrives in use (the cold-dataset protocol).
+bench/README.md ("A relative ensemble spread", "The spread of the neighbours' levels") has the
+inner validation of this form.
 """
 
 from __future__ import annotations
@@ -83,9 +93,10 @@ from tpred.models import Predictor, is_seeded, make_predictor
 
 log = logging.getLogger(__name__)
 
-FORMAT = 5
-#: formats of checkpoint folders read (4: calibrations without a reference spread)
-FOLDER_FORMATS = (4, 5)
+FORMAT = 6
+#: formats of checkpoint folders read (4: calibrations without a reference spread; 5: without
+#: a level weight)
+FOLDER_FORMATS = (4, 5, 6)
 #: formats of the old pickle checkpoints still read (with trust=True)
 PICKLE_FORMATS = (3,)
 #: the checkpoint folder in a run folder, and the old pickle file
@@ -102,6 +113,13 @@ CHECK_ATOL = 1e-5
 NORMAL_COVERAGE = {1: 0.6826894921370859, 2: 0.9544997361036416}
 #: quantiles of the validation |error| tried as the calibration's std floor (`fit_calibration`)
 FLOOR_QUANTILES = np.linspace(0.05, 0.60, 12)
+#: training datasets whose levels give a dataset's level spread (`KNNPredictor.level_spread`);
+#: chosen on inner splits (bench/README.md, "The spread of the neighbours' levels")
+LEVEL_NEIGHBOURS = 20
+#: weights of the level spread in the calibrated std tried by `fit_level_calibration`
+LEVEL_WEIGHTS = (0.0, 0.125, 0.25, 0.375, 0.5, 0.75, 1.0, 1.5, 2.0)
+#: a level weight whose term alone covers more than 68.27 % + this at ±1σ is too wide
+LEVEL_SLACK = 0.01
 
 
 # ------------------------------------------------------------------------------- calibration
@@ -120,9 +138,9 @@ class Calibration:
     """The factor that turns an ensemble's spread into a calibrated standard deviation.
 
     Attributes:
-        scale, floor: calibrated std = sqrt((scale · ensemble std / reference)² + floor²)
-            (`fit_calibration`; scale NaN when every validation std was 0: then the floor
-            alone).
+        scale, floor: calibrated std = sqrt((scale · ensemble std / reference)² + floor² +
+            (level_weight · level spread)²) (`fit_calibration`; scale NaN when every validation
+            std was 0: then the other terms alone).
         num_pairs: validation pairs it was fitted on (all folds).
         datasets: the validation datasets (held out of the training pairs with all records).
         coverage_raw: shares of validation pairs with |truth − mean| ≤ 1 and ≤ 2 ensemble stds.
@@ -140,17 +158,33 @@ class Calibration:
     coverage_raw: tuple[float, float]
     coverage_calibrated: tuple[float, float]
     reference: float = float("nan")
+    level_weight: float = 0.0
 
-    def apply(self, std: np.ndarray) -> np.ndarray:
-        """The calibrated std of ensemble stds [P] (`calibrated_std` of std / reference), at
-        most `MAX_STD`."""
+    def apply(self, std: np.ndarray, level: np.ndarray | None = None) -> np.ndarray:
+        """The calibrated std of ensemble stds [P] (`calibrated_std` of std / reference, with
+        the pairs' dataset level spreads `level` [P] when `level_weight` > 0), at most
+        `MAX_STD`.
+
+        Raises:
+            ValueError: `level_weight` > 0 and no `level` given.
+        """
+        extra = None
+        if self.level_weight > 0:
+            if level is None:
+                raise ValueError("Calibration.apply: this calibration has a level term "
+                                 f"(weight {self.level_weight:g}); pass each pair's dataset "
+                                 "level spread (`level_spreads`)")
+            extra = self.level_weight * np.asarray(level, dtype=np.float64)
         return np.minimum(calibrated_std(relative_spread(std, self.reference), self.scale,
-                                         self.floor), MAX_STD)
+                                         self.floor, extra), MAX_STD)
 
     def describe(self) -> str:
         """The formula `apply` computes, with its numbers (for a command's summary line)."""
         std = "std" if math.isnan(self.reference) else f"std / {self.reference:.3g}"
-        return f"sqrt(({self.scale:.3g} x {std})^2 + {self.floor:.3f}^2), at most {MAX_STD}"
+        level = (f" + ({self.level_weight:g} x level spread)^2" if self.level_weight > 0
+                 else "")
+        return (f"sqrt(({self.scale:.3g} x {std})^2 + {self.floor:.3f}^2{level}), at most "
+                f"{MAX_STD}")
 
 
 def relative_spread(std: np.ndarray, reference: float) -> np.ndarray:
@@ -191,10 +225,12 @@ def coverage(true: np.ndarray, mean: np.ndarray, std: np.ndarray, k: float) -> f
     return float(np.mean(np.abs(true - mean) <= k * std))
 
 
-def fit_calibration(true: np.ndarray, mean: np.ndarray, std: np.ndarray
-                    ) -> tuple[float, float]:
-    """(scale, floor) with calibrated std σ = sqrt((scale · std)² + floor²), fitted so that
-    |true − mean| ≤ σ on 68.27 % of the pairs and ≤ 2σ as near 95.45 % as this form allows.
+def fit_calibration(true: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                    extra: np.ndarray | None = None) -> tuple[float, float]:
+    """(scale, floor) with calibrated std σ = sqrt((scale · std)² + floor² + extra²), fitted so
+    that |true − mean| ≤ σ on 68.27 % of the pairs and ≤ 2σ as near 95.45 % as this form
+    allows. `extra` [P] (default 0) is a per-pair width fixed beforehand (the weighted level
+    spread of `fit_level_calibration`).
 
     The ensemble's spread says which pairs are harder, but it goes to 0 where the members agree
     and the errors do not; a floor keeps every σ above the noise that every prediction carries.
@@ -203,21 +239,22 @@ def fit_calibration(true: np.ndarray, mean: np.ndarray, std: np.ndarray
     whose ±2σ coverage is nearest 95.45 % wins (the smaller floor on ties). With every std 0,
     the scale is NaN and σ is the floor alone (the 68.27 % quantile of |error|).
 
-    Shapes: true, mean, std [P] -> (float, float).
+    Shapes: true, mean, std, extra [P] -> (float, float).
     """
     err = np.abs(np.asarray(true, dtype=np.float64) - np.asarray(mean, dtype=np.float64))
     std = np.asarray(std, dtype=np.float64)
+    extra2 = (np.zeros_like(err) if extra is None
+              else np.asarray(extra, dtype=np.float64) ** 2)
     if not len(err):
         return float("nan"), 0.0
     target1, target2 = NORMAL_COVERAGE[1], NORMAL_COVERAGE[2]
-    floor_only = float(np.quantile(err, target1))
     if not (pos := std > 0).any():                          # no spread at all: floor only
-        return float("nan"), floor_only
+        return float("nan"), _floor_only(err, extra2, target1)
     top = float(np.max(err[pos] / std[pos]))                # covers every pair with a spread
     best: tuple[float, float, float] | None = None
     for floor in np.unique(np.concatenate([[0.0], np.quantile(err, FLOOR_QUANTILES)])):
         def covered(c: float, k: float = 1.0, floor: float = floor) -> float:
-            return float(np.mean(err <= k * np.sqrt((c * std) ** 2 + floor ** 2)))
+            return float(np.mean(err <= k * np.sqrt((c * std) ** 2 + floor ** 2 + extra2)))
 
         if covered(0.0) >= target1 or covered(top) < target1:
             continue                # the floor alone covers too much, or no scale is enough
@@ -229,15 +266,75 @@ def fit_calibration(true: np.ndarray, mean: np.ndarray, std: np.ndarray
         if best is None or miss < best[0] - 1e-12:
             best = (miss, hi, float(floor))
     if best is None:                                        # no candidate works: floor only
-        return 0.0, floor_only
+        return 0.0, _floor_only(err, extra2, target1)
     return best[1], best[2]
 
 
-def calibrated_std(std: np.ndarray, scale: float, floor: float) -> np.ndarray:
-    """sqrt((scale · std)² + floor²); a NaN scale leaves the floor alone. Shapes: [P] -> [P]."""
+def _floor_only(err: np.ndarray, extra2: np.ndarray, target: float) -> float:
+    """The smallest floor f with |error| ≤ sqrt(f² + extra²) on `target` of the pairs (the
+    `target` quantile of |error| when extra is 0). Shapes: err, extra2 [P] -> float."""
+    return float(np.quantile(np.sqrt(np.maximum(err ** 2 - extra2, 0.0)), target))
+
+
+def calibrated_std(std: np.ndarray, scale: float, floor: float,
+                   extra: np.ndarray | None = None) -> np.ndarray:
+    """sqrt((scale · std)² + floor² + extra²); a NaN scale leaves the other terms alone.
+    Shapes: std, extra [P] -> [P]."""
     std = np.asarray(std, dtype=np.float64)
     spread = np.zeros_like(std) if math.isnan(scale) else scale * std
-    return np.sqrt(spread ** 2 + floor ** 2)
+    extra = 0.0 if extra is None else np.asarray(extra, dtype=np.float64)
+    return np.sqrt(spread ** 2 + floor ** 2 + extra ** 2)
+
+
+def gaussian_nll(true: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> float:
+    """Mean negative log-likelihood of `true` under normals N(mean, sigma²), without the
+    constant log √(2π) (a proper score: it rewards a σ that is both calibrated and as narrow
+    as the errors allow). σ below 1e-6 counts as 1e-6. Shapes: [P] -> float."""
+    sigma = np.maximum(np.asarray(sigma, dtype=np.float64), 1e-6)
+    err = np.asarray(true, dtype=np.float64) - np.asarray(mean, dtype=np.float64)
+    return float(np.mean(np.log(sigma) + 0.5 * (err / sigma) ** 2))
+
+
+def fit_level_calibration(true: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                          level: np.ndarray, weights: Sequence[float] = LEVEL_WEIGHTS
+                          ) -> tuple[float, float, float]:
+    """(scale, floor, level weight w) of σ = sqrt((scale · std)² + floor² + (w · level)²).
+
+    For each w of `weights`, scale and floor are fitted by `fit_calibration`; a w whose level
+    term alone covers more than 68.27 % + `LEVEL_SLACK` of the pairs at ±1σ (scale and floor
+    cannot make σ narrower) is not a calibrated candidate and is skipped. Of the others, the w
+    with the lowest `gaussian_nll` on these pairs wins (the smaller w on ties). w = 0, the form
+    without the level term, is always a candidate.
+
+    Shapes: true, mean, std, level [P] -> (float, float, float).
+    """
+    level = np.asarray(level, dtype=np.float64)
+    best: tuple[float, float, float, float] | None = None
+    for w in weights:
+        scale, floor = fit_calibration(true, mean, std, w * level)
+        sigma = calibrated_std(std, scale, floor, w * level)
+        if w > 0 and coverage(true, mean, sigma, 1) > NORMAL_COVERAGE[1] + LEVEL_SLACK:
+            continue
+        nll = gaussian_nll(true, mean, sigma)
+        if best is None or nll < best[0] - 1e-12:
+            best = (nll, scale, floor, float(w))
+    assert best is not None, "fit_level_calibration: no weights"
+    return best[1], best[2], best[3]
+
+
+def level_spreads(zoo: Zoo, cfg: TrainConfig, train_pairs: pd.DataFrame,
+                  pairs: pd.DataFrame, query_zoo: Zoo | None = None) -> np.ndarray:
+    """Each pair's dataset level spread (`KNNPredictor.level_spread`, k = `LEVEL_NEIGHBOURS`)
+    with knn (the config's features and scores) fitted on `train_pairs` of `zoo`; the pairs'
+    datasets are described by `query_zoo` (default `zoo`). Shapes: pairs [P] -> [P]."""
+    knn = make_predictor("knn", cfg, 0).fit(zoo, train_pairs)
+    return knn_level_spreads(knn, pairs, query_zoo)
+
+
+def knn_level_spreads(knn: Any, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
+    """`level_spreads` from a fitted `KNNPredictor`. Shapes: pairs [P] -> [P]."""
+    datasets, inverse = np.unique(pairs["dataset"].to_numpy(dtype=str), return_inverse=True)
+    return knn.level_spread(datasets, zoo, k=LEVEL_NEIGHBOURS)[inverse]
 
 
 def validation_datasets(train_pairs: pd.DataFrame, num_folds: int, seed: int) -> list[str]:
@@ -294,7 +391,7 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
         return None
     chunks = cfg.protocol.num_folds
     folds = validation_folds(train_pairs, chunks, seeds[0], CALIBRATION_FOLDS)
-    true, mean, std, relative = [], [], [], []
+    true, mean, std, relative, level = [], [], [], [], []
     for held in folds:
         is_val = train_pairs["dataset"].isin(held).to_numpy()
         fit_pairs = train_pairs[~is_val].reset_index(drop=True)
@@ -306,9 +403,10 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
         std.append(fold_std)
         relative.append(relative_spread(fold_std, reference_spread(fold_members, fit_pairs,
                                                                    chunks, seeds[0])))
-    true, mean, std, relative = map(np.concatenate, (true, mean, std, relative))
-    scale, floor = fit_calibration(true, mean, relative)
-    sigma = calibrated_std(relative, scale, floor)
+        level.append(level_spreads(zoo, cfg, fit_pairs, val_pairs))
+    true, mean, std, relative, level = map(np.concatenate, (true, mean, std, relative, level))
+    scale, floor, weight = fit_level_calibration(true, mean, relative, level)
+    sigma = calibrated_std(relative, scale, floor, weight * level)
     raw = (coverage(true, mean, std, 1), coverage(true, mean, std, 2))
     cal = (coverage(true, mean, sigma, 1), coverage(true, mean, sigma, 2))
     if members is None:
@@ -320,9 +418,10 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
                     "rough guide (capped at %.1f, the largest std of an accuracy)", method,
                     len(true), held, MAX_STD)
     log.info("calibration of %s on %d validation pairs (%d folds): scale %.3g, floor %.3g, "
-             "reference spread %.3g, coverage ±1/±2 std %.3f/%.3f raw, %.3f/%.3f calibrated",
-             method, len(true), len(folds), scale, floor, reference, *raw, *cal)
-    return Calibration(scale, floor, len(true), tuple(held), raw, cal, reference)
+             "level weight %g, reference spread %.3g, coverage ±1/±2 std %.3f/%.3f raw, "
+             "%.3f/%.3f calibrated", method, len(true), len(folds), scale, floor, weight,
+             reference, *raw, *cal)
+    return Calibration(scale, floor, len(true), tuple(held), raw, cal, reference, weight)
 
 
 # ---------------------------------------------------------------------------------- fitting
@@ -410,7 +509,7 @@ def save_checkpoint(path: str | Path, cfg: TrainConfig, zoo: Zoo,
                     ensembles: dict[str, list[Predictor]],
                     calibration: dict[str, Calibration] | None = None, *,
                     train_pairs: pd.DataFrame | None = None) -> Path:
-    """Write a checkpoint folder (format 5, see the module docstring) and return its path.
+    """Write a checkpoint folder (format 6, see the module docstring) and return its path.
 
     Args:
         path: the folder to write (replaced atomically if it exists); by convention
@@ -676,18 +775,20 @@ def _calibration_to_dict(cal: Calibration) -> dict[str, Any]:
             "num_pairs": int(cal.num_pairs), "datasets": list(cal.datasets),
             "coverage_raw": [_json_float(v) for v in cal.coverage_raw],
             "coverage_calibrated": [_json_float(v) for v in cal.coverage_calibrated],
-            "reference": _json_float(cal.reference)}
+            "reference": _json_float(cal.reference), "level_weight": float(cal.level_weight)}
 
 
 def _calibration_from_dict(values: dict[str, Any], path: Path, fmt: int = FORMAT
                            ) -> Calibration:
-    """A manifest's calibration entry; format 4 has no reference spread (NaN: absolute std)."""
+    """A manifest's calibration entry; format 4 has no reference spread (NaN: absolute std),
+    formats 4 and 5 no level weight (0: no level term)."""
     try:
         return Calibration(float(values["scale"]), float(values["floor"]),
                            int(values["num_pairs"]), tuple(map(str, values["datasets"])),
                            tuple(map(float, values["coverage_raw"])),
                            tuple(map(float, values["coverage_calibrated"])),
-                           float(values["reference"]) if fmt >= 5 else float("nan"))
+                           float(values["reference"]) if fmt >= 5 else float("nan"),
+                           float(values["level_weight"]) if fmt >= 6 else 0.0)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path / MANIFEST}: a calibration entry is malformed "
                          f"({type(err).__name__}: {err})") from None

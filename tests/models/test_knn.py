@@ -128,3 +128,27 @@ def test_knn_fit_rejects_an_unknown_score_metric():
     zoo = _zoo()
     with pytest.raises(ValueError, match=r"unknown score metric\(s\) \['logme'\]"):
         KNNPredictor(score_metrics=("logme",)).fit(zoo, zoo.known_pairs())
+
+
+def test_level_spread_is_the_weighted_std_of_the_neighbours_effects_by_hand():
+    # one feature: once centred on the training datasets (mean 0 here), a dataset's cosine to
+    # another is +1 on the same side of 0 and -1 (weight 0) on the other
+    one = NodeFeatureConfig(numeric=("f1",))
+    values = {"d0": 1.0, "d1": 2.0, "d2": 3.0, "d3": -6.0, "new": 5.0}
+    datasets = pd.DataFrame({"dataset": list(values), "f1": list(values.values())})
+    rng = np.random.default_rng(1)
+    records = pd.DataFrame([(m, d, rng.uniform(0.2, 0.9)) for m in ("m0", "m1", "m2")
+                            for d in ("d0", "d1", "d2", "d3")],
+                           columns=["model", "dataset", "accuracy"])
+    zoo = Zoo.from_frames(None, datasets, records)
+    knn = KNNPredictor(n_neighbors=5, dataset_features=one).fit(zoo, zoo.known_pairs())
+    effect = AdditivePredictor().fit(zoo, zoo.known_pairs()).dataset_effect_
+    spread = knn.level_spread(["new", "d0", "d3"])
+    # new: its neighbours d0, d1, d2 weigh 1 each, d3 weighs 0
+    assert spread[0] == pytest.approx(np.std(effect[["d0", "d1", "d2"]]), abs=1e-12)
+    # d0: itself excluded, d1 and d2 weigh 1
+    assert spread[1] == pytest.approx(np.std(effect[["d1", "d2"]]), abs=1e-12)
+    # d3: alone on its side, so no neighbour weighs more than 0: the std of every effect
+    assert spread[2] == pytest.approx(np.std(effect), abs=1e-12)
+    # k = 1: one neighbour, no spread
+    np.testing.assert_allclose(knn.level_spread(["new", "d0"], k=1), 0.0, atol=1e-12)

@@ -137,6 +137,47 @@ class KNNPredictor:
             pos_d[other], inv_m[other], cols, rows, resid, len(self.dataset_ids_), sim_m, k)
         return add.mu_ + b_m + b_d + interaction                          # [P]
 
+    def level_spread(self, datasets: Sequence[str], zoo: Zoo | None = None, k: int = 20
+                     ) -> np.ndarray:
+        """How much the level of a dataset's neighbourhood varies: the similarity-weighted
+        standard deviation of the additive dataset effects of its k most similar training
+        datasets (itself excluded), with the weights of `predict` (max(similarity, 0)). A
+        dataset no training dataset resembles (every weight 0) gets the plain std of every
+        training dataset's effect: nothing says where its level is. The std calibration uses it
+        as a per-dataset width (`tpred.checkpoint.Calibration`): a new dataset's error is mostly
+        its level, and a neighbourhood whose levels disagree leaves the level less certain.
+
+        Args:
+            datasets: ids described by `zoo` (training datasets or new ones).
+            zoo: default the fitted zoo.
+
+        Shapes: datasets [D] -> [D].
+
+        Raises:
+            NotFittedError: before `fit`.
+        """
+        if not hasattr(self, "residual_cells_"):
+            raise NotFittedError("KNNPredictor is not fitted; call fit(zoo, train_pairs)")
+        zoo = self.zoo_ if zoo is None else zoo
+        ids = np.asarray(datasets, dtype=str)
+        effect = self.additive_.dataset_effect_.reindex(self.dataset_ids_).to_numpy()  # [N]
+        pos = self.dataset_ids_.get_indexer(ids)
+        out = np.full(len(ids), float(effect.std()) if len(effect) else 0.0)
+        for trained in (True, False):
+            if not (at := (pos >= 0) == trained).any():
+                continue
+            if trained:                               # a training dataset: itself excluded
+                rows = pos[at]
+                sim = Similarity(self.dataset_vectors_, self.dataset_vectors_, same_nodes=True)
+            else:
+                rows = np.arange(int(at.sum()))
+                sim = self._similarity(zoo, "dataset", ids[at])
+            mean, square, weighed = (blocked_neighbour_mean(rows, sim, v, k)
+                                     for v in (effect, effect ** 2, np.ones_like(effect)))
+            spread = np.sqrt(np.maximum(square - mean ** 2, 0.0))
+            out[at] = np.where(weighed > 0, spread, out[at])
+        return out
+
     def _effect(self, pos: np.ndarray, inv: np.ndarray, sim: Similarity,
                 effect: np.ndarray) -> np.ndarray:
         """Each pair's node effect: its own when trained, else the similarity-weighted mean
