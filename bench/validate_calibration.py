@@ -40,8 +40,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from tpred.checkpoint import (
+    LEVEL_MIN_DATASETS,
+    LEVEL_WEIGHTS,
     NORMAL_COVERAGE,
     PAIR,
     calibrated_std,
@@ -110,7 +113,11 @@ def main() -> None:
         p_rel = np.concatenate([relative_spread(f[2], f[3]) for f in folds])
         p_level = np.concatenate([f[4] for f in folds])
         level = level_spreads(inner, cfg, train, split.test)
-        scale, floor, weight = fit_level_calibration(p_true, p_mean, p_rel, p_level)
+        # as `calibrate`: no level term with fewer than LEVEL_MIN_DATASETS validation datasets
+        enough = sum(len(held) for held in validation_folds(train, chunks, cfg.seeds[0],
+                                                            args.pooled)) >= LEVEL_MIN_DATASETS
+        scale, floor, weight = fit_level_calibration(p_true, p_mean, p_rel, p_level,
+                                                     LEVEL_WEIGHTS if enough else (0.0,))
         sigma = {
             "pooled": calibrated_std(std, *fit_calibration(p_true, p_mean, p_std)),
             "pooled-relative": calibrated_std(relative_spread(std, ref),
@@ -126,6 +133,7 @@ def main() -> None:
         group = (inner.datasets[by].astype(str).reindex(split.test["dataset"]).to_numpy()
                  if by else np.full(len(true), "all"))
         pooled_rows.append(pd.DataFrame({"group": group, "true": true, "mean": mean,
+                                         "spread": relative_spread(std, ref), "level": level,
                                          **{k: sigma[k] for k in forms}}))
         for name, s in sigma.items():
             results[name].append((coverage(true, mean, s, 1), coverage(true, mean, s, 2)))
@@ -149,6 +157,10 @@ def main() -> None:
     table.insert(0, "NLL", [gaussian_nll(frame["true"], frame["mean"], frame[k]) for k in forms])
     table["mean |group − 68.3 %|"] = [np.abs(groups[k] - NORMAL_COVERAGE[1]).mean()
                                       for k in forms]
+    err = np.abs(frame["true"] - frame["mean"])
+    print(f"\nrank correlation with |error| (test pairs pooled): relative spread "
+          f"{spearmanr(err, frame['spread']).statistic:.3f}, level spread "
+          f"{spearmanr(err, frame['level']).statistic:.3f}")
     print(f"\nnormal NLL and ±1 σ coverage by {by} (test pairs of every outer fold pooled):")
     with pd.option_context("display.width", 200):
         print(table.round(3).to_string())

@@ -420,8 +420,15 @@ def test_validation_datasets_are_a_fold_of_the_training_datasets():
         validation_datasets(pairs.iloc[:1], 5, seed=0)
 
 
-def test_calibration_reads_only_training_records(zoo):
-    """Poisoning every record outside the training pairs leaves the calibration unchanged."""
+@pytest.mark.parametrize("level", [False, True], ids=["default", "with-level-term"])
+def test_calibration_reads_only_training_records(zoo, level, monkeypatch):
+    """Poisoning every record outside the training pairs leaves the calibration unchanged (also
+    with the level term, whose knn is fitted on the training pairs of each validation fold;
+    this zoo has too few validation datasets for it unless the minimum is lowered)."""
+    import tpred.checkpoint
+
+    if level:
+        monkeypatch.setattr(tpred.checkpoint, "LEVEL_MIN_DATASETS", 1)
     cfg = _config()
     split = make_splits("cold-dataset", zoo, 0, cfg.protocol)[0]
     records = zoo.records.copy()
@@ -433,8 +440,12 @@ def test_calibration_reads_only_training_records(zoo):
     assert clean == dirty
     assert isinstance(clean, Calibration) and clean.scale > 0
     assert not set(clean.datasets) & set(split.context["held_out"])
-    assert clean.coverage_calibrated[0] == pytest.approx(NORMAL_COVERAGE[1],
-                                                         abs=1.5 / clean.num_pairs)
+    slack = tpred.checkpoint.LEVEL_SLACK if clean.level_weight > 0 else 0.0
+    assert (NORMAL_COVERAGE[1] - 1.5 / clean.num_pairs <= clean.coverage_calibrated[0]
+            <= NORMAL_COVERAGE[1] + slack + 1.5 / clean.num_pairs)
+    assert clean.level_weight in tpred.checkpoint.LEVEL_WEIGHTS
+    if not level:
+        assert clean.level_weight == 0.0
     assert calibrate(zoo, cfg, "additive", split.train) is None  # one member: nothing to scale
 
 
@@ -467,6 +478,15 @@ def test_std_is_the_ensemble_std_through_the_calibration(run, new_zoo):
     np.testing.assert_allclose(cal["std"], np.minimum(np.sqrt(
         (c.scale * raw["std"] / c.reference) ** 2 + c.floor ** 2
         + (c.level_weight * level) ** 2), 0.5))                             # MAX_STD
+    # this small zoo has too few validation datasets for a level term; with one, the run
+    # computes each pair's level spread itself
+    assert c.level_weight == 0.0
+    run.calibration["gnn"] = replace(c, level_weight=1.5)
+    try:
+        np.testing.assert_allclose(run.predict(**args)["std"], np.minimum(np.sqrt(
+            (c.scale * raw["std"] / c.reference) ** 2 + c.floor ** 2 + (1.5 * level) ** 2), 0.5))
+    finally:
+        run.calibration["gnn"] = c
     assert run.predict(**args, method="additive")["std"].isna().all()
 
 

@@ -56,7 +56,8 @@ knn fitted on the same training pairs): a new dataset's error is mostly its leve
 members' spread alone does not see how uncertain that level is (on DomainNet-270 its rank
 correlation with |error| on inner cold datasets was 0.08, the level spread's 0.30). w is chosen
 from `LEVEL_WEIGHTS` by the normal log-likelihood of the validation pairs
-(`fit_level_calibration`; w = 0 is the form without it). Validation datasets are held out
+(`fit_level_calibration`; w = 0 is the form without it), and is 0 with fewer than
+`LEVEL_MIN_DATASETS` validation datasets. Validation datasets are held out
 with all their records, as a new dataset arrives in use (the cold-dataset protocol).
 bench/README.md ("A relative ensemble spread", "The spread of the neighbours' levels") has the
 inner validation of this form.
@@ -120,6 +121,9 @@ LEVEL_NEIGHBOURS = 20
 LEVEL_WEIGHTS = (0.0, 0.125, 0.25, 0.375, 0.5, 0.75, 1.0, 1.5, 2.0)
 #: a level weight whose term alone covers more than 68.27 % + this at ±1σ is too wide
 LEVEL_SLACK = 0.01
+#: validation datasets needed to fit a level weight: the level spread is one number per
+#: dataset, and on sfda11 (3 validation datasets) the weight went to the grid's edge by chance
+LEVEL_MIN_DATASETS = 20
 
 
 # ------------------------------------------------------------------------------- calibration
@@ -392,6 +396,8 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
     chunks = cfg.protocol.num_folds
     folds = validation_folds(train_pairs, chunks, seeds[0], CALIBRATION_FOLDS)
     true, mean, std, relative, level = [], [], [], [], []
+    # too few validation datasets to say how the error grows with a per-dataset spread
+    with_level = sum(map(len, folds)) >= LEVEL_MIN_DATASETS
     for held in folds:
         is_val = train_pairs["dataset"].isin(held).to_numpy()
         fit_pairs = train_pairs[~is_val].reset_index(drop=True)
@@ -403,9 +409,11 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
         std.append(fold_std)
         relative.append(relative_spread(fold_std, reference_spread(fold_members, fit_pairs,
                                                                    chunks, seeds[0])))
-        level.append(level_spreads(zoo, cfg, fit_pairs, val_pairs))
+        level.append(level_spreads(zoo, cfg, fit_pairs, val_pairs) if with_level
+                     else np.zeros(len(val_pairs)))
     true, mean, std, relative, level = map(np.concatenate, (true, mean, std, relative, level))
-    scale, floor, weight = fit_level_calibration(true, mean, relative, level)
+    scale, floor, weight = fit_level_calibration(true, mean, relative, level,
+                                                 LEVEL_WEIGHTS if with_level else (0.0,))
     sigma = calibrated_std(relative, scale, floor, weight * level)
     raw = (coverage(true, mean, std, 1), coverage(true, mean, std, 2))
     cal = (coverage(true, mean, sigma, 1), coverage(true, mean, sigma, 2))
