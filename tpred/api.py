@@ -279,7 +279,7 @@ class Run:
             pairs: pairs to predict (`model, dataset`; a frame or CSV); default: the new
                 datasets × every model and the new models × every dataset, without known pairs.
             method: a method of the run (default `gnn`).
-            calibrated: scale the std by the run's calibration factor.
+            calibrated: pass the std through the run's calibration (`Calibration.apply`).
 
         Returns:
             Columns `model, dataset, predicted, std`, one row per pair.

@@ -11,8 +11,9 @@ refitted), predicts every requested pair with the chosen method's seed ensemble,
 
 and prints the rankings. Default pairs: each new dataset x every model (old and new) and each
 new model x every dataset, except pairs with a record. `std` is the spread of the seeds' models
-(the gnn's `cfg.seeds`) times the run's calibration factor (fitted on validation datasets carved
-from the training records); it is empty (NaN) for single-member methods (additive, lr, mf, knn).
+(the gnn's `cfg.seeds`) through the run's calibration (fitted on validation datasets carved from
+the training records; it widens the std where the levels of the dataset's most similar training
+datasets disagree); it is empty (NaN) for single-member methods (additive, lr, mf, knn).
 
 Input files (CSV): --models and --datasets as models.csv/datasets.csv (the columns the run's
 features use are required; unknown columns are ignored with a warning; an unseen category gives
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=int, default=5,
                         help="models per dataset in the ranking (0: all; default 5)")
     parser.add_argument("--raw-std", action="store_true",
-                        help="report the ensemble's std without the run's calibration factor")
+                        help="report the ensemble's std without the run's calibration")
     parser.add_argument("--out", type=Path, required=True,
                         help="predictions CSV to write; the ranking goes to <stem>.ranking.csv")
     parser.add_argument("--quiet", action="store_true", help="print no rankings")
