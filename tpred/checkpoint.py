@@ -54,7 +54,7 @@ final ensemble's own reference. The form has one more term, (w Â· level spread)Â
 the levels of a dataset's most similar training datasets disagree (`KNNPredictor.level_spread`,
 knn fitted on the same training pairs): a new dataset's error is mostly its level, and the
 members' spread alone does not see how uncertain that level is (on DomainNet-270 its rank
-correlation with |error| on inner cold datasets was 0.08, the level spread's 0.30). w is chosen
+correlation with |error| on inner cold datasets was 0.10, the level spread's 0.30). w is chosen
 from `LEVEL_WEIGHTS` by the normal log-likelihood of the validation pairs
 (`fit_level_calibration`; w = 0 is the form without it), and is 0 with fewer than
 `LEVEL_MIN_DATASETS` validation datasets. Validation datasets are held out
