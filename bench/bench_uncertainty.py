@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("--by", default=None,
                         help="dataset metadata column to break the coverage down by (default: "
                              "the config's first categorical dataset feature)")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="PNG of the calibrated coverage per group and per std quintile")
     args = parser.parse_args()
     cfg = TrainConfig.from_yaml(args.config) if args.config else default_config()
     for assignment in args.overrides:
@@ -105,10 +107,15 @@ def main() -> None:
         frame.to_csv(args.out, index=False)
     report(frame)
     by = args.by or next(iter(cfg.dataset_features.categorical), None)
+    tables = {}
     if by is not None:
         groups = zoo.datasets[by].astype(str).where(zoo.datasets[by].notna(), "(blank)")
-        report_groups(frame, groups.reindex(frame["dataset"]).to_numpy(), by)
-    report_groups(frame, std_bins(frame["calibrated"].to_numpy()), "calibrated std quintile")
+        tables[by] = report_groups(frame, groups.reindex(frame["dataset"]).to_numpy(), by)
+    name = "calibrated std quintile"
+    tables[name] = report_groups(frame, std_bins(frame["calibrated"].to_numpy()), name)
+    if args.plot:
+        plot_groups(tables, f"{cfg.name}: calibrated coverage of held-out datasets", args.plot)
+        print(f"plot: {args.plot}")
     print(f"total {time.perf_counter() - start:.0f} s")
 
 
@@ -139,7 +146,7 @@ def std_bins(std: np.ndarray, bins: int = 5) -> np.ndarray:
     return np.array([f"{b + 1}: {edges[b]:.3f}-{edges[b + 1]:.3f}" for b in which])
 
 
-def report_groups(frame: pd.DataFrame, groups: np.ndarray, name: str) -> None:
+def report_groups(frame: pd.DataFrame, groups: np.ndarray, name: str) -> pd.DataFrame:
     """Calibrated coverage within ±1 / ±2 std, RMSE and mean std per group [P]: the pooled
     coverage can hide groups that are covered too often and others too rarely."""
     rows = {}
@@ -149,9 +156,36 @@ def report_groups(frame: pd.DataFrame, groups: np.ndarray, name: str) -> None:
                        "RMSE": np.sqrt(np.mean((true - mean) ** 2)), "mean std": cal.mean(),
                        "±1 std %": 100 * coverage(true, mean, cal, 1),
                        "±2 std %": 100 * coverage(true, mean, cal, 2)}
+    table = pd.DataFrame.from_dict(rows, orient="index")
     print(f"\ncalibrated coverage by {name}:")
-    print(pd.DataFrame.from_dict(rows, orient="index").round(
-        {"RMSE": 4, "mean std": 4, "±1 std %": 1, "±2 std %": 1}).to_string())
+    print(table.round({"RMSE": 4, "mean std": 4, "±1 std %": 1, "±2 std %": 1}).to_string())
+    return table
+
+
+def plot_groups(tables: dict[str, pd.DataFrame], title: str, path: Path) -> None:
+    """One panel per breakdown (`report_groups` tables): the ±1 and ±2 std coverage of each
+    group as bars, with the normal distribution's 68.3 % and 95.4 % as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 4), squeeze=False)
+    for ax, (name, table) in zip(axes[0], tables.items(), strict=True):
+        x = np.arange(len(table))
+        ax.bar(x - 0.2, table["±1 std %"], 0.4, label="within ±1 std")
+        ax.bar(x + 0.2, table["±2 std %"], 0.4, label="within ±2 std")
+        for k, style in ((1, "--"), (2, ":")):
+            ax.axhline(100 * NORMAL_COVERAGE[k], color="k", linestyle=style, linewidth=1)
+        ax.set_xticks(x, table.index, rotation=30, ha="right")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("held-out pairs covered (%)")
+        ax.set_title(f"by {name}")
+    axes[0][0].legend(loc="lower left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
