@@ -43,8 +43,6 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from tpred.checkpoint import (
-    LEVEL_MIN_DATASETS,
-    LEVEL_WEIGHTS,
     NORMAL_COVERAGE,
     PAIR,
     calibrated_std,
@@ -55,6 +53,7 @@ from tpred.checkpoint import (
     fit_members,
     gaussian_nll,
     level_spreads,
+    level_weights,
     reference_spread,
     relative_spread,
     validation_folds,
@@ -95,7 +94,8 @@ def main() -> None:
         # the calibration's folds (`validation_folds`): the first alone for the one-fold forms,
         # --pooled of them together for the pooled ones; one ensemble fit per fold
         folds = []
-        for held in validation_folds(train, chunks, cfg.seeds[0], args.pooled):
+        held_folds = validation_folds(train, chunks, cfg.seeds[0], args.pooled)
+        for held in held_folds:
             is_val = train["dataset"].isin(held).to_numpy()
             rest = train[~is_val].reset_index(drop=True)
             fold_pairs = train[is_val].reset_index(drop=True)
@@ -113,11 +113,8 @@ def main() -> None:
         p_rel = np.concatenate([relative_spread(f[2], f[3]) for f in folds])
         p_level = np.concatenate([f[4] for f in folds])
         level = level_spreads(inner, cfg, train, split.test)
-        # as `calibrate`: no level term with fewer than LEVEL_MIN_DATASETS validation datasets
-        enough = sum(len(held) for held in validation_folds(train, chunks, cfg.seeds[0],
-                                                            args.pooled)) >= LEVEL_MIN_DATASETS
         scale, floor, weight = fit_level_calibration(p_true, p_mean, p_rel, p_level,
-                                                     LEVEL_WEIGHTS if enough else (0.0,))
+                                                     level_weights(held_folds))
         sigma = {
             "pooled": calibrated_std(std, *fit_calibration(p_true, p_mean, p_std)),
             "pooled-relative": calibrated_std(relative_spread(std, ref),

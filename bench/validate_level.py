@@ -47,6 +47,8 @@ def level_errors(cfg_path: str, seeds: list[int]) -> pd.DataFrame:
     zoo = load_zoo(cfg.data, REPO_ROOT, model_features=cfg.model_features,
                    dataset_features=cfg.dataset_features)
     encoder = encoder_for(cfg)
+    # the gnn's `scores` kernel over every dataset (scores need no fine-tuning), computed once
+    every_ssim = score_similarity(zoo, zoo.score_metrics)[DATASET]
     rows = []
     for seed in seeds:
         for split in make_splits("cold-dataset", zoo, seed, cfg.protocol):
@@ -61,10 +63,9 @@ def level_errors(cfg_path: str, seeds: list[int]) -> pd.DataFrame:
             order = neighbour_order(sim)
             weight = neighbour_weight(sim, order)
             # knn's kernel: the mean of the feature cosine and the score-vector cosine (the
-            # gnn's `scores` kernel over every dataset, restricted to the training ones)
+            # scores kernel restricted to the training datasets)
             keep = zoo.dataset_ids.get_indexer(dataset_ids)
-            ssim = score_similarity(zoo, zoo.score_metrics)[DATASET]
-            ssim = None if ssim is None else ssim[np.ix_(keep, keep)]
+            ssim = None if every_ssim is None else every_ssim[np.ix_(keep, keep)]
             fs_sim = sim if ssim is None else (sim + ssim) / 2
             fs_order = neighbour_order(fs_sim)
             fs_weight = neighbour_weight(fs_sim, fs_order)

@@ -89,6 +89,7 @@ from tpred.data.tables import (
 )
 from tpred.data.zoo import PAIR, Zoo
 from tpred.errors import NoScoresWarning, PartialScoresWarning
+from tpred.features import MISSING_CATEGORY
 
 __all__ = ["Extension", "Run", "load", "rank_models"]
 
@@ -584,8 +585,6 @@ def _metadata(source: Source, id_col: str, old: pd.DataFrame, features: NodeFeat
     if line := describe_blanks(blank_cells(frame, features), features, where,
                                f"the run's training {id_col}s"):
         warnings.warn(line, UserWarning, stacklevel=4)
-    from tpred.features import MISSING_CATEGORY
-
     trained = old.loc[old.index.isin(zoo.records[id_col])]
     for col in features.categorical:
         seen = set(_categories(trained[col]))
@@ -607,8 +606,6 @@ def _metadata(source: Source, id_col: str, old: pd.DataFrame, features: NodeFeat
 
 def _categories(column: pd.Series) -> list[str]:
     """Categories as the featurizer sees them: text, a blank cell as `missing`."""
-    from tpred.features import MISSING_CATEGORY
-
     return column.astype(str).where(~is_missing(column), MISSING_CATEGORY).tolist()
 
 

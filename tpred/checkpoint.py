@@ -77,7 +77,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import numpy as np
@@ -91,6 +91,9 @@ from tpred.config import GNN_ADDED_FIELDS, TrainConfig
 from tpred.data.zoo import PAIR, Zoo
 from tpred.errors import UntrustedFileError
 from tpred.models import Predictor, is_seeded, make_predictor
+
+if TYPE_CHECKING:
+    from tpred.models.knn import KNNPredictor
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +329,13 @@ def fit_level_calibration(true: np.ndarray, mean: np.ndarray, std: np.ndarray,
     return best[1], best[2], best[3]
 
 
+def level_weights(folds: Sequence[Sequence[str]]) -> tuple[float, ...]:
+    """The level weights `fit_level_calibration` may try for validation `folds` (lists of
+    dataset ids): `LEVEL_WEIGHTS`, or only 0 with fewer than `LEVEL_MIN_DATASETS` validation
+    datasets in all (too few to say how the error grows with a per-dataset spread)."""
+    return LEVEL_WEIGHTS if sum(map(len, folds)) >= LEVEL_MIN_DATASETS else (0.0,)
+
+
 def level_spreads(zoo: Zoo, cfg: TrainConfig, train_pairs: pd.DataFrame,
                   pairs: pd.DataFrame, query_zoo: Zoo | None = None) -> np.ndarray:
     """Each pair's dataset level spread (`KNNPredictor.level_spread`, k = `LEVEL_NEIGHBOURS`)
@@ -335,7 +345,8 @@ def level_spreads(zoo: Zoo, cfg: TrainConfig, train_pairs: pd.DataFrame,
     return knn_level_spreads(knn, pairs, query_zoo)
 
 
-def knn_level_spreads(knn: Any, pairs: pd.DataFrame, zoo: Zoo | None = None) -> np.ndarray:
+def knn_level_spreads(knn: KNNPredictor, pairs: pd.DataFrame, zoo: Zoo | None = None
+                      ) -> np.ndarray:
     """`level_spreads` from a fitted `KNNPredictor`. Shapes: pairs [P] -> [P]."""
     datasets, inverse = np.unique(pairs["dataset"].to_numpy(dtype=str), return_inverse=True)
     return knn.level_spread(datasets, zoo, k=LEVEL_NEIGHBOURS)[inverse]
@@ -396,8 +407,7 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
     chunks = cfg.protocol.num_folds
     folds = validation_folds(train_pairs, chunks, seeds[0], CALIBRATION_FOLDS)
     true, mean, std, relative, level = [], [], [], [], []
-    # too few validation datasets to say how the error grows with a per-dataset spread
-    with_level = sum(map(len, folds)) >= LEVEL_MIN_DATASETS
+    weights = level_weights(folds)
     for held in folds:
         is_val = train_pairs["dataset"].isin(held).to_numpy()
         fit_pairs = train_pairs[~is_val].reset_index(drop=True)
@@ -409,11 +419,10 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
         std.append(fold_std)
         relative.append(relative_spread(fold_std, reference_spread(fold_members, fit_pairs,
                                                                    chunks, seeds[0])))
-        level.append(level_spreads(zoo, cfg, fit_pairs, val_pairs) if with_level
+        level.append(level_spreads(zoo, cfg, fit_pairs, val_pairs) if any(weights)
                      else np.zeros(len(val_pairs)))
     true, mean, std, relative, level = map(np.concatenate, (true, mean, std, relative, level))
-    scale, floor, weight = fit_level_calibration(true, mean, relative, level,
-                                                 LEVEL_WEIGHTS if with_level else (0.0,))
+    scale, floor, weight = fit_level_calibration(true, mean, relative, level, weights)
     sigma = calibrated_std(relative, scale, floor, weight * level)
     raw = (coverage(true, mean, std, 1), coverage(true, mean, std, 2))
     cal = (coverage(true, mean, sigma, 1), coverage(true, mean, sigma, 2))

@@ -137,8 +137,8 @@ class KNNPredictor:
             pos_d[other], inv_m[other], cols, rows, resid, len(self.dataset_ids_), sim_m, k)
         return add.mu_ + b_m + b_d + interaction                          # [P]
 
-    def level_spread(self, datasets: Sequence[str], zoo: Zoo | None = None, k: int = 20
-                     ) -> np.ndarray:
+    def level_spread(self, datasets: Sequence[str], zoo: Zoo | None = None,
+                     k: int | None = None) -> np.ndarray:
         """How much the level of a dataset's neighbourhood varies: the similarity-weighted
         standard deviation of the additive dataset effects of its k most similar training
         datasets (itself excluded), with the weights of `predict` (max(similarity, 0)). A
@@ -150,6 +150,8 @@ class KNNPredictor:
         Args:
             datasets: ids described by `zoo` (training datasets or new ones).
             zoo: default the fitted zoo.
+            k: neighbours (default `n_neighbors`; the calibration passes
+                `tpred.checkpoint.LEVEL_NEIGHBOURS`).
 
         Shapes: datasets [D] -> [D].
 
@@ -159,6 +161,7 @@ class KNNPredictor:
         if not hasattr(self, "residual_cells_"):
             raise NotFittedError("KNNPredictor is not fitted; call fit(zoo, train_pairs)")
         zoo = self.zoo_ if zoo is None else zoo
+        k = self.n_neighbors if k is None else k
         ids = np.asarray(datasets, dtype=str)
         effect = self.additive_.dataset_effect_.reindex(self.dataset_ids_).to_numpy()  # [N]
         pos = self.dataset_ids_.get_indexer(ids)
@@ -172,8 +175,8 @@ class KNNPredictor:
             else:
                 rows = np.arange(int(at.sum()))
                 sim = self._similarity(zoo, "dataset", ids[at])
-            mean, square, weighed = (blocked_neighbour_mean(rows, sim, v, k)
-                                     for v in (effect, effect ** 2, np.ones_like(effect)))
+            mean, square, weighed = blocked_neighbour_mean(          # [R, 3]: one ordering
+                rows, sim, np.stack([effect, effect ** 2, np.ones_like(effect)], axis=1), k).T
             spread = np.sqrt(np.maximum(square - mean ** 2, 0.0))
             out[at] = np.where(weighed > 0, spread, out[at])
         return out

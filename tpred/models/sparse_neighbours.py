@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from tpred.models.neighbours import neighbour_mean
+from tpred.models.neighbours import neighbour_mean, neighbour_order
 
 #: entries per block: candidate pairs (`candidate_neighbour_mean`) or similarity entries
 #: (`blocked_neighbour_mean`); 2^19 float64 entries are 4 MB per array. A block of candidates
@@ -172,17 +172,24 @@ def blocked_neighbour_mean(rows: np.ndarray, similarity: Similarity, values: np.
                            k: int) -> np.ndarray:
     """For each query row: `neighbour_mean` of `values` over its k most similar reference nodes.
 
-    `values` [N] is the same for every query (e.g. the training nodes' effects); the similarity
-    is computed in blocks of at most `BLOCK` entries, so memory stays O(BLOCK).
+    `values` [N] is the same for every query (e.g. the training nodes' effects); [N, C] gives
+    the C means over the same neighbours, each block's similarity computed and ordered once
+    (e.g. the mean and the mean square of a weighted std). The similarity is computed in
+    blocks of at most `BLOCK` entries, so memory stays O(BLOCK).
 
-    Shapes: rows [Q] -> [Q].
+    Shapes: rows [Q], values [N] -> [Q]; values [N, C] -> [Q, C].
     """
-    out = np.zeros(len(rows))
+    values = np.asarray(values)
+    columns = values.reshape(len(values), -1)                                   # [N, C]
+    out = np.zeros((len(rows), columns.shape[1]))
     n = similarity.num_reference
     if n == 0 or len(rows) == 0:
-        return out
+        return out.reshape((len(rows),) + values.shape[1:])
     step = max(1, BLOCK // n)
     for lo in range(0, len(rows), step):
         block = similarity.block(rows[lo:lo + step])                            # [B, N]
-        out[lo:lo + step] = neighbour_mean(block, np.broadcast_to(values, block.shape), k)
-    return out
+        order = neighbour_order(block)
+        for c in range(columns.shape[1]):
+            out[lo:lo + step, c] = neighbour_mean(
+                block, np.broadcast_to(columns[:, c], block.shape), k, order=order)
+    return out.reshape((len(rows),) + values.shape[1:])
