@@ -18,6 +18,7 @@ from tpred.models import make_predictor
 from tpred.models.additive import AdditivePredictor
 from tpred.models.gnn import EdgeConv, GNNPredictor, baseline, batch, trainer
 from tpred.models.gnn.baseline import fit_baseline
+from tpred.models.gnn.target import from_target, to_target
 from tpred.models.neighbours import (
     neighbour_mean,
     neighbour_order,
@@ -553,9 +554,10 @@ def test_optional_gated_terms_and_no_score_edges(zoo):
     zmean term is `ZMeanPredictor`'s prediction minus the baseline's."""
     from tpred.graph import SCORE
     from tpred.models.zmean import ZMeanPredictor
+    # accuracy units (logit_squeeze 0): the scale of the ZMeanPredictor compared with below
     config = replace(FAST, max_epochs=3, neighbor_kernels=("features", "scores",
                                                            "features+scores"),
-                     zmean_term=True, score_edges=False)
+                     zmean_term=True, score_edges=False, logit_squeeze=0.0)
     train, test = _split(zoo)
     model = _gnn(config).fit(zoo, train)
     assert len(model.members_[0]["neighbour_gate"]) == 7
@@ -762,11 +764,12 @@ def test_move_dataset_level_by_hand_with_a_soft_clip():
     assert 0 < y[5] < m and 1 - m < y[6] < 1
 
 
-def test_level_after_moves_cold_datasets_keeps_their_rankings_and_is_deterministic(zoo):
+@pytest.mark.parametrize("squeeze", [0.0, 0.03])
+def test_level_after_moves_cold_datasets_keeps_their_rankings_and_is_deterministic(zoo, squeeze):
     pairs = zoo.known_pairs()
     cold = pairs["dataset"].isin(zoo.dataset_ids[:4])
     train, test = pairs[~cold].reset_index(drop=True), pairs[cold].reset_index(drop=True)
-    config = replace(FAST, max_epochs=4, level_after=0)
+    config = replace(FAST, max_epochs=4, level_after=0, logit_squeeze=squeeze)
     plain = _gnn(config).fit(zoo, train)
     moved = _gnn(replace(config, level_after=3)).fit(zoo, train)
     # the same network (level_after is applied after it), so the same members
@@ -780,10 +783,25 @@ def test_level_after_moves_cold_datasets_keeps_their_rankings_and_is_determinist
     for _, rows in test.groupby("dataset").indices.items():     # each dataset's ranking kept
         np.testing.assert_array_equal(np.argsort(before[rows], kind="stable"),
                                       np.argsort(after[rows], kind="stable"))
-        # by one shift per dataset where no prediction nears 0 or 1
+        # by one shift per dataset (of the accuracy, or of the logit on the logit scale)
+        # where no prediction nears 0 or 1
         inside = (before[rows] > 0.05) & (before[rows] < 0.95)
-        shift = (after[rows] - before[rows])[inside]
-        np.testing.assert_allclose(shift, shift[0], atol=1e-6)
+        scale = moved._target_scale()
+        shift = (to_target(after[rows], *scale) - to_target(before[rows], *scale))[inside]
+        np.testing.assert_allclose(shift, shift[0], atol=1e-5)
+    if squeeze:
+        # level_moves reports each move in accuracy units: the logit shift the predictions
+        # got, applied at the dataset's level (its baseline for a model of average effect)
+        moves = moved.level_moves()
+        assert set(moves.index) == set(test["dataset"]) and not moves.isna().any()
+        g = moved._training_graph()
+        base = batch.message_baseline(g, np.arange(len(g.rec_acc)))
+        for d, rows in test.groupby("dataset").indices.items():
+            z_shift = np.median(to_target(after[rows], *scale) - to_target(before[rows], *scale))
+            level = base.mu + base.dataset_effect[g.dataset_index.get_loc(d)]
+            np.testing.assert_allclose(moves[d], from_target(level + z_shift, *scale)
+                                       - from_target(level, *scale), atol=1e-5)
+        return
     # level_moves reports those shifts: one per dataset without training records
     moves = moved.level_moves()
     assert set(moves.index) == set(test["dataset"]) and not moves.isna().any()

@@ -58,6 +58,7 @@ from tpred.models.gnn.baseline import (
     fit_shrunk_baseline,
 )
 from tpred.models.gnn.batch import NEIGHBOUR_SHRINK, NUM_NEIGHBOUR_TERMS, GNNBatch
+from tpred.models.gnn.target import to_target
 from tpred.models.gnn.trainer import (
     draw_message_split,
     member_seed,
@@ -181,8 +182,10 @@ class LargeGraph:
 
 
 def make_large_graph(data: HeteroData, model_x: np.ndarray, dataset_x: np.ndarray,
-                     center: dict[str, np.ndarray]) -> LargeGraph:
-    """A `LargeGraph` from `build_graph`'s `HeteroData` (its record and score edges)."""
+                     center: dict[str, np.ndarray],
+                     target_scale: tuple[float, float] = (0.0, 1.0)) -> LargeGraph:
+    """A `LargeGraph` from `build_graph`'s `HeteroData` (its record and score edges), the
+    accuracies on the learning scale `target_scale` (squeeze, scale: `gnn/target.py`)."""
     src, dst = data[RECORD].edge_index.numpy()
     if SCORE in data.edge_types:
         s_src, s_dst = data[SCORE].edge_index.numpy()
@@ -192,7 +195,8 @@ def make_large_graph(data: HeteroData, model_x: np.ndarray, dataset_x: np.ndarra
         s_attr = torch.zeros((0, 0))
     mx, dx = np.asarray(model_x, np.float64), np.asarray(dataset_x, np.float64)
     return LargeGraph(mx, dx, {MODEL: data[MODEL].x, DATASET: data[DATASET].x}, src, dst,
-                      data[RECORD].edge_label.numpy().astype(np.float64), s_src, s_dst, s_attr,
+                      to_target(data[RECORD].edge_label.numpy().astype(np.float64), *target_scale),
+                      s_src, s_dst, s_attr,
                       Similarity([mx - center[MODEL]], [mx - center[MODEL]], same_nodes=True),
                       Similarity([dx - center[DATASET]], [dx - center[DATASET]],
                                  same_nodes=True))
@@ -296,7 +300,8 @@ def fit_large(predictor, zoo, train_pairs: pd.DataFrame) -> None:
     data = build_graph(zoo, train_pairs, predictor.model_x_, predictor.dataset_x_,
                        model_index=zoo.model_ids, dataset_index=zoo.dataset_ids,
                        score_metrics=predictor._edge_metrics())
-    g = make_large_graph(data, predictor.model_x_, predictor.dataset_x_, predictor.center_)
+    g = make_large_graph(data, predictor.model_x_, predictor.dataset_x_, predictor.center_,
+                         predictor._target_scale())
     pairs = pd.DataFrame({"model": zoo.model_ids[g.rec_src],
                           "dataset": zoo.dataset_ids[g.rec_dst]})
     pair_scores = score_features(standardize_scores(zoo, pairs, predictor.metrics_))  # [E, 2S]
@@ -331,13 +336,15 @@ def fit_large(predictor, zoo, train_pairs: pd.DataFrame) -> None:
 def predict_large(predictor, zoo, known: pd.DataFrame, pairs: pd.DataFrame,
                   model_x: np.ndarray, dataset_x: np.ndarray
                   ) -> np.ndarray:
-    """Every member's predictions of `pairs` [K, P], with the records `known` as messages,
-    in chunks of the batch size (the neighbourhood sample is seeded by `predictor.seed`)."""
+    """Every member's outputs for `pairs` [K, P] (on the scale of `logit_squeeze`), with the
+    records `known` as messages, in chunks of the batch size (the neighbourhood sample is
+    seeded by `predictor.seed`)."""
     cfg = predictor.config
     data = build_graph(zoo, known, model_x, dataset_x, model_index=zoo.model_ids,
                        dataset_index=zoo.dataset_ids,
                        score_metrics=predictor._edge_metrics())
-    g = make_large_graph(data, model_x, dataset_x, predictor.center_)
+    g = make_large_graph(data, model_x, dataset_x, predictor.center_,
+                         predictor._target_scale())
     msg = np.arange(len(g.rec_src))
     base = fit_baseline_primal(g.rec_src, g.rec_dst, g.rec_acc, g.num_models, g.num_datasets,
                                fallback_mu=float(g.rec_acc.mean()) if len(msg) else 0.5,

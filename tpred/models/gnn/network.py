@@ -42,6 +42,7 @@ class GNNNet(nn.Module):
         super().__init__()
         hidden, self.dropout, self.residual = (config.hidden_channels, config.dropout,
                                                config.residual)
+        self.logit_output = bool(config.logit_squeeze)
         self.proj = nn.ModuleDict({t: nn.Linear(f, hidden) for t, f in num_features.items()
                                    if f > 0})
         self.const = nn.ParameterDict({t: nn.Parameter(torch.zeros(1, hidden))
@@ -91,7 +92,8 @@ class GNNNet(nn.Module):
         z = self.encode(batch.graph)
         out = self.decode(z, batch.src, batch.dst, batch.pair_x)              # [P]
         if not self.residual:
-            return torch.sigmoid(out)
+            # on the logit scale the output is the logit itself (`gnn/target.py` inverts it)
+            return out if self.logit_output else torch.sigmoid(out)
         out = batch.base + batch.gated @ self.neighbour_gate + out
         if self.attention is not None:
             out = out + self.attention_terms(z, batch) @ self.attention_gate()

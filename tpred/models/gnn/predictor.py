@@ -45,6 +45,7 @@ from tpred.models.gnn.batch import (
 )
 from tpred.models.gnn.minibatch import fit_large, predict_large, use_minibatch
 from tpred.models.gnn.network import GNNNet
+from tpred.models.gnn.target import from_target, to_target
 from tpred.models.gnn.trainer import (
     cross_validation_folds,
     draw_message_split,
@@ -309,8 +310,9 @@ class GNNPredictor:
                               else self._features(zoo))
         own = pd.MultiIndex.from_frame(known).isin(pd.MultiIndex.from_frame(pairs))
         if getattr(self, "minibatch_", False):
-            stacked = np.clip(predict_large(self, zoo, known[~own].reset_index(drop=True), pairs,
-                                            model_x, dataset_x), 0.0, 1.0)      # [K, P]
+            stacked = from_target(predict_large(self, zoo, known[~own].reset_index(drop=True),
+                                                pairs, model_x, dataset_x),
+                                  *self._target_scale())                       # [K, P]
             return (stacked.mean(0), stacked.std(0)) if return_std else stacked.mean(0)
         g = (self._training_graph() if training_edges and not own.any()
              else self._graph(zoo, known[~own].reset_index(drop=True), model_x, dataset_x))
@@ -329,9 +331,14 @@ class GNNPredictor:
                 net.load_state_dict(state)
                 net.eval()
                 preds.append(net(batch).numpy().astype(np.float64))
-        stacked = np.clip(np.stack(preds), 0.0, 1.0)                          # [K, P]
+        z = np.stack(preds)                                                   # [K, P]
+        if (squeeze := self.config.logit_squeeze) and self.config.level_after:
+            # on the logit scale the move is a shift of z, before the inverse keeps it in [0, 1]
+            if (shift := self._level_shift(zoo, g, base)) is not None:
+                z = z + np.nan_to_num(shift)[dst]
+        stacked = from_target(z, *self._target_scale())                       # [K, P]
         mean, std = stacked.mean(axis=0), stacked.std(axis=0)
-        if self.config.level_after:
+        if self.config.level_after and not squeeze:
             mean, std = self._move_level(zoo, g, base, mean, std, dst)
         return (mean, std) if return_std else mean
 
@@ -384,6 +391,9 @@ class GNNPredictor:
         the fitted one, its training records as edges; a zoo: all its records): the shift
         added to its predictions before the soft clip, NaN for a dataset that is not moved
         because a configured metadata cell is blank. A dataset with records is not listed.
+        With `config.logit_squeeze` the shift is added to the logit, and what is reported is
+        its change in accuracy units of the dataset's level (its baseline for a model of
+        average effect, mu + dataset effect): a model far from that level moves less.
         Empty when the option is off, on the mini-batch path, or without dataset features.
         The shift comes from the baselines alone, so every member of an ensemble fitted on
         the same records gives the same one.
@@ -398,12 +408,15 @@ class GNNPredictor:
             zoo, g = self.zoo_, self._training_graph()
         else:
             g = self._graph(zoo, zoo.known_pairs().reset_index(drop=True), *self._features(zoo))
-        target = self._level_target(zoo, g)
-        if target is None:
-            return no_level_moves()
         base = message_baseline(g, np.arange(len(g.rec_acc)))
+        shift = self._level_shift(zoo, g, base)                               # [D]
+        if shift is None:
+            return no_level_moves()
+        if self.config.logit_squeeze:
+            level = base.mu + base.dataset_effect                             # [D], logit
+            shift = (from_target(level + shift, *self._target_scale())
+                     - from_target(level, *self._target_scale()))
         new = base.dataset_degree == 0                                        # [D]
-        shift = level_shift(base, *target)                                    # [D]
         return pd.Series(shift[new], index=pd.Index(g.dataset_index[new], name="dataset"),
                          name="shift")
 
@@ -424,6 +437,16 @@ class GNNPredictor:
         after = {**g.prior_neighbours, DATASET: PriorNeighbours(
             near.dataset_order, near.dataset_weight, self.config.level_after)}
         return message_baseline(g, np.arange(len(g.rec_acc)), after), complete
+
+    def _level_shift(self, zoo: Zoo, g: RecordGraph, base: Baseline) -> np.ndarray | None:
+        """Each dataset's `level_after` shift from `base` (`baseline.level_shift`: NaN for one
+        that is not moved), on the scale the network learns on; None without a features
+        kernel (nothing moves).
+
+        Shapes: -> [D].
+        """
+        target = self._level_target(zoo, g)
+        return None if target is None else level_shift(base, *target)
 
     def _move_level(self, zoo: Zoo, g: RecordGraph, base: Baseline, mean: np.ndarray,
                     std: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -498,10 +521,17 @@ class GNNPredictor:
             for t, order, weight in ((MODEL, near.model_order, near.model_weight),
                                      (DATASET, near.dataset_order, near.dataset_weight)):
                 prior[t] = None if order is None else PriorNeighbours(order, weight, k)
-        return RecordGraph(data, zoo.model_ids, zoo.dataset_ids, gram, kernels,
-                           zmean_term=self.config.zmean_term, attention=self.config.attention,
-                           level_terms=self.config.level_terms, prior_neighbours=prior,
-                           features_kernel=near)
+        g = RecordGraph(data, zoo.model_ids, zoo.dataset_ids, gram, kernels,
+                        zmean_term=self.config.zmean_term, attention=self.config.attention,
+                        level_terms=self.config.level_terms, prior_neighbours=prior,
+                        features_kernel=near)
+        # the record accuracies on the scale the network learns on (`gnn/target.py`)
+        g.rec_acc = to_target(g.rec_acc, *self._target_scale())
+        return g
+
+    def _target_scale(self) -> tuple[float, float]:
+        """The learning scale (`gnn/target.py`): `config.logit_squeeze`, `config.logit_scale`."""
+        return self.config.logit_squeeze, self.config.logit_scale
 
     def _pair_scores(self, zoo: Zoo, g: RecordGraph) -> np.ndarray:
         """Decoder score inputs of every record edge of `g` [E, 2S]."""
