@@ -100,3 +100,18 @@ def test_neighbour_level_averages_the_k_most_similar_known_nodes_by_hand():
     np.testing.assert_array_equal(has, [True, False, True, True])
     level2, _ = neighbour_level(value, known, order[:1], neighbour_weight(sim, order)[:1], k=2)
     np.testing.assert_allclose(level2, [(0.7 * 0.05 + 0.5 * -0.2) / 1.2])   # rows: a subset
+
+
+def test_cosine_treats_round_off_rows_as_zero():
+    """A row of round-off norm (centred features equal to the mean up to float error) is
+    similar to nothing, as a zero row is, instead of a unit vector of noise; a row that is
+    merely small (1e-6 of the largest) keeps its direction."""
+    from tpred.models.neighbours import ZERO_ROW_TOLERANCE, cosine_similarity
+    a = np.array([[1.0, 0.0], [3e-17, -2e-17], [1e-6, 1e-6], [0.0, 0.0]])
+    b = np.array([[2.0, 0.0], [0.0, 5.0], [1e-17, 1e-17]])
+    sim = cosine_similarity(a, b)
+    np.testing.assert_allclose(sim[0], [1.0, 0.0, 0.0])     # b's round-off row: 0
+    np.testing.assert_array_equal(sim[1], [0.0, 0.0, 0.0])  # a's round-off row: 0
+    np.testing.assert_allclose(sim[2], [np.sqrt(0.5), np.sqrt(0.5), 0.0])
+    np.testing.assert_array_equal(sim[3], [0.0, 0.0, 0.0])
+    assert 3.6e-17 < ZERO_ROW_TOLERANCE * 5.0 < 1e-6          # the rows above sit either side

@@ -147,3 +147,13 @@ def test_empty_inputs_and_featureless_similarity_give_zeros():
     assert candidate_neighbour_mean(np.array([0, -1]), np.array([0, 1]), none, none,
                                     np.zeros(0), 2, sim, 3).tolist() == [0.0, 0.0]
     assert blocked_neighbour_mean(none, sim, np.zeros(4), 3).shape == (0,)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_similarity_treats_round_off_rows_as_zero_as_the_dense_cosine(sparse):
+    from tpred.models.neighbours import cosine_similarity
+    x = np.array([[1.0, 0.0, 2.0], [3e-17, -2e-17, 1e-17], [0.0, 1.0, 1.0], [1e-6, 0.0, 1e-6]])
+    rep = sp.csr_matrix(x) if sparse else x
+    sim = Similarity([rep], [rep]).block(np.arange(4))
+    np.testing.assert_allclose(sim, cosine_similarity(x, x), atol=1e-12)
+    np.testing.assert_array_equal(sim[1], np.zeros(4))

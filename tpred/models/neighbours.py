@@ -10,17 +10,47 @@ node and the residuals of the current message edges).
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.metrics.pairwise import cosine_similarity as _cosine
+
+#: a row whose L2 norm is at most this fraction of the largest row norm it is compared with is
+#: round-off of a zero row (e.g. a node's centred features where they equal the training
+#: mean): it is set to zero, similar to nothing, instead of being normalised into a unit vector
+#: of noise with a similarity of up to ±1 to anything
+ZERO_ROW_TOLERANCE = 1e-9
+
+
+def row_norms(x: np.ndarray | sp.spmatrix) -> np.ndarray:
+    """L2 norm of each row [N] (dense or sparse x [N, F])."""
+    if sp.issparse(x):
+        return np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    return np.linalg.norm(x, axis=1)
+
+
+def zero_round_off_rows(x: np.ndarray | sp.spmatrix, scale: float
+                        ) -> np.ndarray | sp.spmatrix:
+    """x with every row of norm at most `ZERO_ROW_TOLERANCE` · `scale` set to zero (float64).
+
+    Shapes: x [N, F] -> [N, F].
+    """
+    small = row_norms(x) <= ZERO_ROW_TOLERANCE * scale                     # [N]
+    if sp.issparse(x):
+        x = sp.csr_matrix(x, dtype=np.float64)
+        return sp.diags((~small).astype(np.float64)) @ x if small.any() else x
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(small[:, None], 0.0, x) if small.any() else x
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of rows; a zero row is similar to nothing (0).
+    """Cosine similarity of rows; a zero row, or one whose norm is round-off
+    (`ZERO_ROW_TOLERANCE` of the largest row norm of a and b), is similar to nothing (0).
 
     Shapes: a [Q, F], b [N, F] -> [Q, N].
     """
     if a.shape[1] == 0:
         return np.zeros((len(a), len(b)))
-    return _cosine(a, b)
+    scale = max(row_norms(a).max(initial=0.0), row_norms(b).max(initial=0.0))
+    return _cosine(zero_round_off_rows(a, scale), zero_round_off_rows(b, scale))
 
 
 def self_excluded_similarity(x: np.ndarray) -> np.ndarray | None:

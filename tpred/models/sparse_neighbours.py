@@ -34,7 +34,12 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from tpred.models.neighbours import neighbour_mean, neighbour_order
+from tpred.models.neighbours import (
+    neighbour_mean,
+    neighbour_order,
+    row_norms,
+    zero_round_off_rows,
+)
 
 #: entries per block: candidate pairs (`candidate_neighbour_mean`) or similarity entries
 #: (`blocked_neighbour_mean`); 2^19 float64 entries are 4 MB per array. A block of candidates
@@ -57,7 +62,8 @@ class Similarity:
             neighbour (similarity -inf, as `self_excluded_similarity`).
 
     A representation with no columns is skipped (as `knn` does); with none left every
-    similarity is 0. Rows are L2-normalised once (a zero row stays zero: similar to nothing).
+    similarity is 0. Rows are L2-normalised once (a zero row, or one of round-off norm, stays
+    zero: similar to nothing).
     """
 
     query: Sequence[np.ndarray | sp.spmatrix]
@@ -66,8 +72,12 @@ class Similarity:
 
     def __post_init__(self) -> None:
         kept = [(q, r) for q, r in zip(self.query, self.reference, strict=True) if r.shape[1]]
-        self._q = [_unit_rows(q) for q, _ in kept]
-        self._r = [_unit_rows(r) for _, r in kept]
+        # a row of round-off norm is zero (`neighbours.ZERO_ROW_TOLERANCE`), as in the dense path
+        self._q, self._r = [], []
+        for q, r in kept:
+            scale = max(row_norms(q).max(initial=0.0), row_norms(r).max(initial=0.0))
+            self._q.append(_unit_rows(zero_round_off_rows(q, scale)))
+            self._r.append(_unit_rows(zero_round_off_rows(r, scale)))
         self.num_reference = self.reference[0].shape[0] if self.reference else 0
         num_query = self.query[0].shape[0] if self.query else 0
         # a small zoo's whole similarity is cheaper to compute once than to gather pair by pair
