@@ -67,7 +67,8 @@ def test_sampled_message_graph_holds_message_records_only():
     x_m, x_d = np.ones((len(zoo.model_ids), 1)), np.ones((len(zoo.dataset_ids), 1))
     data = build_graph(zoo, pairs, x_m, x_d, model_index=zoo.model_ids,
                        dataset_index=zoo.dataset_ids)
-    g = make_large_graph(data, x_m, x_d, {"model": np.zeros(1), "dataset": np.zeros(1)})
+    g = make_large_graph(data, x_m, x_d, {"model": np.zeros(1), "dataset": np.zeros(1)},
+                         (0.0, 1.0))
     rng = np.random.default_rng(1)
     targets = rng.choice(len(g.rec_src), size=40, replace=False)
     msg = np.setdiff1d(np.arange(len(g.rec_src)), targets)

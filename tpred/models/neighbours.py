@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 from sklearn.metrics.pairwise import cosine_similarity as _cosine
+from sklearn.utils.extmath import row_norms
 
 #: a row whose L2 norm is at most this fraction of the largest row norm it is compared with is
 #: round-off of a zero row (e.g. a node's centred features where they equal the training
@@ -20,25 +21,26 @@ from sklearn.metrics.pairwise import cosine_similarity as _cosine
 ZERO_ROW_TOLERANCE = 1e-9
 
 
-def row_norms(x: np.ndarray | sp.spmatrix) -> np.ndarray:
-    """L2 norm of each row [N] (dense or sparse x [N, F])."""
-    if sp.issparse(x):
-        return np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-    return np.linalg.norm(x, axis=1)
+def zero_round_off_rows(a: np.ndarray | sp.spmatrix, b: np.ndarray | sp.spmatrix
+                        ) -> tuple[np.ndarray | sp.spmatrix, np.ndarray | sp.spmatrix]:
+    """a and b (float64) with every row of norm at most `ZERO_ROW_TOLERANCE` times the largest
+    row norm of the two set to zero; each matrix's row norms are computed once (sklearn's
+    `row_norms`, dense or sparse).
 
-
-def zero_round_off_rows(x: np.ndarray | sp.spmatrix, scale: float
-                        ) -> np.ndarray | sp.spmatrix:
-    """x with every row of norm at most `ZERO_ROW_TOLERANCE` · `scale` set to zero (float64).
-
-    Shapes: x [N, F] -> [N, F].
+    Shapes: a [Q, F], b [N, F] -> [Q, F], [N, F].
     """
-    small = row_norms(x) <= ZERO_ROW_TOLERANCE * scale                     # [N]
-    if sp.issparse(x):
-        x = sp.csr_matrix(x, dtype=np.float64)
-        return sp.diags((~small).astype(np.float64)) @ x if small.any() else x
-    x = np.asarray(x, dtype=np.float64)
-    return np.where(small[:, None], 0.0, x) if small.any() else x
+    norms = [row_norms(x) for x in (a, b)]                                 # [Q], [N]
+    scale = max(n.max(initial=0.0) for n in norms)
+    out = []
+    for x, n in zip((a, b), norms, strict=True):
+        small = n <= ZERO_ROW_TOLERANCE * scale
+        if sp.issparse(x):
+            x = sp.csr_matrix(x, dtype=np.float64)
+            out.append(sp.diags((~small).astype(np.float64)) @ x if small.any() else x)
+        else:
+            x = np.asarray(x, dtype=np.float64)
+            out.append(np.where(small[:, None], 0.0, x) if small.any() else x)
+    return out[0], out[1]
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -49,8 +51,7 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     if a.shape[1] == 0:
         return np.zeros((len(a), len(b)))
-    scale = max(row_norms(a).max(initial=0.0), row_norms(b).max(initial=0.0))
-    return _cosine(zero_round_off_rows(a, scale), zero_round_off_rows(b, scale))
+    return _cosine(*zero_round_off_rows(a, b))
 
 
 def self_excluded_similarity(x: np.ndarray) -> np.ndarray | None:

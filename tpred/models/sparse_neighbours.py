@@ -37,7 +37,6 @@ from sklearn.preprocessing import normalize
 from tpred.models.neighbours import (
     neighbour_mean,
     neighbour_order,
-    row_norms,
     zero_round_off_rows,
 )
 
@@ -75,9 +74,9 @@ class Similarity:
         # a row of round-off norm is zero (`neighbours.ZERO_ROW_TOLERANCE`), as in the dense path
         self._q, self._r = [], []
         for q, r in kept:
-            scale = max(row_norms(q).max(initial=0.0), row_norms(r).max(initial=0.0))
-            self._q.append(_unit_rows(zero_round_off_rows(q, scale)))
-            self._r.append(_unit_rows(zero_round_off_rows(r, scale)))
+            q, r = zero_round_off_rows(q, r)
+            self._q.append(_unit_rows(q))
+            self._r.append(_unit_rows(r))
         self.num_reference = self.reference[0].shape[0] if self.reference else 0
         num_query = self.query[0].shape[0] if self.query else 0
         # a small zoo's whole similarity is cheaper to compute once than to gather pair by pair

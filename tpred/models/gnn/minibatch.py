@@ -182,8 +182,8 @@ class LargeGraph:
 
 
 def make_large_graph(data: HeteroData, model_x: np.ndarray, dataset_x: np.ndarray,
-                     center: dict[str, np.ndarray],
-                     target_scale: tuple[float, float] = (0.0, 1.0)) -> LargeGraph:
+                     center: dict[str, np.ndarray], target_scale: tuple[float, float]
+                     ) -> LargeGraph:
     """A `LargeGraph` from `build_graph`'s `HeteroData` (its record and score edges), the
     accuracies on the learning scale `target_scale` (squeeze, scale: `gnn/target.py`)."""
     src, dst = data[RECORD].edge_index.numpy()
