@@ -1,14 +1,17 @@
-"""How well does the seed ensemble's std cover the truth? Cold-dataset protocol, with calibration.
+"""How well does the seed ensemble's std cover the truth? Held-out datasets (or models), calibrated.
 
-For every fold of the cold-dataset protocol (seed `--split-seed`), the method is fitted once per
-seed of the config on the fold's training pairs; the members' mean and std predict the held-out
-datasets. The share of held-out pairs with |truth - mean| <= 1 and 2 std is printed (a calibrated
-normal predictive distribution gives 68.3 % and 95.4 %). Calibration, as `tpred.checkpoint`
+For every fold of the cold-dataset protocol (`--protocol`: or cold-model, random-0.5, ...; seed
+`--split-seed`), the method is fitted once per seed of the config on the fold's training pairs;
+the members' mean and std predict the held-out pairs, each calibrated by the form of its kind
+(`tpred.checkpoint.pair_kinds`: a new dataset, a new model, both, or a missing cell). The share
+of held-out pairs with |truth - mean| <= 1 and 2 std is printed (a calibrated normal predictive
+distribution gives 68.3 % and 95.4 %). Calibration, as `tpred.checkpoint`
 does it for a checkpoint: per fold, a factor fitted on validation datasets carved from the fold's
 *training* pairs (never its test pairs), applied to the test std.
 
     python bench/bench_uncertainty.py                       # the embedded default zoo
     python bench/bench_uncertainty.py --config configs/domainnet270.yaml --set text.encoder=hash
+    python bench/bench_uncertainty.py --protocol cold-model          # new models
 
 Without --config: configs/default.yaml if it exists, else data/digits-zoo with the feature
 settings below, else DomainNet-270.
@@ -31,6 +34,7 @@ from tpred.checkpoint import (
     ensemble_predict,
     fit_members,
     level_spreads,
+    pair_kinds,
 )
 from tpred.config import TrainConfig
 from tpred.data import load_zoo
@@ -69,6 +73,9 @@ def main() -> None:
                         metavar="KEY=VALUE")
     parser.add_argument("--method", default="gnn")
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--protocol", default="cold-dataset",
+                        help="protocol of the held-out pairs (cold-dataset, cold-model, "
+                             "random-0.5, ...)")
     parser.add_argument("--folds", type=int, default=None,
                         help="run only the first N folds (quick look)")
     parser.add_argument("--out", type=Path, help="CSV of per-pair mean, std, scale, truth")
@@ -84,8 +91,8 @@ def main() -> None:
     zoo = load_zoo(cfg.data, ROOT, model_features=cfg.model_features,
                    dataset_features=cfg.dataset_features)
     print(f"{cfg.name}: {zoo!r}\nmethod {args.method}, seeds {list(cfg.seeds)}, "
-          f"cold-dataset {cfg.protocol.num_folds} folds (split seed {args.split_seed})")
-    splits = make_splits("cold-dataset", zoo, args.split_seed, cfg.protocol)[:args.folds]
+          f"{args.protocol} (split seed {args.split_seed})")
+    splits = make_splits(args.protocol, zoo, args.split_seed, cfg.protocol)[:args.folds]
     rows, start = [], time.perf_counter()
     for split in splits:
         members = fit_members(zoo, cfg, args.method, split.train)
@@ -94,10 +101,12 @@ def main() -> None:
         scale, floor, weight = ((np.nan, 0.0, 0.0) if cal is None
                                 else (cal.scale, cal.floor, cal.level_weight))
         level = level_spreads(zoo, cfg, split.train, split.test)
+        kinds = pair_kinds(split.test, split.train)
         rows.append(split.test.assign(fold=split.fold, true=zoo.accuracy(split.test),
                                       mean=mean, std=std, scale=scale, floor=floor,
-                                      level=level, level_weight=weight,
-                                      calibrated=std if cal is None else cal.apply(std, level)))
+                                      level=level, level_weight=weight, kind=kinds,
+                                      calibrated=std if cal is None
+                                      else cal.apply(std, level, kinds)))
         print(f"  fold {split.fold}: {len(split.test)} test pairs, validation "
               f"{0 if cal is None else cal.num_pairs} pairs, scale {scale:.2f}, floor "
               f"{floor:.4f}, level weight {weight:g} ({time.perf_counter() - start:.0f} s)",
@@ -111,10 +120,12 @@ def main() -> None:
     if by is not None:
         groups = zoo.datasets[by].astype(str).where(zoo.datasets[by].notna(), "(blank)")
         tables[by] = report_groups(frame, groups.reindex(frame["dataset"]).to_numpy(), by)
+    if frame["kind"].nunique() > 1:
+        tables["kind of pair"] = report_groups(frame, frame["kind"].to_numpy(), "kind of pair")
     name = "calibrated std quintile"
     tables[name] = report_groups(frame, std_bins(frame["calibrated"].to_numpy()), name)
     if args.plot:
-        plot_groups(tables, f"{cfg.name}: calibrated coverage of held-out datasets", args.plot)
+        plot_groups(tables, f"{cfg.name}: calibrated coverage, {args.protocol}", args.plot)
         print(f"plot: {args.plot}")
     print(f"total {time.perf_counter() - start:.0f} s")
 
