@@ -182,7 +182,7 @@ def test_checkpoint_round_trip_keeps_config_zoo_ensembles_and_calibration(run, t
     for method in run.methods:  # predictions after loading equal those before saving, exactly
         pd.testing.assert_frame_equal(loaded.predict(datasets=new, scores=scores, method=method),
                                       run.predict(datasets=new, scores=scores, method=method))
-    assert load_checkpoint(path)["format"] == 7
+    assert load_checkpoint(path)["format"] == 6
 
 
 def test_load_rejects_missing_unreadable_and_foreign_files(tmp_path):
@@ -381,7 +381,7 @@ def test_a_format_5_calibration_reads_with_no_level_term(tmp_path):
 
     cal = Calibration(0.03, 0.04, 10, ("d",), (0.1, 0.2), (0.68, 0.95), 0.01, 2.0)
     entry = _calibration_to_dict(cal)
-    assert _calibration_from_dict(entry, tmp_path, 7) == cal
+    assert _calibration_from_dict(entry, tmp_path, 6) == cal
     del entry["level_weight"]
     assert _calibration_from_dict(entry, tmp_path, 5).level_weight == 0.0
     with pytest.raises(ValueError, match=r"a calibration entry is malformed \(KeyError"):
@@ -455,97 +455,6 @@ def test_pair_kinds_by_hand():
     known = pd.DataFrame({"model": ["m0", "m1"], "dataset": ["d0", "d1"]})
     pairs = pd.DataFrame({"model": ["m0", "m0", "m9", "m9"], "dataset": ["d1", "d9", "d0", "d9"]})
     assert list(pair_kinds(pairs, known)) == ["known", "dataset", "model", "both"]
-
-
-def _kinds_calibration(level_weight: float = 2.0) -> Calibration:
-    from tpred.checkpoint import KindCalibration
-
-    return Calibration(0.03, 0.04, 10, ("d",), (0.1, 0.2), (0.68, 0.95), 0.01, level_weight,
-                       ("m",), KindCalibration(0.05, 0.02, 30, (0.3, 0.5), (0.68, 0.95)),
-                       KindCalibration(0.04, 0.05, 25, (0.3, 0.5), (0.68, 0.95)))
-
-
-def test_a_calibration_gives_each_kind_of_pair_its_own_form_by_hand():
-    cal = _kinds_calibration()
-    std = np.full(4, 0.01)                        # relative spread 1 (reference 0.01)
-    level = np.full(4, 0.015)                     # level term 2 x 0.015 = 0.03
-    kinds = np.array(["known", "dataset", "model", "both"], dtype=object)
-    # known, dataset: sqrt(0.03² + 0.04² + 0.03²); model: sqrt(0.05² + 0.02²), no level term;
-    # both: sqrt(0.04² + 0.05² + 0.03²)
-    np.testing.assert_allclose(cal.apply(std, level, kinds),
-                               np.sqrt([0.0034, 0.0034, 0.0029, 0.0050]))
-    np.testing.assert_allclose(cal.apply(std, level), np.sqrt(0.0034))   # no kinds: dataset
-    old = replace(cal, new_model=None, new_both=None)                     # format 6: one form
-    np.testing.assert_allclose(old.apply(std, level, kinds), np.sqrt(0.0034))
-    with pytest.raises(ValueError, match=r"unknown pair kind\(s\) \['cold'\]"):
-        cal.apply(std, level, np.array(["cold"] * 4, dtype=object))
-    assert cal.describe() == (
-        "sqrt((0.03 x std / 0.01)^2 + 0.040^2 + (2 x level spread)^2); new models: "
-        "sqrt((0.05 x std / 0.01)^2 + 0.020^2); new model and dataset: sqrt((0.04 x std / "
-        "0.01)^2 + 0.050^2 + (2 x level spread)^2), at most 0.5")
-
-
-def test_a_format_7_calibration_round_trips_and_format_6_reads_with_one_form(tmp_path):
-    from tpred.checkpoint import _calibration_from_dict, _calibration_to_dict
-
-    cal = _kinds_calibration()
-    entry = _calibration_to_dict(cal)
-    assert _calibration_from_dict(json_round_trip(entry), tmp_path) == cal
-    older = {k: v for k, v in entry.items() if k not in ("models", "new_model", "new_both")}
-    got = _calibration_from_dict(older, tmp_path, 6)
-    assert got == replace(cal, models=(), new_model=None, new_both=None)
-    with pytest.raises(ValueError, match=r"a calibration entry is malformed \(KeyError"):
-        _calibration_from_dict(older, tmp_path, 7)
-
-
-def json_round_trip(value):
-    import json
-
-    return json.loads(json.dumps(value))
-
-
-def test_calibration_holds_out_models_and_fits_their_forms():
-    """The validation models are training models, each fold's held together with its datasets;
-    the new-model and both-new forms are each fitted to 68.27 % of their own validation pairs;
-    `by_kind=False` holds out datasets only and keeps one form."""
-    zoo = toy_zoo(num_models=6, num_datasets=24, seed=1)
-    cfg = _config()
-    split = make_splits("cold-dataset", zoo, 0, cfg.protocol)[0]
-    cal = calibrate(zoo, cfg, "gnn", split.train)
-    assert cal.models and set(cal.models) <= set(split.train["model"])
-    for kind in (cal.new_model, cal.new_both):
-        assert kind is not None and kind.num_pairs >= 20 and kind.scale > 0
-        assert (NORMAL_COVERAGE[1] - 1.5 / kind.num_pairs <= kind.coverage_calibrated[0]
-                <= NORMAL_COVERAGE[1] + 1.5 / kind.num_pairs)
-    # 6 training models and 16 training datasets, 3 folds (`_config`): every model is held out
-    # once, 2 per fold; both-new pairs: each fold's 2 models x its 5 or 6 datasets
-    assert sorted(cal.models) == sorted(split.train["model"].unique())
-    assert cal.new_both.num_pairs == 2 * 16 and cal.new_model.num_pairs == 2 * (3 * 16 - 16)
-    one = calibrate(zoo, cfg, "gnn", split.train, by_kind=False)
-    assert one.models == () and one.new_model is None and one.new_both is None
-    assert one.datasets == cal.datasets
-
-
-def test_run_predict_uses_the_form_of_each_pairs_kind(run, new_zoo):
-    """A new dataset's pairs, a new model's pairs on the run's datasets and a new model on a new
-    dataset get their own forms (floors only here, so each kind's std is its floor)."""
-    from tpred.checkpoint import KindCalibration
-
-    forms = Calibration(float("nan"), 0.01, 10, ("d",), (0.1, 0.2), (0.68, 0.95), 1.0, 0.0,
-                        ("m",), KindCalibration(float("nan"), 0.02, 30, (0, 0), (0.68, 0.95)),
-                        KindCalibration(float("nan"), 0.03, 30, (0, 0), (0.68, 0.95)))
-    floors = Run(run.config, run.zoo, run.ensembles, {"gnn": forms})
-    models = new_zoo.models.reset_index().iloc[:1]
-    datasets = new_zoo.datasets.reset_index()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = floors.predict(models=models, datasets=datasets,
-                             scores=_scores_for(run.zoo, new_zoo))
-    new_model = out["model"].isin(["xm0"])
-    new_dataset = out["dataset"].isin(datasets["dataset"])
-    np.testing.assert_array_equal(out["std"], np.select(
-        [new_model & new_dataset, new_model], [0.03, 0.02], 0.01))
-    assert (new_model & new_dataset).sum() == 3 and (new_model & ~new_dataset).sum() == 12
 
 
 # ------------------------------------------------------------------------ predict / API

@@ -1,6 +1,6 @@
 """Checkpoints of a run: every method fitted on all known records for every seed, as an ensemble.
 
-A checkpoint is a folder (`<run>/checkpoint/`, format 7) whose files run no code when read:
+A checkpoint is a folder (`<run>/checkpoint/`, format 6) whose files run no code when read:
 
     manifest.json        format, tpred version, the config (`TrainConfig.to_dict()`), seeds, the
                          members of each method (seed; where its learned state is), the std
@@ -26,7 +26,7 @@ refuses the checkpoint instead of predicting something else.
 Format 3 (tpred before safe checkpoints) is one joblib pickle (`checkpoint.pkl`) of
 `{"format": 3, "tpred_version", "config", "zoo", "seeds", "ensembles", "calibration"}`.
 Unpickling runs whatever code the file holds, so it is loaded only with `trust=True`
-(`--trust`); `tpred.load(old, trust=True).save(folder)` rewrites it as format 7. Formats 1 and 2
+(`--trust`); `tpred.load(old, trust=True).save(folder)` rewrites it as format 6. Formats 1 and 2
 are refused (their gnn networks lack the neighbour-residual inputs; retrain). Format 4 is format
 5 without the calibrations' `reference` (before 2026-12-02): it is read, and its std keeps the
 absolute form it was calibrated with (`Calibration.reference` NaN). A tpred that reads format 4
@@ -34,8 +34,6 @@ only refuses format 5, rather than apply a scale fitted to a relative spread to 
 Format 5 is format 6 without the calibrations' `level_weight` (before 2026-12-03): it is read
 with weight 0 (no level term, the std it was calibrated with); a tpred that reads format 5 only
 refuses format 6, rather than drop the level term and report a std narrower than fitted.
-Format 6 is format 7 without the calibrations' new-model and both-new forms (before
-2026-12-03): it is read with every pair on the new-dataset form (as it was calibrated).
 
 A method whose predictor has a `seed` hyper-parameter (the gnn) is fitted once per seed of
 `cfg.seeds`; the members' predictions give a mean and a standard deviation per pair (for a gnn
@@ -60,13 +58,7 @@ correlation with |error| on inner cold datasets was 0.10, the level spread's 0.3
 from `LEVEL_WEIGHTS` by the normal log-likelihood of the validation pairs
 (`fit_level_calibration`; w = 0 is the form without it), and is 0 with fewer than
 `LEVEL_MIN_DATASETS` validation datasets. Validation datasets are held out
-with all their records, as a new dataset arrives in use (the cold-dataset protocol); so are
-validation models, one fold of them with each fold of datasets, as a new model arrives. The
-same fits then predict three kinds of held-out pair (`pair_kinds`), each with its own scale and
-floor: a new dataset (the form above), a new model on a dataset with records (no level term:
-that dataset's level is known; the new-dataset form was 1.4× too narrow for them on digits),
-and both new (with the level term at the new-dataset form's weight). A missing pair between a
-model and a dataset that both have records gets the new-dataset form.
+with all their records, as a new dataset arrives in use (the cold-dataset protocol).
 bench/README.md ("A relative ensemble spread", "The spread of the neighbours' levels") has the
 inner validation of this form.
 """
@@ -105,10 +97,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 7
+FORMAT = 6
 #: formats of checkpoint folders read (4: calibrations without a reference spread; 5: without
-#: a level weight; 6: without the new-model and both-new forms)
-FOLDER_FORMATS = (4, 5, 6, 7)
+#: a level weight)
+FOLDER_FORMATS = (4, 5, 6)
 #: formats of the old pickle checkpoints still read (with trust=True)
 PICKLE_FORMATS = (3,)
 #: the checkpoint folder in a run folder, and the old pickle file
@@ -150,7 +142,8 @@ CALIBRATION_FOLDS = 3
 
 #: kinds of pair a prediction is for (`pair_kinds`): both ends have records ("known", a
 #: missing cell), only the model ("dataset": a new dataset), only the dataset ("model": a new
-#: model), neither ("both")
+#: model), neither ("both"). One calibrated form serves them all (fitted on new datasets);
+#: bench/README.md, "A calibrated form per kind of pair", has its coverage on each kind.
 PAIR_KINDS = ("known", "dataset", "model", "both")
 
 
@@ -164,50 +157,21 @@ def pair_kinds(pairs: pd.DataFrame, known: pd.DataFrame) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class KindCalibration:
-    """Scale and floor of the calibrated std for one more kind of pair (new models, or a new
-    model on a new dataset), fitted on validation pairs of that kind (`calibrate`).
-
-    Attributes:
-        scale, floor: as `Calibration`'s, for this kind's pairs (the level term, where the
-            kind has one, keeps `Calibration.level_weight`).
-        num_pairs: validation pairs of this kind it was fitted on.
-        coverage_raw, coverage_calibrated: ±1 and ±2 std coverage of those pairs, raw and
-            calibrated.
-    """
-
-    scale: float
-    floor: float
-    num_pairs: int
-    coverage_raw: tuple[float, float]
-    coverage_calibrated: tuple[float, float]
-
-
-@dataclass(frozen=True)
 class Calibration:
     """The factor that turns an ensemble's spread into a calibrated standard deviation.
 
     Attributes:
         scale, floor: calibrated std = sqrt((scale · ensemble std / reference)² + floor² +
             (level_weight · level spread)²) (`fit_calibration`; scale NaN when every validation
-            std was 0: then the other terms alone), for pairs of a new dataset and pairs whose
-            model and dataset both have records.
-        num_pairs: validation pairs of a new dataset it was fitted on (all folds).
+            std was 0: then the other terms alone).
+        num_pairs: validation pairs it was fitted on (all folds).
         datasets: the validation datasets (held out of the training pairs with all records).
-        coverage_raw: shares of those validation pairs with |truth − mean| ≤ 1 and ≤ 2
-            ensemble stds.
+        coverage_raw: shares of validation pairs with |truth − mean| ≤ 1 and ≤ 2 ensemble stds.
         coverage_calibrated: the same with the calibrated std (the first is 68.27 % by
             construction, up to ties).
         reference: the reference spread of the ensemble it is applied to (`reference_spread`
             of the final members); NaN in checkpoints written before it existed, whose scale
             multiplies the std itself.
-        level_weight: w of the level term (0: none).
-        models: the validation models (held out with all records, together with `datasets`).
-        new_model: scale and floor for pairs of a new model on a dataset with records (no
-            level term: the dataset's level is known); None: those pairs get the new-dataset
-            form (checkpoints before format 7, or no models held out).
-        new_both: scale and floor, with the level term, for pairs of a new model on a new
-            dataset; None: the new-dataset form.
     """
 
     scale: float
@@ -218,21 +182,15 @@ class Calibration:
     coverage_calibrated: tuple[float, float]
     reference: float = float("nan")
     level_weight: float = 0.0
-    models: tuple[str, ...] = ()
-    new_model: KindCalibration | None = None
-    new_both: KindCalibration | None = None
 
-    def apply(self, std: np.ndarray, level: np.ndarray | None = None,
-              kinds: np.ndarray | None = None) -> np.ndarray:
+    def apply(self, std: np.ndarray, level: np.ndarray | None = None) -> np.ndarray:
         """The calibrated std of ensemble stds [P] (`calibrated_std` of std / reference, with
         the pairs' dataset level spreads `level` [P] when `level_weight` > 0), at most
-        `MAX_STD`. `kinds` [P] (`pair_kinds`; default: every pair "dataset") picks each pair's
-        form: "model" and "both" pairs use `new_model` and `new_both` where they exist.
+        `MAX_STD`.
 
         Raises:
-            ValueError: `level_weight` > 0 and no `level` given; an unknown kind.
+            ValueError: `level_weight` > 0 and no `level` given.
         """
-        relative = relative_spread(std, self.reference)
         extra = None
         if self.level_weight > 0:
             if level is None:
@@ -240,32 +198,16 @@ class Calibration:
                                  f"(weight {self.level_weight:g}); pass each pair's dataset "
                                  "level spread (`level_spreads`)")
             extra = self.level_weight * np.asarray(level, dtype=np.float64)
-        sigma = calibrated_std(relative, self.scale, self.floor, extra)
-        if kinds is not None:
-            kinds = np.asarray(kinds, dtype=object)
-            if unknown := set(kinds) - set(PAIR_KINDS):
-                raise ValueError(f"Calibration.apply: unknown pair kind(s) {sorted(unknown)}; "
-                                 f"expected {PAIR_KINDS}")
-            for kind, cal, term in (("model", self.new_model, None),
-                                    ("both", self.new_both, extra)):
-                if cal is not None and (sel := kinds == kind).any():
-                    sigma[sel] = calibrated_std(relative[sel], cal.scale, cal.floor,
-                                                None if term is None else term[sel])
-        return np.minimum(sigma, MAX_STD)
+        return np.minimum(calibrated_std(relative_spread(std, self.reference), self.scale,
+                                         self.floor, extra), MAX_STD)
 
     def describe(self) -> str:
         """The formula `apply` computes, with its numbers (for a command's summary line)."""
         std = "std" if math.isnan(self.reference) else f"std / {self.reference:.3g}"
         level = (f" + ({self.level_weight:g} x level spread)^2" if self.level_weight > 0
                  else "")
-        text = f"sqrt(({self.scale:.3g} x {std})^2 + {self.floor:.3f}^2{level})"
-        if self.new_model is not None:
-            text += (f"; new models: sqrt(({self.new_model.scale:.3g} x {std})^2 + "
-                     f"{self.new_model.floor:.3f}^2)")
-        if self.new_both is not None:
-            text += (f"; new model and dataset: sqrt(({self.new_both.scale:.3g} x {std})^2 + "
-                     f"{self.new_both.floor:.3f}^2{level})")
-        return f"{text}, at most {MAX_STD}"
+        return (f"sqrt(({self.scale:.3g} x {std})^2 + {self.floor:.3f}^2{level}), at most "
+                f"{MAX_STD}")
 
 
 def relative_spread(std: np.ndarray, reference: float) -> np.ndarray:
@@ -431,21 +373,20 @@ def validation_datasets(train_pairs: pd.DataFrame, num_folds: int, seed: int) ->
     return validation_folds(train_pairs, num_folds, seed, 1)[0]
 
 
-def validation_folds(train_pairs: pd.DataFrame, num_folds: int, seed: int, count: int,
-                     unit: str = "dataset") -> list[list[str]]:
-    """Disjoint folds of datasets (or of models, `unit="model"`) a calibration holds out in
-    turn, each 1/num_folds of those in `train_pairs` (≥ 1), at most `count` of them (fewer when
-    there are fewer folds).
+def validation_folds(train_pairs: pd.DataFrame, num_folds: int, seed: int, count: int
+                     ) -> list[list[str]]:
+    """Disjoint folds of datasets a calibration holds out in turn, each 1/num_folds of those in
+    `train_pairs` (≥ 1 dataset), at most `count` of them (fewer when there are fewer folds).
 
     Drawn as the cold-dataset protocol draws its folds from these pairs
     (`np.random.default_rng(seed).permutation`, then the first `count` of `num_folds` parts).
 
     Raises:
-        ValueError: fewer than 2 datasets (models) (nothing left to train on).
+        ValueError: fewer than 2 datasets (nothing left to train on).
     """
-    units = list(pd.unique(train_pairs[unit]))
+    units = list(pd.unique(train_pairs["dataset"]))
     if len(units) < 2:
-        raise ValueError(f"calibration needs at least 2 {unit}s with training records, got "
+        raise ValueError(f"calibration needs at least 2 datasets with training records, got "
                          f"{len(units)}")
     order = np.random.default_rng(seed).permutation(len(units))
     parts = np.array_split(order, max(2, min(num_folds, len(units))))[:count]
@@ -454,17 +395,13 @@ def validation_folds(train_pairs: pd.DataFrame, num_folds: int, seed: int, count
 
 def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame | None = None,
               *, seeds: Sequence[int] | None = None,
-              members: Sequence[Predictor] | None = None,
-              by_kind: bool = True) -> Calibration | None:
-    """Fit the std calibration of `method`'s seed ensemble on validation datasets and models
-    carved from the training pairs (module docstring).
+              members: Sequence[Predictor] | None = None) -> Calibration | None:
+    """Fit the std calibration of `method`'s seed ensemble on validation datasets carved from
+    the training pairs (module docstring).
 
-    Each of `CALIBRATION_FOLDS` folds of validation datasets (`validation_folds`), together with
-    a fold of validation models, is held out in turn with all their records: the ensemble is
-    fitted on the rest and predicts the held-out pairs, each of one kind (`pair_kinds`): a new
-    dataset, a new model, or both new. Its std is divided by that ensemble's
-    `reference_spread`. Each kind's scale and floor are fitted on all folds' pairs of that kind
-    together; the new-dataset form also chooses the level weight, which the both-new form keeps.
+    Each of `CALIBRATION_FOLDS` folds of validation datasets (`validation_folds`) is held out in
+    turn: the ensemble is fitted on the rest, predicts the fold, and its std is divided by that
+    ensemble's `reference_spread`. Scale and floor are fitted on all folds' pairs together.
 
     Args:
         zoo: the zoo; only the records of `train_pairs` are read.
@@ -474,9 +411,6 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
         seeds: ensemble seeds (default `cfg.seeds`); the first also draws the folds.
         members: the ensemble the calibration is for (fitted on `train_pairs`), whose reference
             spread it keeps; default: fitted here.
-        by_kind: hold out models too and fit the new-model and both-new forms (False: datasets
-            only, one form for every pair, as before format 7; also when the training pairs
-            have fewer than 2 models).
 
     Returns:
         The calibration, or None when the ensemble has a single member (no spread to scale).
@@ -488,15 +422,10 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
         return None
     chunks = cfg.protocol.num_folds
     folds = validation_folds(train_pairs, chunks, seeds[0], CALIBRATION_FOLDS)
-    model_folds = ([[] for _ in folds]
-                   if not by_kind or train_pairs["model"].nunique() < 2 else
-                   validation_folds(train_pairs, chunks, seeds[0], CALIBRATION_FOLDS, "model"))
-    model_folds += [[] for _ in range(len(folds) - len(model_folds))]
-    true, mean, std, relative, level, kind = [], [], [], [], [], []
+    true, mean, std, relative, level = [], [], [], [], []
     weights = level_weights(folds)
-    for held, held_models in zip(folds, model_folds, strict=True):
-        is_val = (train_pairs["dataset"].isin(held) | train_pairs["model"].isin(held_models)
-                  ).to_numpy()
+    for held in folds:
+        is_val = train_pairs["dataset"].isin(held).to_numpy()
         fit_pairs = train_pairs[~is_val].reset_index(drop=True)
         val_pairs = train_pairs[is_val].reset_index(drop=True)
         fold_members = fit_members(zoo, cfg, method, fit_pairs, seeds=seeds)
@@ -508,61 +437,24 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
                                                                    chunks, seeds[0])))
         level.append(level_spreads(zoo, cfg, fit_pairs, val_pairs) if any(weights)
                      else np.zeros(len(val_pairs)))
-        kind.append(pair_kinds(val_pairs, fit_pairs))
-    true, mean, std, relative, level, kind = map(np.concatenate,
-                                                 (true, mean, std, relative, level, kind))
-    new_dataset = kind == "dataset"
-    scale, floor, weight = fit_level_calibration(true[new_dataset], mean[new_dataset],
-                                                 relative[new_dataset], level[new_dataset],
-                                                 weights)
+    true, mean, std, relative, level = map(np.concatenate, (true, mean, std, relative, level))
+    scale, floor, weight = fit_level_calibration(true, mean, relative, level, weights)
     sigma = calibrated_std(relative, scale, floor, weight * level)
-    kinds = {k: _fit_kind(true[kind == k], mean[kind == k], std[kind == k],
-                          relative[kind == k], weight * level[kind == k] if k == "both" else None)
-             for k in ("model", "both")}
-    held = [d for fold in folds for d in fold]
-    held_models = [m for fold in model_folds for m in fold]
-    raw = (coverage(true[new_dataset], mean[new_dataset], std[new_dataset], 1),
-           coverage(true[new_dataset], mean[new_dataset], std[new_dataset], 2))
-    cal = (coverage(true[new_dataset], mean[new_dataset], sigma[new_dataset], 1),
-           coverage(true[new_dataset], mean[new_dataset], sigma[new_dataset], 2))
+    raw = (coverage(true, mean, std, 1), coverage(true, mean, std, 2))
+    cal = (coverage(true, mean, sigma, 1), coverage(true, mean, sigma, 2))
     if members is None:
         members = fit_members(zoo, cfg, method, train_pairs, seeds=seeds)
     reference = reference_spread(members, train_pairs, chunks, seeds[0])
-    if new_dataset.sum() < MIN_CALIBRATION_PAIRS:
-        log.warning("calibration of %s: only %d validation pairs of a new dataset (datasets "
-                    "%s), so its std is a rough guide (capped at %.1f, the largest std of an "
-                    "accuracy)", method, int(new_dataset.sum()), held, MAX_STD)
-    for k in ("model", "both"):
-        if by_kind and kinds[k] is None:
-            log.info("calibration of %s: %d validation pairs of a new %s (fewer than %d), so "
-                     "those pairs get the new-dataset form", method, int((kind == k).sum()),
-                     "model" if k == "model" else "model and dataset", MIN_CALIBRATION_PAIRS)
-    log.info("calibration of %s on %d new-dataset validation pairs (%d folds): scale %.3g, "
-             "floor %.3g, level weight %g, reference spread %.3g, coverage ±1/±2 std "
-             "%.3f/%.3f raw, %.3f/%.3f calibrated", method, int(new_dataset.sum()), len(folds),
-             scale, floor, weight, reference, *raw, *cal)
-    for k, c in kinds.items():
-        if c is not None:
-            log.info("calibration of %s, new %s (%d validation pairs): scale %.3g, floor %.3g, "
-                     "coverage ±1/±2 std %.3f/%.3f raw, %.3f/%.3f calibrated", method,
-                     "models" if k == "model" else "model and dataset", c.num_pairs, c.scale,
-                     c.floor, *c.coverage_raw, *c.coverage_calibrated)
-    return Calibration(scale, floor, int(new_dataset.sum()), tuple(held), raw, cal, reference,
-                       weight, tuple(held_models), kinds["model"], kinds["both"])
-
-
-def _fit_kind(true: np.ndarray, mean: np.ndarray, std: np.ndarray, relative: np.ndarray,
-              extra: np.ndarray | None) -> KindCalibration | None:
-    """`fit_calibration` of one kind's validation pairs (None with fewer than
-    `MIN_CALIBRATION_PAIRS`: too few to fit a form of their own).
-    Shapes: true, mean, std, relative, extra [P] -> KindCalibration."""
+    held = [d for fold in folds for d in fold]
     if len(true) < MIN_CALIBRATION_PAIRS:
-        return None
-    scale, floor = fit_calibration(true, mean, relative, extra)
-    sigma = calibrated_std(relative, scale, floor, extra)
-    return KindCalibration(scale, floor, len(true),
-                           (coverage(true, mean, std, 1), coverage(true, mean, std, 2)),
-                           (coverage(true, mean, sigma, 1), coverage(true, mean, sigma, 2)))
+        log.warning("calibration of %s: only %d validation pairs (datasets %s), so its std is a "
+                    "rough guide (capped at %.1f, the largest std of an accuracy)", method,
+                    len(true), held, MAX_STD)
+    log.info("calibration of %s on %d validation pairs (%d folds): scale %.3g, floor %.3g, "
+             "level weight %g, reference spread %.3g, coverage ±1/±2 std %.3f/%.3f raw, "
+             "%.3f/%.3f calibrated", method, len(true), len(folds), scale, floor, weight,
+             reference, *raw, *cal)
+    return Calibration(scale, floor, len(true), tuple(held), raw, cal, reference, weight)
 
 
 # ---------------------------------------------------------------------------------- fitting
@@ -650,7 +542,7 @@ def save_checkpoint(path: str | Path, cfg: TrainConfig, zoo: Zoo,
                     ensembles: dict[str, list[Predictor]],
                     calibration: dict[str, Calibration] | None = None, *,
                     train_pairs: pd.DataFrame | None = None) -> Path:
-    """Write a checkpoint folder (format 7, see the module docstring) and return its path.
+    """Write a checkpoint folder (format 6, see the module docstring) and return its path.
 
     Args:
         path: the folder to write (replaced atomically if it exists); by convention
@@ -916,37 +808,20 @@ def _calibration_to_dict(cal: Calibration) -> dict[str, Any]:
             "num_pairs": int(cal.num_pairs), "datasets": list(cal.datasets),
             "coverage_raw": [_json_float(v) for v in cal.coverage_raw],
             "coverage_calibrated": [_json_float(v) for v in cal.coverage_calibrated],
-            "reference": _json_float(cal.reference), "level_weight": float(cal.level_weight),
-            "models": list(cal.models),
-            **{name: None if kind is None else {
-                "scale": _json_float(kind.scale), "floor": _json_float(kind.floor),
-                "num_pairs": int(kind.num_pairs),
-                "coverage_raw": [_json_float(v) for v in kind.coverage_raw],
-                "coverage_calibrated": [_json_float(v) for v in kind.coverage_calibrated]}
-               for name, kind in (("new_model", cal.new_model), ("new_both", cal.new_both))}}
+            "reference": _json_float(cal.reference), "level_weight": float(cal.level_weight)}
 
 
 def _calibration_from_dict(values: dict[str, Any], path: Path, fmt: int = FORMAT
                            ) -> Calibration:
     """A manifest's calibration entry; format 4 has no reference spread (NaN: absolute std),
-    formats 4 and 5 no level weight (0: no level term), formats 4–6 no new-model and both-new
-    forms (None: every pair gets the new-dataset form, as it was calibrated)."""
-    def kind(entry: dict[str, Any] | None) -> KindCalibration | None:
-        return None if entry is None else KindCalibration(
-            float(entry["scale"]), float(entry["floor"]), int(entry["num_pairs"]),
-            tuple(map(float, entry["coverage_raw"])),
-            tuple(map(float, entry["coverage_calibrated"])))
-
+    formats 4 and 5 no level weight (0: no level term)."""
     try:
         return Calibration(float(values["scale"]), float(values["floor"]),
                            int(values["num_pairs"]), tuple(map(str, values["datasets"])),
                            tuple(map(float, values["coverage_raw"])),
                            tuple(map(float, values["coverage_calibrated"])),
                            float(values["reference"]) if fmt >= 5 else float("nan"),
-                           float(values["level_weight"]) if fmt >= 6 else 0.0,
-                           tuple(map(str, values["models"])) if fmt >= 7 else (),
-                           kind(values["new_model"]) if fmt >= 7 else None,
-                           kind(values["new_both"]) if fmt >= 7 else None)
+                           float(values["level_weight"]) if fmt >= 6 else 0.0)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path / MANIFEST}: a calibration entry is malformed "
                          f"({type(err).__name__}: {err})") from None
