@@ -230,3 +230,19 @@ def test_a_categorical_column_blank_in_every_fitted_row_is_one_missing_category(
         feats = NodeFeaturizer(NodeFeatureConfig(categorical=("domain",))).fit(frame)
     assert feats.get_feature_names_out().tolist() == ["cat__domain_missing"]
     np.testing.assert_array_equal(feats.transform(frame), np.ones((3, 1)))
+
+
+def test_text_weight_multiplies_the_text_columns_only(frame):
+    """`text_weight` (sklearn's `transformer_weights`) scales each text column's embedding and
+    leaves the numeric and one-hot features as they are; 1 is the plain featurizer."""
+    from dataclasses import replace
+
+    plain = NodeFeaturizer(CONFIG, HashEncoder(dim=4)).fit(frame).transform(frame)
+    heavy = NodeFeaturizer(replace(CONFIG, text_weight=2.5), HashEncoder(dim=4)).fit(
+        frame).transform(frame)
+    text = slice(plain.shape[1] - 4, None)                     # labels' 4 dims come last
+    np.testing.assert_array_equal(heavy[:, :text.start], plain[:, :text.start])
+    np.testing.assert_allclose(heavy[:, text], 2.5 * plain[:, text], rtol=1e-6)
+    np.testing.assert_allclose(plain[:, text], HashEncoder(dim=4)(list(frame["labels"])).numpy())
+    with pytest.raises(ValueError, match="text_weight"):
+        NodeFeatureConfig(text=("labels",), text_weight=0.0)

@@ -138,6 +138,11 @@ class NodeFeatureConfig:
             (fitted inside the featurizer, so held-out nodes never reach it) plus a 0/1
             missing-indicator feature for that column; a category is its own `missing`
             category; a text is the empty text. `error`: a blank cell is an error.
+        text_weight: factor on every text column's embedding (scikit-learn's
+            `transformer_weights`): the text's weight against the numeric and one-hot features,
+            in the cosine similarities of knn and the gnn's neighbour terms above all. 1 (as
+            the encoder gives them) was kept on inner splits against 0.5, 2 and 4
+            (bench/README.md, "The weight of the text features").
     """
 
     numeric: tuple[Name, ...] = ()
@@ -145,6 +150,7 @@ class NodeFeatureConfig:
     categorical: tuple[Name, ...] = ()
     text: tuple[Name, ...] = ()
     impute: ImputeName = "median"
+    text_weight: PositiveFloat = 1.0
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -142,8 +142,11 @@ class NodeFeaturizer(TransformerMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray(self.config.columns, dtype=object)
         transformers = self._transformers()
         if transformers:
+            weights = ({f"text_{col}": self.config.text_weight for col in self.config.text}
+                       if getattr(self.config, "text_weight", 1.0) != 1.0 else None)
             self.column_transformer_ = ColumnTransformer(transformers, remainder="drop",
-                                                         sparse_threshold=0.0)
+                                                         sparse_threshold=0.0,
+                                                         transformer_weights=weights)
             self.column_transformer_.fit(frame)
             self.n_features_out_ = len(self.column_transformer_.get_feature_names_out())
         else:
