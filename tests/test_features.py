@@ -246,3 +246,11 @@ def test_text_weight_multiplies_the_text_columns_only(frame):
     np.testing.assert_allclose(plain[:, text], HashEncoder(dim=4)(list(frame["labels"])).numpy())
     with pytest.raises(ValueError, match="text_weight"):
         NodeFeatureConfig(text=("labels",), text_weight=0.0)
+
+
+def test_an_old_pickled_config_without_text_weight_reads_as_weight_1():
+    state = {k: v for k, v in CONFIG.__dict__.items() if k != "text_weight"}
+    old = NodeFeatureConfig.__new__(NodeFeatureConfig)
+    old.__setstate__(state)
+    assert old.text_weight == 1.0 and old == CONFIG
+    assert pickle.loads(pickle.dumps(CONFIG)) == CONFIG

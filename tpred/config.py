@@ -158,6 +158,11 @@ class NodeFeatureConfig:
             raise ValueError(f"NodeFeatureConfig.log must be a subset of numeric "
                              f"{list(self.numeric)}; got {extra} not in numeric")
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # an old pickled featurizer's config lacks `text_weight` (added 2026-12-03): 1, the
+        # weight it was fitted with
+        self.__dict__.update({"text_weight": 1.0, **state})
+
     @property
     def columns(self) -> tuple[str, ...]:
         """Every metadata column this config reads."""

@@ -143,7 +143,7 @@ class NodeFeaturizer(TransformerMixin, BaseEstimator):
         transformers = self._transformers()
         if transformers:
             weights = ({f"text_{col}": self.config.text_weight for col in self.config.text}
-                       if getattr(self.config, "text_weight", 1.0) != 1.0 else None)
+                       if self.config.text_weight != 1.0 else None)
             self.column_transformer_ = ColumnTransformer(transformers, remainder="drop",
                                                          sparse_threshold=0.0,
                                                          transformer_weights=weights)
