@@ -2,8 +2,8 @@
 
 For every fold of the cold-dataset protocol (`--protocol`: or cold-model, random-0.5, ...; seed
 `--split-seed`), the method is fitted once per seed of the config on the fold's training pairs;
-the members' mean and std predict the held-out pairs, each calibrated by the form of its kind
-(`tpred.checkpoint.pair_kinds`: a missing cell has its own, the others share one). The share
+the members' mean and std predict the held-out pairs (with a breakdown by their kind,
+`tpred.checkpoint.pair_kinds`: a new dataset, a new model, both, or a missing cell). The share
 of held-out pairs with |truth - mean| <= 1 and 2 std is printed (a calibrated normal predictive
 distribution gives 68.3 % and 95.4 %). Calibration, as `tpred.checkpoint`
 does it for a checkpoint: per fold, a factor fitted on validation datasets carved from the fold's
@@ -106,7 +106,7 @@ def main() -> None:
                                       mean=mean, std=std, scale=scale, floor=floor,
                                       level=level, level_weight=weight, kind=kinds,
                                       calibrated=std if cal is None
-                                      else cal.apply(std, level, kinds)))
+                                      else cal.apply(std, level)))
         print(f"  fold {split.fold}: {len(split.test)} test pairs, validation "
               f"{0 if cal is None else cal.num_pairs} pairs, scale {scale:.2f}, floor "
               f"{floor:.4f}, level weight {weight:g} ({time.perf_counter() - start:.0f} s)",

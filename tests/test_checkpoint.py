@@ -80,7 +80,7 @@ def test_a_checkpoint_holds_only_json_csv_and_safetensors(saved):
     assert files == ["check_pairs.csv", "manifest.json", "train_pairs.csv", "weights.safetensors",
                      "zoo/datasets.csv", "zoo/models.csv", "zoo/records.csv", "zoo/scores.csv"]
     manifest = json.loads((folder / "checkpoint" / "manifest.json").read_text())
-    assert manifest["format"] == 7 and list(manifest["methods"]) == [
+    assert manifest["format"] == 6 and list(manifest["methods"]) == [
         "additive", "lr", "mf", "knn", "gnn", "score:score_a"]
     assert [e["seed"] for e in manifest["methods"]["gnn"]] == [0, 1]
     assert manifest["methods"]["lr"] == [{"seed": None, "state": None}]
@@ -156,9 +156,9 @@ def test_a_damaged_checkpoint_is_a_clear_error(saved, tmp_path):
     def write(**changes):
         (ckpt / "manifest.json").write_text(json.dumps({**manifest, **changes}))
 
-    write(format=8)
+    write(format=7)
     with pytest.raises(ValueError, match=r"manifest.json: not a tpred checkpoint of format 4 "
-                                         r"or 5 or 6 or 7 \(found 8\)"):
+                                         r"or 5 or 6 \(found 7\)"):
         tpred.load(folder)
     (ckpt / "manifest.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"manifest.json: not a readable checkpoint manifest"):
@@ -166,7 +166,7 @@ def test_a_damaged_checkpoint_is_a_clear_error(saved, tmp_path):
     write(weights=None, check_atol=None)
     del_keys = {k: v for k, v in manifest.items() if k != "seeds"}
     (ckpt / "manifest.json").write_text(json.dumps(del_keys))
-    with pytest.raises(ValueError, match=r"a format-7 manifest lacks \['seeds'\]"):
+    with pytest.raises(ValueError, match=r"a format-6 manifest lacks \['seeds'\]"):
         tpred.load(folder)
     write(tables={k: v for k, v in manifest["tables"].items() if k != "scores"})
     with pytest.raises(ValueError, match=r"'tables' lacks \['scores'\]"):

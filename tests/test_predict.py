@@ -182,7 +182,7 @@ def test_checkpoint_round_trip_keeps_config_zoo_ensembles_and_calibration(run, t
     for method in run.methods:  # predictions after loading equal those before saving, exactly
         pd.testing.assert_frame_equal(loaded.predict(datasets=new, scores=scores, method=method),
                                       run.predict(datasets=new, scores=scores, method=method))
-    assert load_checkpoint(path)["format"] == 7
+    assert load_checkpoint(path)["format"] == 6
 
 
 def test_load_rejects_missing_unreadable_and_foreign_files(tmp_path):
@@ -381,7 +381,7 @@ def test_a_format_5_calibration_reads_with_no_level_term(tmp_path):
 
     cal = Calibration(0.03, 0.04, 10, ("d",), (0.1, 0.2), (0.68, 0.95), 0.01, 2.0)
     entry = _calibration_to_dict(cal)
-    assert _calibration_from_dict(entry, tmp_path, 7) == cal
+    assert _calibration_from_dict(entry, tmp_path, 6) == cal
     del entry["level_weight"]
     assert _calibration_from_dict(entry, tmp_path, 5).level_weight == 0.0
     with pytest.raises(ValueError, match=r"a calibration entry is malformed \(KeyError"):
@@ -455,85 +455,6 @@ def test_pair_kinds_by_hand():
     known = pd.DataFrame({"model": ["m0", "m1"], "dataset": ["d0", "d1"]})
     pairs = pd.DataFrame({"model": ["m0", "m0", "m9", "m9"], "dataset": ["d1", "d9", "d0", "d9"]})
     assert list(pair_kinds(pairs, known)) == ["known", "dataset", "model", "both"]
-
-
-def _cells_calibration(level_weight: float = 2.0) -> Calibration:
-    from tpred.checkpoint import KindCalibration
-
-    return Calibration(0.03, 0.04, 10, ("d",), (0.1, 0.2), (0.68, 0.95), 0.01, level_weight,
-                       KindCalibration(0.05, 0.02, 30, (0.3, 0.5), (0.68, 0.95)))
-
-
-def test_a_missing_cell_gets_the_cells_form_by_hand():
-    cal = _cells_calibration()
-    std = np.full(4, 0.01)                        # relative spread 1 (reference 0.01)
-    level = np.full(4, 0.015)                     # level term 2 x 0.015 = 0.03
-    kinds = np.array(["known", "dataset", "model", "both"], dtype=object)
-    # known: sqrt(0.05² + 0.02²), no level term; the others sqrt(0.03² + 0.04² + 0.03²)
-    np.testing.assert_allclose(cal.apply(std, level, kinds),
-                               np.sqrt([0.0029, 0.0034, 0.0034, 0.0034]))
-    np.testing.assert_allclose(cal.apply(std, level), np.sqrt(0.0034))   # no kinds given
-    old = replace(cal, cells=None)                                        # format 6: one form
-    np.testing.assert_allclose(old.apply(std, level, kinds), np.sqrt(0.0034))
-    with pytest.raises(ValueError, match=r"unknown pair kind\(s\) \['cold'\]"):
-        cal.apply(std, level, np.array(["cold"] * 4, dtype=object))
-    assert cal.describe() == (
-        "sqrt((0.03 x std / 0.01)^2 + 0.040^2 + (2 x level spread)^2); missing cells "
-        "sqrt((0.05 x std / 0.01)^2 + 0.020^2), at most 0.5")
-
-
-def test_a_format_7_calibration_round_trips_and_format_6_reads_without_the_cells_form(tmp_path):
-    import json
-
-    from tpred.checkpoint import _calibration_from_dict, _calibration_to_dict
-
-    cal = _cells_calibration()
-    entry = json.loads(json.dumps(_calibration_to_dict(cal)))
-    assert _calibration_from_dict(entry, tmp_path) == cal
-    older = {k: v for k, v in entry.items() if k != "cells"}
-    assert _calibration_from_dict(older, tmp_path, 6) == replace(cal, cells=None)
-    with pytest.raises(ValueError, match=r"a calibration entry is malformed \(KeyError"):
-        _calibration_from_dict(older, tmp_path, 7)
-
-
-def test_validation_cells_by_hand():
-    from tpred.checkpoint import validation_cells
-
-    pairs = pd.DataFrame({"model": [f"m{i % 10}" for i in range(200)],
-                          "dataset": [f"d{i // 10}" for i in range(200)]})
-    held = validation_cells(pairs, seed=0, share=0.2)
-    assert held.sum() == 40                                   # 0.2 of 200
-    np.testing.assert_array_equal(held, validation_cells(pairs, seed=0, share=0.2))
-    assert validation_cells(pairs, seed=0, share=0.05).sum() == 20     # at least 20
-    assert validation_cells(pairs.iloc[:30], seed=0).sum() == 15       # at most half
-
-
-def test_calibration_fits_a_form_for_missing_cells(zoo):
-    """The cells form is fitted to 68.27 % of its own validation cells (pairs whose model and
-    dataset keep records); `cells=False` leaves it out and keeps the new-dataset form as is."""
-    cfg = _config()
-    split = make_splits("cold-dataset", zoo, 0, cfg.protocol)[0]
-    cal = calibrate(zoo, cfg, "gnn", split.train)
-    cells = cal.cells
-    assert cells is not None and cells.num_pairs >= 20 and cells.scale > 0
-    assert (NORMAL_COVERAGE[1] - 1.5 / cells.num_pairs <= cells.coverage_calibrated[0]
-            <= NORMAL_COVERAGE[1] + 1.5 / cells.num_pairs)
-    one = calibrate(zoo, cfg, "gnn", split.train, cells=False)
-    assert one == replace(cal, cells=None)
-
-
-def test_run_predict_gives_a_missing_cell_the_cells_form(run, new_zoo):
-    """Floors only, so each pair's std is its form's floor: a pair of the run's model and
-    dataset gets the cells form, a new dataset's pairs the other."""
-    from tpred.checkpoint import KindCalibration
-
-    forms = Calibration(float("nan"), 0.01, 10, ("d",), (0.1, 0.2), (0.68, 0.95), 1.0, 0.0,
-                        KindCalibration(float("nan"), 0.02, 30, (0, 0), (0.68, 0.95)))
-    floors = Run(run.config, run.zoo, run.ensembles, {"gnn": forms})
-    datasets = new_zoo.datasets.reset_index()
-    pairs = pd.DataFrame({"model": ["m0", "m1", "m0"], "dataset": ["d0", "d3", "nd0"]})
-    out = floors.predict(datasets=datasets, scores=_scores_for(run.zoo, new_zoo), pairs=pairs)
-    np.testing.assert_array_equal(out["std"], [0.02, 0.02, 0.01])
 
 
 # ------------------------------------------------------------------------ predict / API

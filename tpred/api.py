@@ -45,9 +45,8 @@ the column and the value; a DataFrame row r is line r + 2, as in the CSV it woul
 Default pairs: each new dataset × every model (old and new) and each new model × every dataset,
 except pairs with a record (their accuracy is known). Standard deviations are those of the seed
 ensemble (`tpred.checkpoint`) calibrated by the run's calibration (which also widens it where the
-levels of the pair's dataset's most similar training datasets disagree; a missing cell, whose
-model and dataset both have records, has a form of its own: `tpred.checkpoint.pair_kinds`); NaN
-for a method with a single member (additive, lr, mf, knn, score).
+levels of the pair's dataset's most similar training datasets disagree); NaN for a method with
+a single member (additive, lr, mf, knn, score).
 """
 
 from __future__ import annotations
@@ -67,7 +66,6 @@ from tpred.checkpoint import (
     ensemble_predict,
     knn_level_spreads,
     load_checkpoint,
-    pair_kinds,
     save_checkpoint,
 )
 from tpred.config import NodeFeatureConfig, TrainConfig
@@ -355,7 +353,7 @@ class Run:
         if calibrated and (calibration := self.calibration.get(method)) is not None:
             level = (knn_level_spreads(self._level_knn(), pairs, zoo)
                      if calibration.level_weight > 0 else None)
-            std = calibration.apply(std, level, pair_kinds(pairs, ext.zoo.records))
+            std = calibration.apply(std, level)
         return pd.DataFrame({"model": pairs["model"].to_numpy(dtype=object),
                              "dataset": pairs["dataset"].to_numpy(dtype=object),
                              "predicted": mean, "std": std}).astype({"model": str,

@@ -1,6 +1,6 @@
 """Checkpoints of a run: every method fitted on all known records for every seed, as an ensemble.
 
-A checkpoint is a folder (`<run>/checkpoint/`, format 7) whose files run no code when read:
+A checkpoint is a folder (`<run>/checkpoint/`, format 6) whose files run no code when read:
 
     manifest.json        format, tpred version, the config (`TrainConfig.to_dict()`), seeds, the
                          members of each method (seed; where its learned state is), the std
@@ -26,7 +26,7 @@ refuses the checkpoint instead of predicting something else.
 Format 3 (tpred before safe checkpoints) is one joblib pickle (`checkpoint.pkl`) of
 `{"format": 3, "tpred_version", "config", "zoo", "seeds", "ensembles", "calibration"}`.
 Unpickling runs whatever code the file holds, so it is loaded only with `trust=True`
-(`--trust`); `tpred.load(old, trust=True).save(folder)` rewrites it as format 7. Formats 1 and 2
+(`--trust`); `tpred.load(old, trust=True).save(folder)` rewrites it as format 6. Formats 1 and 2
 are refused (their gnn networks lack the neighbour-residual inputs; retrain). Format 4 is format
 5 without the calibrations' `reference` (before 2026-12-02): it is read, and its std keeps the
 absolute form it was calibrated with (`Calibration.reference` NaN). A tpred that reads format 4
@@ -34,8 +34,6 @@ only refuses format 5, rather than apply a scale fitted to a relative spread to 
 Format 5 is format 6 without the calibrations' `level_weight` (before 2026-12-03): it is read
 with weight 0 (no level term, the std it was calibrated with); a tpred that reads format 5 only
 refuses format 6, rather than drop the level term and report a std narrower than fitted.
-Format 6 is format 7 without the calibrations' missing-cell form (before 2026-12-03): it is read
-with missing cells on the one form (as it was calibrated).
 
 A method whose predictor has a `seed` hyper-parameter (the gnn) is fitted once per seed of
 `cfg.seeds`; the members' predictions give a mean and a standard deviation per pair (for a gnn
@@ -60,12 +58,7 @@ correlation with |error| on inner cold datasets was 0.10, the level spread's 0.3
 from `LEVEL_WEIGHTS` by the normal log-likelihood of the validation pairs
 (`fit_level_calibration`; w = 0 is the form without it), and is 0 with fewer than
 `LEVEL_MIN_DATASETS` validation datasets. Validation datasets are held out
-with all their records, as a new dataset arrives in use (the cold-dataset protocol). Missing
-cells (a pair whose model and dataset both have records, `pair_kinds`) have a form of their
-own, sqrt((scale · std / reference)² + floor²), fitted on validation cells held out of one more
-ensemble fit (`validation_cells`, the random protocol's way): the new-dataset form covered
-86–91 % of the cells of a dense zoo within ±1 std, not 68 % (bench/README.md, "A form for
-missing cells"). New models, and new models on new datasets, get the new-dataset form.
+with all their records, as a new dataset arrives in use (the cold-dataset protocol).
 bench/README.md ("A relative ensemble spread", "The spread of the neighbours' levels") has the
 inner validation of this form.
 """
@@ -104,10 +97,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT = 7
+FORMAT = 6
 #: formats of checkpoint folders read (4: calibrations without a reference spread; 5: without
-#: a level weight; 6: without the missing-cell form)
-FOLDER_FORMATS = (4, 5, 6, 7)
+#: a level weight)
+FOLDER_FORMATS = (4, 5, 6)
 #: formats of the old pickle checkpoints still read (with trust=True)
 PICKLE_FORMATS = (3,)
 #: the checkpoint folder in a run folder, and the old pickle file
@@ -145,15 +138,13 @@ MAX_STD = 0.5
 MIN_CALIBRATION_PAIRS = 20
 #: folds of validation datasets a calibration pools (each one ensemble fit per seed)
 CALIBRATION_FOLDS = 3
-#: share of the training records the missing-cell form holds out (`validation_cells`)
-CELL_SHARE = 0.2
 
 
 #: kinds of pair a prediction is for (`pair_kinds`): both ends have records ("known", a
 #: missing cell), only the model ("dataset": a new dataset), only the dataset ("model": a new
-#: model), neither ("both"). Missing cells have a calibrated form of their own
-#: (`Calibration.cells`), the others share the one fitted on new datasets (bench/README.md, "A
-#: calibrated form per kind of pair", "A form for missing cells").
+#: model), neither ("both"). One calibrated form serves them all (fitted on new datasets);
+#: bench/README.md, "A calibrated form per kind of pair" and "A form for missing cells", has
+#: its coverage on each kind and the forms per kind that were tried.
 PAIR_KINDS = ("known", "dataset", "model", "both")
 
 
@@ -164,26 +155,6 @@ def pair_kinds(pairs: pd.DataFrame, known: pd.DataFrame) -> np.ndarray:
     has_dataset = pairs["dataset"].isin(known["dataset"]).to_numpy()
     return np.select([has_model & has_dataset, has_model, has_dataset],
                      ["known", "dataset", "model"], "both").astype(object)
-
-
-@dataclass(frozen=True)
-class KindCalibration:
-    """Scale and floor of the calibrated std for one other kind of pair (missing cells: pairs
-    whose model and dataset both have records), fitted on validation pairs of that kind
-    (`calibrate`). No level term: the pair's dataset has records, so its level is known.
-
-    Attributes:
-        scale, floor: as `Calibration`'s, for this kind's pairs.
-        num_pairs: validation pairs of this kind it was fitted on.
-        coverage_raw, coverage_calibrated: ±1 and ±2 std coverage of those pairs, raw and
-            calibrated.
-    """
-
-    scale: float
-    floor: float
-    num_pairs: int
-    coverage_raw: tuple[float, float]
-    coverage_calibrated: tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -202,10 +173,6 @@ class Calibration:
         reference: the reference spread of the ensemble it is applied to (`reference_spread`
             of the final members); NaN in checkpoints written before it existed, whose scale
             multiplies the std itself.
-        level_weight: w of the level term (0: none).
-        cells: scale and floor for missing cells, pairs whose model and dataset both have
-            records (`pair_kinds` "known"); None: they get the form above (checkpoints before
-            format 7, or too few validation cells).
     """
 
     scale: float
@@ -216,19 +183,15 @@ class Calibration:
     coverage_calibrated: tuple[float, float]
     reference: float = float("nan")
     level_weight: float = 0.0
-    cells: KindCalibration | None = None
 
-    def apply(self, std: np.ndarray, level: np.ndarray | None = None,
-              kinds: np.ndarray | None = None) -> np.ndarray:
+    def apply(self, std: np.ndarray, level: np.ndarray | None = None) -> np.ndarray:
         """The calibrated std of ensemble stds [P] (`calibrated_std` of std / reference, with
         the pairs' dataset level spreads `level` [P] when `level_weight` > 0), at most
-        `MAX_STD`. `kinds` [P] (`pair_kinds`; default: none is a missing cell): pairs of kind
-        "known" get the `cells` form where there is one.
+        `MAX_STD`.
 
         Raises:
-            ValueError: `level_weight` > 0 and no `level` given; an unknown kind.
+            ValueError: `level_weight` > 0 and no `level` given.
         """
-        relative = relative_spread(std, self.reference)
         extra = None
         if self.level_weight > 0:
             if level is None:
@@ -236,27 +199,16 @@ class Calibration:
                                  f"(weight {self.level_weight:g}); pass each pair's dataset "
                                  "level spread (`level_spreads`)")
             extra = self.level_weight * np.asarray(level, dtype=np.float64)
-        sigma = calibrated_std(relative, self.scale, self.floor, extra)
-        if kinds is not None:
-            kinds = np.asarray(kinds, dtype=object)
-            if unknown := set(kinds) - set(PAIR_KINDS):
-                raise ValueError(f"Calibration.apply: unknown pair kind(s) {sorted(unknown)}; "
-                                 f"expected {PAIR_KINDS}")
-            if self.cells is not None and (cell := kinds == "known").any():
-                sigma[cell] = calibrated_std(relative[cell], self.cells.scale,
-                                             self.cells.floor)
-        return np.minimum(sigma, MAX_STD)
+        return np.minimum(calibrated_std(relative_spread(std, self.reference), self.scale,
+                                         self.floor, extra), MAX_STD)
 
     def describe(self) -> str:
         """The formula `apply` computes, with its numbers (for a command's summary line)."""
         std = "std" if math.isnan(self.reference) else f"std / {self.reference:.3g}"
         level = (f" + ({self.level_weight:g} x level spread)^2" if self.level_weight > 0
                  else "")
-        text = f"sqrt(({self.scale:.3g} x {std})^2 + {self.floor:.3f}^2{level})"
-        if self.cells is not None:
-            text += (f"; missing cells sqrt(({self.cells.scale:.3g} x {std})^2 + "
-                     f"{self.cells.floor:.3f}^2)")
-        return f"{text}, at most {MAX_STD}"
+        return (f"sqrt(({self.scale:.3g} x {std})^2 + {self.floor:.3f}^2{level}), at most "
+                f"{MAX_STD}")
 
 
 def relative_spread(std: np.ndarray, reference: float) -> np.ndarray:
@@ -442,32 +394,15 @@ def validation_folds(train_pairs: pd.DataFrame, num_folds: int, seed: int, count
     return [[units[i] for i in sorted(part)] for part in parts]
 
 
-def validation_cells(train_pairs: pd.DataFrame, seed: int, share: float | None = None
-                     ) -> np.ndarray:
-    """Which training pairs a calibration holds out as missing cells: `share` of them (default
-    `CELL_SHARE`; at least `MIN_CALIBRATION_PAIRS`, at most half), drawn at random (seed), as
-    the random protocol draws its test records. Shapes: train_pairs [R] -> [R] bool."""
-    share = CELL_SHARE if share is None else share
-    count = min(max(round(share * len(train_pairs)), MIN_CALIBRATION_PAIRS),
-                len(train_pairs) // 2)
-    held = np.zeros(len(train_pairs), dtype=bool)
-    held[np.random.default_rng(seed).choice(len(train_pairs), count, replace=False)] = True
-    return held
-
-
 def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame | None = None,
               *, seeds: Sequence[int] | None = None,
-              members: Sequence[Predictor] | None = None,
-              cells: bool = True) -> Calibration | None:
-    """Fit the std calibration of `method`'s seed ensemble on validation datasets and cells
-    carved from the training pairs (module docstring).
+              members: Sequence[Predictor] | None = None) -> Calibration | None:
+    """Fit the std calibration of `method`'s seed ensemble on validation datasets carved from
+    the training pairs (module docstring).
 
     Each of `CALIBRATION_FOLDS` folds of validation datasets (`validation_folds`) is held out in
     turn: the ensemble is fitted on the rest, predicts the fold, and its std is divided by that
     ensemble's `reference_spread`. Scale and floor are fitted on all folds' pairs together.
-    Then one more fit holds out validation cells (`validation_cells`); those whose model and
-    dataset keep records in that fit (missing cells, `pair_kinds` "known") get a scale and
-    floor of their own (`Calibration.cells`; none with fewer than `MIN_CALIBRATION_PAIRS`).
 
     Args:
         zoo: the zoo; only the records of `train_pairs` are read.
@@ -477,8 +412,6 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
         seeds: ensemble seeds (default `cfg.seeds`); the first also draws the folds.
         members: the ensemble the calibration is for (fitted on `train_pairs`), whose reference
             spread it keeps; default: fitted here.
-        cells: fit the missing-cell form (False: one form for every pair, as before checkpoint
-            format 7, and one ensemble fit fewer).
 
     Returns:
         The calibration, or None when the ensemble has a single member (no spread to scale).
@@ -510,7 +443,6 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
     sigma = calibrated_std(relative, scale, floor, weight * level)
     raw = (coverage(true, mean, std, 1), coverage(true, mean, std, 2))
     cal = (coverage(true, mean, sigma, 1), coverage(true, mean, sigma, 2))
-    cell_form = (_calibrate_cells(zoo, cfg, method, train_pairs, seeds) if cells else None)
     if members is None:
         members = fit_members(zoo, cfg, method, train_pairs, seeds=seeds)
     reference = reference_spread(members, train_pairs, chunks, seeds[0])
@@ -523,38 +455,7 @@ def calibrate(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame
              "level weight %g, reference spread %.3g, coverage ±1/±2 std %.3f/%.3f raw, "
              "%.3f/%.3f calibrated", method, len(true), len(folds), scale, floor, weight,
              reference, *raw, *cal)
-    if cell_form is not None:
-        log.info("calibration of %s, missing cells (%d validation pairs): scale %.3g, floor "
-                 "%.3g, coverage ±1/±2 std %.3f/%.3f raw, %.3f/%.3f calibrated", method,
-                 cell_form.num_pairs, cell_form.scale, cell_form.floor,
-                 *cell_form.coverage_raw, *cell_form.coverage_calibrated)
-    return Calibration(scale, floor, len(true), tuple(held), raw, cal, reference, weight,
-                       cell_form)
-
-
-def _calibrate_cells(zoo: Zoo, cfg: TrainConfig, method: str, train_pairs: pd.DataFrame,
-                     seeds: Sequence[int]) -> KindCalibration | None:
-    """The missing-cell form of `calibrate`: the ensemble fitted without `validation_cells`,
-    scale and floor fitted on those whose model and dataset keep records (None with fewer than
-    `MIN_CALIBRATION_PAIRS` of them)."""
-    chunks = cfg.protocol.num_folds
-    is_val = validation_cells(train_pairs, seeds[0])
-    fit_pairs = train_pairs[~is_val].reset_index(drop=True)
-    val_pairs = train_pairs[is_val].reset_index(drop=True)
-    val_pairs = val_pairs[pair_kinds(val_pairs, fit_pairs) == "known"].reset_index(drop=True)
-    if len(val_pairs) < MIN_CALIBRATION_PAIRS:
-        log.info("calibration of %s: %d validation cells (fewer than %d), so missing cells get "
-                 "the new-dataset form", method, len(val_pairs), MIN_CALIBRATION_PAIRS)
-        return None
-    fold_members = fit_members(zoo, cfg, method, fit_pairs, seeds=seeds)
-    mean, std = ensemble_predict(fold_members, val_pairs)
-    true = zoo.accuracy(val_pairs)
-    relative = relative_spread(std, reference_spread(fold_members, fit_pairs, chunks, seeds[0]))
-    scale, floor = fit_calibration(true, mean, relative)
-    sigma = calibrated_std(relative, scale, floor)
-    return KindCalibration(scale, floor, len(true),
-                           (coverage(true, mean, std, 1), coverage(true, mean, std, 2)),
-                           (coverage(true, mean, sigma, 1), coverage(true, mean, sigma, 2)))
+    return Calibration(scale, floor, len(true), tuple(held), raw, cal, reference, weight)
 
 
 # ---------------------------------------------------------------------------------- fitting
@@ -642,7 +543,7 @@ def save_checkpoint(path: str | Path, cfg: TrainConfig, zoo: Zoo,
                     ensembles: dict[str, list[Predictor]],
                     calibration: dict[str, Calibration] | None = None, *,
                     train_pairs: pd.DataFrame | None = None) -> Path:
-    """Write a checkpoint folder (format 7, see the module docstring) and return its path.
+    """Write a checkpoint folder (format 6, see the module docstring) and return its path.
 
     Args:
         path: the folder to write (replaced atomically if it exists); by convention
@@ -908,33 +809,20 @@ def _calibration_to_dict(cal: Calibration) -> dict[str, Any]:
             "num_pairs": int(cal.num_pairs), "datasets": list(cal.datasets),
             "coverage_raw": [_json_float(v) for v in cal.coverage_raw],
             "coverage_calibrated": [_json_float(v) for v in cal.coverage_calibrated],
-            "reference": _json_float(cal.reference), "level_weight": float(cal.level_weight),
-            "cells": None if cal.cells is None else {
-                "scale": _json_float(cal.cells.scale), "floor": _json_float(cal.cells.floor),
-                "num_pairs": int(cal.cells.num_pairs),
-                "coverage_raw": [_json_float(v) for v in cal.cells.coverage_raw],
-                "coverage_calibrated": [_json_float(v) for v in cal.cells.coverage_calibrated]}}
+            "reference": _json_float(cal.reference), "level_weight": float(cal.level_weight)}
 
 
 def _calibration_from_dict(values: dict[str, Any], path: Path, fmt: int = FORMAT
                            ) -> Calibration:
     """A manifest's calibration entry; format 4 has no reference spread (NaN: absolute std),
-    formats 4 and 5 no level weight (0: no level term), formats 4–6 no missing-cell form (None:
-    missing cells get the one form, as they were calibrated)."""
-    def kind(entry: dict[str, Any] | None) -> KindCalibration | None:
-        return None if entry is None else KindCalibration(
-            float(entry["scale"]), float(entry["floor"]), int(entry["num_pairs"]),
-            tuple(map(float, entry["coverage_raw"])),
-            tuple(map(float, entry["coverage_calibrated"])))
-
+    formats 4 and 5 no level weight (0: no level term)."""
     try:
         return Calibration(float(values["scale"]), float(values["floor"]),
                            int(values["num_pairs"]), tuple(map(str, values["datasets"])),
                            tuple(map(float, values["coverage_raw"])),
                            tuple(map(float, values["coverage_calibrated"])),
                            float(values["reference"]) if fmt >= 5 else float("nan"),
-                           float(values["level_weight"]) if fmt >= 6 else 0.0,
-                           kind(values["cells"]) if fmt >= 7 else None)
+                           float(values["level_weight"]) if fmt >= 6 else 0.0)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path / MANIFEST}: a calibration entry is malformed "
                          f"({type(err).__name__}: {err})") from None

@@ -158,12 +158,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def fit_final(zoo: Zoo, cfg: TrainConfig, methods: Sequence[str], out_dir: Path, *,
               progress: bool = True) -> tuple[Path | None, dict[str, str]]:
     """Fit every method on all known records (once per seed for seeded methods), calibrate
-    their std on validation datasets and cells carved from those records, and write the
-    checkpoint.
+    their std on validation datasets carved from those records, and write the checkpoint.
 
     This is the most expensive step of a run after the evaluation itself: every method is
-    fitted again, on every record, and the seeded ones calibrated with `CALIBRATION_FOLDS` + 1
-    more fits per seed (the last for the missing-cell form).
+    fitted again, on every record, and the seeded ones calibrated with `CALIBRATION_FOLDS`
+    more fits per seed.
     A method whose fitting or calibration raises is left out (and reported); the others are
     saved.
 
