@@ -108,6 +108,12 @@ class TextEmbedder(TransformerMixin, BaseEstimator):
         return np.asarray([f"dim{k}" for k in range(self.dim_)], dtype=object)
 
 
+def _text_step(col: str) -> str:
+    """The `ColumnTransformer` step name of text column `col` (its features `text_<col>__dim<k>`;
+    `text_weight` addresses the step by it)."""
+    return f"text_{col}"
+
+
 class NodeFeaturizer(TransformerMixin, BaseEstimator):
     """Metadata frame of one node type -> features [N, F] float32 (see the module docstring).
 
@@ -142,7 +148,7 @@ class NodeFeaturizer(TransformerMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray(self.config.columns, dtype=object)
         transformers = self._transformers()
         if transformers:
-            weights = ({f"text_{col}": self.config.text_weight for col in self.config.text}
+            weights = ({_text_step(col): self.config.text_weight for col in self.config.text}
                        if self.config.text_weight != 1.0 else None)
             self.column_transformer_ = ColumnTransformer(transformers, remainder="drop",
                                                          sparse_threshold=0.0,
@@ -201,7 +207,7 @@ class NodeFeaturizer(TransformerMixin, BaseEstimator):
             embed = TextEmbedder(self.encoder, column=col)
             step = (embed if self.text_scaling == "none"
                     else Pipeline([("embed", embed), ("scale", StandardScaler())]))
-            steps.append((f"text_{col}", step, [self._str_name(col)]))
+            steps.append((_text_step(col), step, [self._str_name(col)]))
         return steps
 
     def _str_name(self, col: str) -> str:

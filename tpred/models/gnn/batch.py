@@ -30,6 +30,7 @@ from torch_geometric.data import HeteroData
 
 from tpred.graph import DATASET, MODEL, RECORD, message_graph
 from tpred.models.gnn.baseline import Baseline, PriorNeighbours, fit_baseline
+from tpred.models.gnn.target import to_target
 from tpred.models.neighbours import (
     neighbour_level,
     neighbour_order,
@@ -85,6 +86,8 @@ class RecordGraph:
         data: `build_graph`'s `HeteroData`; its `RECORD` edges are the records that may be
             message edges or targets, `edge_label` their accuracies.
         model_index, dataset_index: node ids (positions are node numbers).
+        target_scale: (squeeze, scale) of the scale the network learns on (`gnn/target.py`);
+            `rec_acc` holds the records on it.
         gram: per node type, the Gram matrix of node features (None: no features), for the
             baseline's feature prior.
         kernels: the similarities of the neighbour terms (each with the diagonal at -inf, so a
@@ -105,6 +108,7 @@ class RecordGraph:
     data: HeteroData
     model_index: pd.Index
     dataset_index: pd.Index
+    target_scale: tuple[float, float]
     gram: dict[str, np.ndarray | None]
     kernels: list[Kernel]
     zmean_term: bool = False
@@ -115,9 +119,11 @@ class RecordGraph:
 
     def __post_init__(self) -> None:
         src, dst = self.data[RECORD].edge_index.numpy()
-        #: record edges as arrays [E]: model, dataset, accuracy (float64 of the graph's float32)
+        #: record edges as arrays [E]: model, dataset, accuracy on the learning scale
+        #: (`to_target` of the float64 of the graph's float32 accuracies)
         self.rec_src, self.rec_dst = src, dst
-        self.rec_acc = self.data[RECORD].edge_label.numpy().astype(np.float64)
+        self.rec_acc = to_target(self.data[RECORD].edge_label.numpy().astype(np.float64),
+                                 *self.target_scale)
 
     @property
     def num_gated(self) -> int:

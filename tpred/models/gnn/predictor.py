@@ -45,7 +45,7 @@ from tpred.models.gnn.batch import (
 )
 from tpred.models.gnn.minibatch import fit_large, predict_large, use_minibatch
 from tpred.models.gnn.network import GNNNet
-from tpred.models.gnn.target import from_target, to_target
+from tpred.models.gnn.target import from_target
 from tpred.models.gnn.trainer import (
     cross_validation_folds,
     draw_message_split,
@@ -414,8 +414,8 @@ class GNNPredictor:
             return no_level_moves()
         if self.config.logit_squeeze:
             level = base.mu + base.dataset_effect                             # [D], logit
-            shift = (from_target(level + shift, *self._target_scale())
-                     - from_target(level, *self._target_scale()))
+            scale = self._target_scale()
+            shift = from_target(level + shift, *scale) - from_target(level, *scale)
         new = base.dataset_degree == 0                                        # [D]
         return pd.Series(shift[new], index=pd.Index(g.dataset_index[new], name="dataset"),
                          name="shift")
@@ -521,13 +521,10 @@ class GNNPredictor:
             for t, order, weight in ((MODEL, near.model_order, near.model_weight),
                                      (DATASET, near.dataset_order, near.dataset_weight)):
                 prior[t] = None if order is None else PriorNeighbours(order, weight, k)
-        g = RecordGraph(data, zoo.model_ids, zoo.dataset_ids, gram, kernels,
-                        zmean_term=self.config.zmean_term, attention=self.config.attention,
-                        level_terms=self.config.level_terms, prior_neighbours=prior,
-                        features_kernel=near)
-        # the record accuracies on the scale the network learns on (`gnn/target.py`)
-        g.rec_acc = to_target(g.rec_acc, *self._target_scale())
-        return g
+        return RecordGraph(data, zoo.model_ids, zoo.dataset_ids, self._target_scale(), gram,
+                           kernels, zmean_term=self.config.zmean_term,
+                           attention=self.config.attention, level_terms=self.config.level_terms,
+                           prior_neighbours=prior, features_kernel=near)
 
     def _target_scale(self) -> tuple[float, float]:
         """The learning scale (`gnn/target.py`): `config.logit_squeeze`, `config.logit_scale`."""
