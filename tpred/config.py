@@ -293,10 +293,6 @@ class GNNConfig:
     #: two records per fold; `val_shrink` applies to the single split only
     cv_max_records: NonNegativeInt = 500
     cv_folds: Annotated[int, Range(lo=2)] = 5
-    #: the share of the training datasets whose records go whole into one cross-validation
-    #: fold, so that the pooled validation loss also sees datasets without records (as a new
-    #: dataset is); the other records are dealt to the folds one by one. 0: single records only
-    cv_cold_share: Probability = 0.0
     num_threads: PositiveInt | None = None
     #: targets per training step on mini-batches with sampled neighbourhoods
     #: (tpred/models/gnn/minibatch.py); None: full batch unless the graph is large

@@ -307,21 +307,6 @@ def test_cross_validation_folds_partition_the_records_evenly():
     assert not np.array_equal(fold, np.arange(12) % 5)             # shuffled
 
 
-def test_cross_validation_folds_hold_a_share_of_datasets_whole():
-    dst = np.repeat(np.arange(4), 5)                    # 4 datasets x 5 records
-    for seed in range(5):
-        fold = trainer.cross_validation_folds(20, 3, np.random.default_rng(seed), dst, 0.5)
-        whole = [d for d in range(4) if len(set(fold[dst == d])) == 1]
-        assert len(whole) >= 2                          # round(0.5 * 4) datasets at least
-        assert len({int(fold[dst == d][0]) for d in whole}) >= 2  # dealt to different folds
-        sizes = np.bincount(fold, minlength=3)
-        assert sizes.max() - sizes.min() <= 1, sizes    # the other records even them out
-    # share 0: the single-record folds, draw for draw
-    np.testing.assert_array_equal(
-        trainer.cross_validation_folds(20, 3, np.random.default_rng(0), dst, 0.0),
-        trainer.cross_validation_folds(20, 3, np.random.default_rng(0)))
-
-
 def test_small_graphs_cross_validate_one_network_per_fold_stopped_together(zoo):
     train, test = _split(zoo)
     cv = replace(FAST, cv_max_records=len(train), cv_folds=3)

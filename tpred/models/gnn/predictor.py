@@ -259,8 +259,7 @@ class GNNPredictor:
             return draw
 
         if self._cross_validates():
-            fold = cross_validation_folds(len(g.rec_dst), cfg.cv_folds, rng, g.rec_dst,
-                                          cfg.cv_cold_share)
+            fold = cross_validation_folds(len(g.rec_dst), cfg.cv_folds, rng)
             nets, draws, val_batches = [], [], []
             for k, fold_rng in enumerate(rng.spawn(cfg.cv_folds)):
                 fit_idx, val_idx = np.flatnonzero(fold != k), np.flatnonzero(fold == k)

@@ -176,29 +176,10 @@ def train_cross_validated(nets: list[GNNNet], draws: list[Callable[[], GNNBatch]
     return [(state, best_epoch) for state in best]
 
 
-def cross_validation_folds(num_edges: int, num_folds: int, rng: np.random.Generator,
-                           dst: np.ndarray | None = None, cold_share: float = 0.0
+def cross_validation_folds(num_edges: int, num_folds: int, rng: np.random.Generator
                            ) -> np.ndarray:
-    """Fold id in [0, num_folds) of each record edge [E], the folds as equal as they can be.
-
-    With `cold_share` > 0, that share of the datasets (`dst` [E], the record edges' dataset
-    positions; at most one dataset per fold fewer than the folds need records for) go whole
-    into a fold each, dealt round the folds; the remaining records fill the smallest folds.
-    """
-    if not cold_share:
-        return rng.permutation(np.arange(num_edges) % num_folds)
-    assert dst is not None
-    fold = np.full(num_edges, -1)
-    sizes = np.zeros(num_folds, dtype=int)
-    datasets = rng.permutation(np.unique(dst))
-    for i, d in enumerate(datasets[:int(round(cold_share * len(datasets)))]):
-        fold[dst == d] = i % num_folds
-        sizes[i % num_folds] += int((dst == d).sum())
-    for e in rng.permutation(np.flatnonzero(fold < 0)):
-        k = int(np.argmin(sizes))
-        fold[e] = k
-        sizes[k] += 1
-    return fold
+    """Fold id in [0, num_folds) of each record edge [E], the folds as equal as they can be."""
+    return rng.permutation(np.arange(num_edges) % num_folds)
 
 
 def shrink_to_start(net: GNNNet, val_batch: GNNBatch, start_gate: Tensor, z: float = 0.0
